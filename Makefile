@@ -1,0 +1,52 @@
+# HITA: `make run` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+USERS ?= 100000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt migrate seed bench coverage clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install HITA with its dev and embedded extras
+
+run: $(STAMP) ## start the service (embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set)
+	$(BIN)/hita serve
+
+test: $(STAMP) ## run the whole test suite
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check hita tests scripts
+	$(BIN)/ruff format --check hita tests scripts
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## format and fix what ruff can
+	$(BIN)/ruff format hita tests scripts
+	$(BIN)/ruff check --fix hita tests scripts
+
+migrate: $(STAMP) ## apply pending migrations
+	$(BIN)/hita migrate
+
+seed: $(STAMP) ## load USERS realistic users (default 100000)
+	$(BIN)/hita seed --users $(USERS)
+
+bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
+	$(BIN)/python scripts/bench_dashboard.py
+
+coverage: $(STAMP) ## the test suite with a coverage report
+	$(BIN)/pytest --cov --cov-report=term
+
+clean: ## remove the virtualenv, embedded data and caches
+	rm -rf $(VENV) .hita .pytest_cache .mypy_cache .ruff_cache .hypothesis htmlcov .coverage
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

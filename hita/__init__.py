@@ -1,0 +1,3 @@
+"""HITA, the ITT Hotel API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from hita.cli import main
+
+sys.exit(main())

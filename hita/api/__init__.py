@@ -1,0 +1,1 @@
+"""HTTP: thin handlers, schemas and middlewares. Calls services; no SQL, no Redis."""

@@ -1,0 +1,81 @@
+"""Every error becomes the contract's JSON body, with the right status.
+
+Domain errors map to statuses in ``ERROR_TO_HTTP_STATUS``; aiohttp's own HTTP
+errors (unknown route, wrong method, body too large) keep their status and get
+our body; anything unexpected is logged with its traceback while the client
+gets a generic 500 that echoes nothing of the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from aiohttp import web
+
+from hita import errors
+from hita.api.responses import json_error
+from hita.api.typedefs import Handler
+
+log = logging.getLogger(__name__)
+
+ERROR_TO_HTTP_STATUS: Final[dict[type[errors.HitaError], int]] = {
+    errors.InvalidInput: 400,
+    errors.NotAuthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.BusinessRuleViolation: 422,
+    errors.DependencyUnavailable: 503,
+}
+
+_HTTP_MESSAGES: Final = {
+    404: "Resource not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+}
+
+
+def status_for(exc: errors.HitaError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TO_HTTP_STATUS:
+            return ERROR_TO_HTTP_STATUS[cls]
+    return 500
+
+
+def error_response(exc: errors.HitaError) -> web.Response:
+    status = status_for(exc)
+    extra: dict[str, object] = {}
+    if isinstance(exc, errors.InvalidInput) and exc.details:
+        extra["details"] = exc.details
+    if isinstance(exc, errors.CacheUnavailable):
+        extra["cache_available"] = False
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    response = json_error(status, exc.public_message, **extra)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.Response:
+    message = _HTTP_MESSAGES.get(exc.status) or exc.reason
+    response = json_error(exc.status, message)
+    for header in ("Allow", "WWW-Authenticate"):
+        if header in exc.headers:
+            response.headers[header] = exc.headers[header]
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.HitaError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(exc)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "Internal server error")

@@ -1,0 +1,50 @@
+"""Request context: a request id for every log line, and one access line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Final
+
+from aiohttp import web
+
+from hita.api.typedefs import Handler
+from hita.logs import request_id_var
+
+log = logging.getLogger("hita.access")
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+_CLIENT_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route (``/v1.0/user/{user_id}``), never the raw path, so that
+    metrics and logs grouped by route stay bounded whatever clients send."""
+    info = request.match_info
+    resource = info.route.resource if info.http_exception is None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = offered if _CLIENT_REQUEST_ID_RE.fullmatch(offered) else uuid.uuid4().hex
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        log.info(
+            "%s %s %d %.1fms",
+            request.method,
+            request.path,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+        request_id_var.reset(token)

@@ -1,0 +1,41 @@
+"""``hita``: the command line, a thin shell over the same services as the API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from hita.cli import config_cmd, migrate_cmd, serve_cmd
+from hita.config import ConfigError, load_config
+from hita.errors import HitaError
+from hita.logs import setup_logging
+
+COMMANDS = (serve_cmd, migrate_cmd, config_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hita", description="HITA, the ITT Hotel API")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(os.environ if environ is None else environ)
+    except ConfigError as exc:
+        print(f"hita: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    try:
+        code: int = args.run(args, config)
+    except HitaError as exc:
+        print(f"hita: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code

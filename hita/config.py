@@ -1,0 +1,392 @@
+"""Typed configuration, read from an environment mapping and a profile.
+
+Precedence, lowest first: the built-in defaults of ``SETTINGS``, the profile
+``config/<HITA_ENV>.toml`` (whose keys are the same names), the environment.
+``load_config`` takes the mapping as an argument and reads nothing else, so
+tests build whole ``Config`` objects and compare them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import quote
+
+from hita import constants as c
+
+PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+ENVIRONMENTS: Final = ("development", "production", "test")
+_KEY_PREFIX_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str | None
+    help: str
+
+
+def _s(name: str, default: object, help_: str) -> Setting:
+    return Setting(name, None if default is None else str(default), help_)
+
+
+# Every environment variable HITA reads, with its default. README's table is
+# generated from this list (`hita config --markdown`) and a test keeps them equal.
+SETTINGS: Final[tuple[Setting, ...]] = (
+    _s("HITA_ENV", "development", "profile: development, production or test"),
+    _s("HITA_CONFIG_DIR", None, "folder of the profile files (default: the checkout's config/)"),
+    _s("HITA_DATA_DIR", ".hita", "where the embedded PostgreSQL and Redis keep their data"),
+    _s("HOST", c.DEFAULT_HOST, "address the HTTP server binds"),
+    _s("PORT", c.DEFAULT_PORT, "port the HTTP server binds"),
+    _s("CLIENT_MAX_SIZE", c.CLIENT_MAX_SIZE_BYTES, "largest request body accepted, bytes"),
+    _s("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    _s("LOG_FORMAT", "text", "text (readable lines) or json (one object per line)"),
+    _s("DATABASE_URL", None, "PostgreSQL DSN; unset: start the embedded PostgreSQL"),
+    _s("DB_POOL_MIN_SIZE", c.DB_POOL_MIN_SIZE, "asyncpg pool: connections kept open"),
+    _s("DB_POOL_MAX_SIZE", c.DB_POOL_MAX_SIZE, "asyncpg pool: most connections"),
+    _s("DB_CONNECT_TIMEOUT_S", c.DB_CONNECT_TIMEOUT_S, "seconds to open a connection"),
+    _s("DB_COMMAND_TIMEOUT_S", c.DB_COMMAND_TIMEOUT_S, "seconds a statement may run"),
+    _s("DB_ACQUIRE_TIMEOUT_S", c.DB_ACQUIRE_TIMEOUT_S, "seconds to wait for a free connection"),
+    _s("DB_STARTUP_ATTEMPTS", c.DB_STARTUP_ATTEMPTS, "connection attempts at start-up"),
+    _s("DB_AUTO_MIGRATE", "true", "apply pending migrations when the service starts"),
+    _s("REDIS_URL", None, "redis://, rediss:// or unix:// URL; wins over REDIS_HOST"),
+    _s("REDIS_HOST", None, "Redis host; unset with REDIS_URL unset: start the embedded Redis"),
+    _s("REDIS_PORT", 6379, "Redis port (with REDIS_HOST)"),
+    _s("REDIS_DB", 0, "Redis database number (with REDIS_HOST)"),
+    _s("REDIS_PASSWORD", None, "Redis password (with REDIS_HOST)"),
+    _s("REDIS_MAX_CONNECTIONS", c.REDIS_MAX_CONNECTIONS, "Redis pool size"),
+    _s("REDIS_SOCKET_TIMEOUT_MS", c.REDIS_SOCKET_TIMEOUT_MS, "per-command Redis timeout, ms"),
+    _s("REDIS_CONNECT_TIMEOUT_MS", c.REDIS_CONNECT_TIMEOUT_MS, "Redis connect timeout, ms"),
+    _s("REDIS_POOL_TIMEOUT_MS", c.REDIS_POOL_TIMEOUT_MS, "wait for a free Redis connection, ms"),
+    _s("CACHE_KEY_PREFIX", "", "prefix of every cache key, for a shared Redis"),
+    _s("CACHE_BREAKER_FAILURES", c.BREAKER_FAILURE_THRESHOLD, "consecutive failures that open it"),
+    _s("CACHE_BREAKER_OPEN_S", c.BREAKER_OPEN_S, "seconds the breaker stays open"),
+    _s("CACHE_LEASE_TTL_MS", c.LEASE_TTL_MS, "how long a loader holds a key's lease, ms"),
+    _s("CACHE_LEASE_WAIT_MS", c.LEASE_WAIT_MS, "how long a reader waits for another loader, ms"),
+    _s("CACHE_XFETCH_BETA", c.XFETCH_BETA, "early recomputation eagerness (0 disables)"),
+    _s("CACHE_PENDING_MAX_USERS", c.PENDING_INVALIDATIONS_MAX_USERS, "pending user ids kept"),
+    _s("USER_STATS_TTL", c.USER_STATS_TTL_S, "user statistics TTL, seconds"),
+    _s("USER_LIST_TTL", c.USER_LIST_TTL_S, "user list TTL, seconds"),
+    _s("USER_DETAILS_TTL", c.USER_DETAILS_TTL_S, "user details TTL, seconds"),
+    _s("DASHBOARD_STATS_TTL", c.DASHBOARD_STATS_TTL_S, "dashboard statistics TTL, seconds"),
+    _s("SUPERADMIN_USER_LIST_TTL", c.SUPERADMIN_USER_LIST_TTL_S, "superadmin list TTL, seconds"),
+    _s("NEGATIVE_CACHE_TTL", c.NEGATIVE_CACHE_TTL_S, "TTL of a cached 'not found', seconds"),
+    _s("STATS_REFRESH_ENABLED", "true", "run the scheduled statistics refresh"),
+    _s("STATS_REFRESH_INTERVAL_S", None, "refresh interval; unset: 80% of the shortest stats TTL"),
+    _s("STATS_REFRESH_JITTER", 0.1, "random fraction added to or taken from each interval"),
+    _s("WARMUP_TIMEOUT_S", 5.0, "how long start-up waits for the cache warm-up, seconds"),
+    _s("JWT_SECRET", None, "HS256 signing secret; required (32+ bytes) in production"),
+    _s("JWT_TTL_S", c.JWT_TTL_S, "access token lifetime, seconds"),
+    _s("ARGON2_TIME_COST", 3, "argon2id passes"),
+    _s("ARGON2_MEMORY_KIB", 65536, "argon2id memory, KiB"),
+    _s("ARGON2_PARALLELISM", 4, "argon2id lanes"),
+)
+_SETTING_NAMES: Final = frozenset(s.name for s in SETTINGS)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    host: str
+    port: int
+    client_max_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str | None = field(repr=False)  # None: the embedded server supplies it
+    pool_min_size: int
+    pool_max_size: int
+    connect_timeout_s: float
+    command_timeout_s: float
+    acquire_timeout_s: float
+    startup_attempts: int
+    auto_migrate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str | None = field(repr=False)  # None: the embedded server supplies it
+    max_connections: int
+    socket_timeout_s: float
+    connect_timeout_s: float
+    pool_timeout_s: float
+    key_prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTTLs:
+    user_stats: int
+    user_list: int
+    user_details: int
+    dashboard_stats: int
+    superadmin_user_list: int
+    negative: int
+
+    def for_type(self, cache_type: str) -> int:
+        ttl = getattr(self, cache_type, None)
+        if not isinstance(ttl, int):
+            raise KeyError(cache_type)
+        return ttl
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    failure_threshold: int
+    open_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    ttls: CacheTTLs
+    breaker: BreakerConfig
+    lease_ttl_ms: int
+    lease_wait_ms: int
+    xfetch_beta: float
+    pending_max_users: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshConfig:
+    enabled: bool
+    interval_s: float
+    jitter: float
+    warmup_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    jwt_secret: str = field(repr=False)
+    jwt_ttl_s: int
+    argon2_time_cost: int
+    argon2_memory_kib: int
+    argon2_parallelism: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    env: str
+    data_dir: Path
+    log_level: str
+    log_format: str
+    http: HttpConfig
+    database: DatabaseConfig
+    redis: RedisConfig
+    cache: CacheConfig
+    refresh: RefreshConfig
+    auth: AuthConfig
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+class _Values:
+    """Resolved raw values with typed, validating accessors."""
+
+    def __init__(self, raw: Mapping[str, str | None]) -> None:
+        self._raw = raw
+
+    def optional(self, name: str) -> str | None:
+        value = self._raw.get(name)
+        return value if value not in (None, "") else None
+
+    def text(self, name: str) -> str:
+        value = self._raw.get(name)
+        if value is None:
+            raise ConfigError(f"{name} is required")
+        return value
+
+    def integer(self, name: str, *, minimum: int = 0) -> int:
+        text = self.text(name)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, not {text!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    def number(self, name: str, *, minimum: float = 0.0) -> float:
+        text = self.text(name)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {text!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        text = self.text(name).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, not {text!r}")
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name).strip()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+
+def config_dir(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HITA_CONFIG_DIR") or PROJECT_ROOT / "config")
+
+
+def read_profile(directory: Path, env: str) -> dict[str, str]:
+    path = directory / f"{env}.toml"
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"profile {path} not found (set HITA_CONFIG_DIR)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"profile {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - _SETTING_NAMES)
+    if unknown:
+        raise ConfigError(f"profile {path} sets unknown settings: {', '.join(unknown)}")
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}
+
+
+def redis_url_from(values: _Values) -> str | None:
+    """REDIS_URL wins; else REDIS_HOST/PORT/DB/PASSWORD as in the seed; else None."""
+    url = values.optional("REDIS_URL")
+    if url is not None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return url
+    host = values.optional("REDIS_HOST")
+    if host is None:
+        return None
+    password = values.optional("REDIS_PASSWORD")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    port = values.integer("REDIS_PORT", minimum=1)
+    db = values.integer("REDIS_DB")
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+def _key_prefix(prefix: str) -> str:
+    """A prefix is part of every key and every SCAN pattern: no glob or hash-tag characters."""
+    if not _KEY_PREFIX_RE.fullmatch(prefix):
+        raise ConfigError("CACHE_KEY_PREFIX may hold only letters, digits and _ . : -")
+    return prefix
+
+
+def _auth(values: _Values, env: str) -> AuthConfig:
+    secret = values.optional("JWT_SECRET")
+    if env == "production":
+        if secret is None or secret == c.DEV_JWT_SECRET:
+            raise ConfigError("JWT_SECRET must be set to a real secret in production")
+        if len(secret.encode()) < c.JWT_MIN_SECRET_BYTES:
+            raise ConfigError(f"JWT_SECRET must be at least {c.JWT_MIN_SECRET_BYTES} bytes")
+    return AuthConfig(
+        jwt_secret=secret or c.DEV_JWT_SECRET,
+        jwt_ttl_s=values.integer("JWT_TTL_S", minimum=1),
+        argon2_time_cost=values.integer("ARGON2_TIME_COST", minimum=1),
+        argon2_memory_kib=values.integer("ARGON2_MEMORY_KIB", minimum=8),
+        argon2_parallelism=values.integer("ARGON2_PARALLELISM", minimum=1),
+    )
+
+
+def _cache(values: _Values) -> CacheConfig:
+    ttls = CacheTTLs(
+        user_stats=values.integer("USER_STATS_TTL", minimum=1),
+        user_list=values.integer("USER_LIST_TTL", minimum=1),
+        user_details=values.integer("USER_DETAILS_TTL", minimum=1),
+        dashboard_stats=values.integer("DASHBOARD_STATS_TTL", minimum=1),
+        superadmin_user_list=values.integer("SUPERADMIN_USER_LIST_TTL", minimum=1),
+        negative=values.integer("NEGATIVE_CACHE_TTL", minimum=1),
+    )
+    return CacheConfig(
+        ttls=ttls,
+        breaker=BreakerConfig(
+            failure_threshold=values.integer("CACHE_BREAKER_FAILURES", minimum=1),
+            open_s=values.number("CACHE_BREAKER_OPEN_S"),
+        ),
+        lease_ttl_ms=values.integer("CACHE_LEASE_TTL_MS", minimum=1),
+        lease_wait_ms=values.integer("CACHE_LEASE_WAIT_MS"),
+        xfetch_beta=values.number("CACHE_XFETCH_BETA"),
+        pending_max_users=values.integer("CACHE_PENDING_MAX_USERS", minimum=1),
+    )
+
+
+def _refresh(values: _Values, ttls: CacheTTLs) -> RefreshConfig:
+    interval = values.optional("STATS_REFRESH_INTERVAL_S")
+    return RefreshConfig(
+        enabled=values.flag("STATS_REFRESH_ENABLED"),
+        interval_s=(
+            values.number("STATS_REFRESH_INTERVAL_S", minimum=0.1)
+            if interval is not None
+            else 0.8 * min(ttls.user_stats, ttls.dashboard_stats)
+        ),
+        jitter=values.number("STATS_REFRESH_JITTER"),
+        warmup_timeout_s=values.number("WARMUP_TIMEOUT_S"),
+    )
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Build the configuration from ``environ`` (usually ``os.environ``)."""
+    env = environ.get("HITA_ENV") or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"HITA_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+    raw: dict[str, str | None] = {s.name: s.default for s in SETTINGS}
+    raw.update(read_profile(config_dir(environ), env))
+    raw.update({k: v for k, v in environ.items() if k in _SETTING_NAMES})
+    values = _Values(raw)
+
+    database_url = values.optional("DATABASE_URL")
+    redis_url = redis_url_from(values)
+    if env == "production" and (database_url is None or redis_url is None):
+        raise ConfigError("production needs DATABASE_URL and REDIS_URL (or REDIS_HOST)")
+    cache = _cache(values)
+    return Config(
+        env=env,
+        data_dir=Path(values.text("HITA_DATA_DIR")),
+        log_level=values.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_format=values.choice("LOG_FORMAT", ("text", "json")),
+        http=HttpConfig(
+            host=values.text("HOST"),
+            port=values.integer("PORT"),
+            client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
+        ),
+        database=DatabaseConfig(
+            url=database_url,
+            pool_min_size=values.integer("DB_POOL_MIN_SIZE"),
+            pool_max_size=values.integer("DB_POOL_MAX_SIZE", minimum=1),
+            connect_timeout_s=values.number("DB_CONNECT_TIMEOUT_S", minimum=0.1),
+            command_timeout_s=values.number("DB_COMMAND_TIMEOUT_S", minimum=0.1),
+            acquire_timeout_s=values.number("DB_ACQUIRE_TIMEOUT_S", minimum=0.1),
+            startup_attempts=values.integer("DB_STARTUP_ATTEMPTS", minimum=1),
+            auto_migrate=values.flag("DB_AUTO_MIGRATE"),
+        ),
+        redis=RedisConfig(
+            url=redis_url,
+            max_connections=values.integer("REDIS_MAX_CONNECTIONS", minimum=1),
+            socket_timeout_s=values.integer("REDIS_SOCKET_TIMEOUT_MS", minimum=1) / 1000,
+            connect_timeout_s=values.integer("REDIS_CONNECT_TIMEOUT_MS", minimum=1) / 1000,
+            pool_timeout_s=values.integer("REDIS_POOL_TIMEOUT_MS", minimum=1) / 1000,
+            key_prefix=_key_prefix(values.text("CACHE_KEY_PREFIX")),
+        ),
+        cache=cache,
+        refresh=_refresh(values, cache.ttls),
+        auth=_auth(values, env),
+    )
+
+
+def settings_markdown() -> str:
+    """The README's table of environment variables."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default not in (None, "") else "(unset)"
+        lines.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Named numbers and names, each with its unit, defined once."""
+
+from typing import Final
+
+API_PREFIX: Final = "/v1.0"
+
+# Cache types (the seed's five key families).
+USER_STATS: Final = "user_stats"
+USER_LIST: Final = "user_list"
+USER_DETAILS: Final = "user_details"
+DASHBOARD_STATS: Final = "dashboard_stats"
+SUPERADMIN_USER_LIST: Final = "superadmin_user_list"
+CACHE_TYPES: Final = (USER_STATS, USER_LIST, USER_DETAILS, DASHBOARD_STATS, SUPERADMIN_USER_LIST)
+# The four families invalidated as a whole, in O(1), through a generation token.
+NAMESPACES: Final = (USER_STATS, USER_LIST, DASHBOARD_STATS, SUPERADMIN_USER_LIST)
+
+# Seed TTLs (the profile-less defaults), in seconds.
+USER_STATS_TTL_S: Final = 300  # 5 minutes
+USER_LIST_TTL_S: Final = 60  # 1 minute
+USER_DETAILS_TTL_S: Final = 180  # 3 minutes
+DASHBOARD_STATS_TTL_S: Final = 600  # 10 minutes
+SUPERADMIN_USER_LIST_TTL_S: Final = 900  # 15 minutes
+NEGATIVE_CACHE_TTL_S: Final = 15  # "not found" is remembered briefly
+
+# Redis client.
+REDIS_MAX_CONNECTIONS: Final = 32
+REDIS_SOCKET_TIMEOUT_MS: Final = 250  # request path: a slow cache is a missing cache
+REDIS_CONNECT_TIMEOUT_MS: Final = 250
+REDIS_POOL_TIMEOUT_MS: Final = 250  # bounded wait for a free connection
+REDIS_HEALTH_CHECK_INTERVAL_S: Final = 30
+
+# Circuit breaker.
+BREAKER_FAILURE_THRESHOLD: Final = 5  # consecutive failures that open it
+BREAKER_OPEN_S: Final = 2.0  # cool-down before a half-open probe
+
+# Stampede protection.
+LEASE_TTL_MS: Final = 10_000  # how long a loader may hold a key's lease
+LEASE_WAIT_MS: Final = 1_000  # how long a reader waits for another loader
+XFETCH_BETA: Final = 1.0  # Vattani et al.: 1.0 is the paper's default
+
+# Invalidations that could not reach Redis.
+PENDING_INVALIDATIONS_MAX_USERS: Final = 1_000  # beyond this, all user details go
+
+# PostgreSQL.
+DB_POOL_MIN_SIZE: Final = 2
+DB_POOL_MAX_SIZE: Final = 20
+DB_CONNECT_TIMEOUT_S: Final = 3.0
+DB_COMMAND_TIMEOUT_S: Final = 10.0
+DB_ACQUIRE_TIMEOUT_S: Final = 3.0
+DB_STARTUP_ATTEMPTS: Final = 3
+
+# HTTP.
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8080
+CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
+SHUTDOWN_TIMEOUT_S: Final = 10.0
+
+# Auth.
+JWT_ALGORITHM: Final = "HS256"
+JWT_TTL_S: Final = 3600  # 1 hour
+JWT_MIN_SECRET_BYTES: Final = 32
+MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB
+DEV_JWT_SECRET: Final = "hita-development-secret-do-not-use-in-production"  # noqa: S105

@@ -1,0 +1,1 @@
+"""PostgreSQL: the pool, migrations and repositories. Knows nothing of Redis or HTTP."""

@@ -1,0 +1,130 @@
+"""The asyncpg pool behind one boundary that turns driver errors into ours.
+
+Connection-level failures (refused, reset, server shutting down, timeouts)
+become ``DatabaseUnavailable`` here and nowhere else; query errors such as a
+unique violation pass through for the repositories to interpret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from hita.config import DatabaseConfig
+from hita.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+    asyncpg.exceptions.InterfaceError,  # the connection was closed under us
+)
+
+
+def describe_dsn(dsn: str) -> str:
+    """Where a DSN points, without its password."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or ""
+    if not host:
+        for item in parts.query.split("&"):
+            if item.startswith("host="):
+                host = item.removeprefix("host=")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host or 'localhost'}{port}{parts.path}"
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float) -> None:
+        self._pool = pool
+        self._acquire_timeout_s = acquire_timeout_s
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+                yield conn
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("database unavailable: %s", exc.__class__.__name__)
+            raise DatabaseUnavailable() from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+            return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        async with self.connection() as conn:
+            status: str = await conn.execute(sql, *args)
+            return status
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        async with self.connection() as conn:
+            await conn.executemany(sql, args)
+
+    async def ping(self, timeout_s: float = 1.0) -> bool:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return bool(await self.fetchval("SELECT 1"))
+        except (DatabaseUnavailable, TimeoutError):
+            return False
+
+
+async def create_pool(config: DatabaseConfig) -> asyncpg.Pool:
+    """Open the pool with a few logged attempts, then fail with one clear line."""
+    if config.url is None:
+        raise DatabaseUnavailable("DATABASE_URL is not set")
+    where = describe_dsn(config.url)
+    last: BaseException | None = None
+    for attempt in range(1, config.startup_attempts + 1):
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                config.url,
+                min_size=config.pool_min_size,
+                max_size=config.pool_max_size,
+                timeout=config.connect_timeout_s,
+                command_timeout=config.command_timeout_s,
+            )
+        except (
+            *UNAVAILABLE_ERRORS,
+            asyncpg.exceptions.InvalidCatalogNameError,
+            asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+        ) as exc:
+            last = exc
+            log.warning(
+                "PostgreSQL at %s: attempt %d/%d failed: %s",
+                where,
+                attempt,
+                config.startup_attempts,
+                exc or exc.__class__.__name__,
+            )
+            if attempt < config.startup_attempts:
+                await asyncio.sleep(0.2 * 2**attempt)
+        else:
+            log.info("PostgreSQL pool open at %s", where)
+            return pool
+    reason = str(last) or last.__class__.__name__
+    raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}") from last

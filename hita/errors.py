@@ -1,0 +1,63 @@
+"""Domain errors. The HTTP layer maps them to statuses in one table
+(``hita.api.errors.ERROR_TO_HTTP_STATUS``); nothing below the API knows HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+class HitaError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    message = "Request failed"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+
+    @property
+    def public_message(self) -> str:
+        return str(self)
+
+
+class InvalidInput(HitaError):
+    message = "Invalid input"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        details: Mapping[str, Sequence[str] | Mapping[str, object]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.details = dict(details or {})
+
+
+class NotAuthenticated(HitaError):
+    message = "Authentication required"
+
+
+class PermissionDenied(HitaError):
+    message = "You are not allowed to do this"
+
+
+class NotFound(HitaError):
+    message = "Not found"
+
+
+class Conflict(HitaError):
+    message = "Conflict"
+
+
+class BusinessRuleViolation(HitaError):
+    message = "Business rule violated"
+
+
+class DependencyUnavailable(HitaError):
+    message = "A dependency is unavailable"
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    message = "Database not available"
+
+
+class CacheUnavailable(DependencyUnavailable):
+    message = "Redis cache not available"

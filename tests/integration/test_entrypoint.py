@@ -1,0 +1,133 @@
+"""The real entry point in a subprocess: what `make run` does on a fresh machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_ROOT
+from tests.integration.test_health import closed_port
+
+pytestmark = pytest.mark.slow
+
+START_BUDGET_S = 60.0
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="e", dir=TEST_ROOT))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def service_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_HOST", "HITA_ENV")
+    }
+    env.update(
+        HITA_ENV="development",
+        HITA_DATA_DIR=str(data_dir),
+        PORT=str(port),
+        WARMUP_TIMEOUT_S="0",
+        **extra,
+    )
+    return env
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (checked, never killed)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if str(path) in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def get_health(port: int) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1.0/health", timeout=2) as r:
+            body: dict[str, object] = json.loads(r.read())
+            return body
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def test_serve_starts_embedded_servers_and_sigint_leaves_nothing_behind(data_dir: Path) -> None:
+    port = closed_port()
+    log_path = data_dir / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hita", "serve"],
+            env=service_env(data_dir, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        started = time.monotonic()
+        health = None
+        while time.monotonic() - started < START_BUDGET_S and proc.poll() is None:
+            health = get_health(port)
+            if health is not None:
+                break
+            time.sleep(0.2)
+        assert health is not None, "no answer from /v1.0/health within 60 s"
+        assert health["database"] == {"status": "ok"}
+        assert health["cache"] == {"status": "ok"}
+        assert any("postgres" in p for p in processes_using(data_dir))
+        assert any("redis-server" in p for p in processes_using(data_dir))
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log_path.read_text()
+    assert "Traceback" not in output, output
+    assert processes_using(data_dir) == []
+
+
+def test_unreachable_database_fails_fast_with_one_clear_line(data_dir: Path) -> None:
+    env = service_env(
+        data_dir,
+        closed_port(),
+        DATABASE_URL=f"postgresql://hita@127.0.0.1:{closed_port()}/hita",
+        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "hita", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 20
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("hita: cannot connect to PostgreSQL at 127.0.0.1:"), result.stderr
+    assert "Traceback" not in result.stderr

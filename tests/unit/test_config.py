@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from hita import constants as c
+from hita.config import (
+    PROJECT_ROOT,
+    AuthConfig,
+    BreakerConfig,
+    CacheConfig,
+    CacheTTLs,
+    Config,
+    ConfigError,
+    DatabaseConfig,
+    HttpConfig,
+    RedisConfig,
+    RefreshConfig,
+    load_config,
+    settings_markdown,
+)
+
+SECRET = "s" * 40
+
+
+def test_development_defaults_are_the_seed_development_profile() -> None:
+    config = load_config({})
+    assert config == Config(
+        env="development",
+        data_dir=Path(".hita"),
+        log_level="INFO",
+        log_format="text",
+        http=HttpConfig(host="127.0.0.1", port=8080, client_max_size=1024 * 1024),
+        database=DatabaseConfig(
+            url=None,
+            pool_min_size=2,
+            pool_max_size=20,
+            connect_timeout_s=3.0,
+            command_timeout_s=10.0,
+            acquire_timeout_s=3.0,
+            startup_attempts=3,
+            auto_migrate=True,
+        ),
+        redis=RedisConfig(
+            url=None,
+            max_connections=32,
+            socket_timeout_s=0.25,
+            connect_timeout_s=0.25,
+            pool_timeout_s=0.25,
+            key_prefix="",
+        ),
+        cache=CacheConfig(
+            ttls=CacheTTLs(
+                user_stats=60,
+                user_list=30,
+                user_details=180,
+                dashboard_stats=120,
+                superadmin_user_list=900,
+                negative=15,
+            ),
+            breaker=BreakerConfig(failure_threshold=5, open_s=2.0),
+            lease_ttl_ms=10_000,
+            lease_wait_ms=1_000,
+            xfetch_beta=1.0,
+            pending_max_users=1_000,
+        ),
+        refresh=RefreshConfig(enabled=True, interval_s=0.8 * 60, jitter=0.1, warmup_timeout_s=5.0),
+        auth=AuthConfig(
+            jwt_secret=c.DEV_JWT_SECRET,
+            jwt_ttl_s=3600,
+            argon2_time_cost=3,
+            argon2_memory_kib=65536,
+            argon2_parallelism=4,
+        ),
+    )
+
+
+def test_production_profile_has_the_seed_production_ttls() -> None:
+    config = load_config(
+        {
+            "HITA_ENV": "production",
+            "JWT_SECRET": SECRET,
+            "DATABASE_URL": "postgresql://db/hita",
+            "REDIS_URL": "redis://cache:6379/0",
+        }
+    )
+    assert config.cache.ttls == CacheTTLs(
+        user_stats=600,
+        user_list=300,
+        user_details=180,
+        dashboard_stats=1800,
+        superadmin_user_list=900,
+        negative=15,
+    )
+    assert config.log_format == "json"
+    assert config.database.auto_migrate is False
+
+
+def test_every_ttl_is_overridable_by_its_environment_variable() -> None:
+    config = load_config(
+        {
+            "USER_STATS_TTL": "11",
+            "USER_LIST_TTL": "12",
+            "USER_DETAILS_TTL": "13",
+            "DASHBOARD_STATS_TTL": "14",
+            "SUPERADMIN_USER_LIST_TTL": "15",
+            "NEGATIVE_CACHE_TTL": "16",
+        }
+    )
+    assert config.cache.ttls == CacheTTLs(11, 12, 13, 14, 15, 16)
+    assert config.cache.ttls.for_type("user_details") == 13
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "JWT_SECRET must be set"),
+        ({"JWT_SECRET": c.DEV_JWT_SECRET}, "JWT_SECRET must be set"),
+        ({"JWT_SECRET": "short"}, "at least 32 bytes"),
+    ],
+)
+def test_production_refuses_to_start_without_a_real_secret(
+    environ: dict[str, str], message: str
+) -> None:
+    base = {
+        "HITA_ENV": "production",
+        "DATABASE_URL": "postgresql://db/h",
+        "REDIS_URL": "redis://r:6379/0",
+    }
+    with pytest.raises(ConfigError, match=message):
+        load_config(base | environ)
+
+
+def test_production_refuses_the_embedded_servers() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL and REDIS_URL"):
+        load_config({"HITA_ENV": "production", "JWT_SECRET": SECRET})
+
+
+def test_redis_url_wins_over_the_seed_host_settings() -> None:
+    config = load_config({"REDIS_URL": "unix:///tmp/r.sock?db=2", "REDIS_HOST": "elsewhere"})
+    assert config.redis.url == "unix:///tmp/r.sock?db=2"
+
+
+def test_redis_host_settings_build_a_url_with_an_escaped_password() -> None:
+    config = load_config(
+        {
+            "REDIS_HOST": "cache",
+            "REDIS_PORT": "6380",
+            "REDIS_DB": "3",
+            "REDIS_PASSWORD": "p@ss/word",
+        }
+    )
+    assert config.redis.url == "redis://:p%40ss%2Fword@cache:6380/3"
+
+
+def test_secrets_stay_out_of_the_repr() -> None:
+    config = load_config(
+        {
+            "JWT_SECRET": SECRET,
+            "DATABASE_URL": "postgresql://u:pw@h/d",
+            "REDIS_URL": "redis://:pw@h:6379/0",
+        }
+    )
+    text = repr(config)
+    assert SECRET not in text
+    assert "pw" not in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PORT": "eighty"}, "PORT must be an integer"),
+        ({"USER_LIST_TTL": "0"}, "USER_LIST_TTL must be at least 1"),
+        ({"HITA_ENV": "staging"}, "HITA_ENV must be one of"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of"),
+        ({"STATS_REFRESH_ENABLED": "maybe"}, "must be true or false"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL must start with"),
+        ({"CACHE_KEY_PREFIX": "a*"}, "CACHE_KEY_PREFIX may hold only"),
+    ],
+)
+def test_bad_values_are_named_in_the_error(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ)
+
+
+def test_a_profile_with_an_unknown_setting_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "development.toml").write_text("USER_STATS_TTLL = 5\n")
+    with pytest.raises(ConfigError, match="unknown settings: USER_STATS_TTLL"):
+        load_config({"HITA_CONFIG_DIR": str(tmp_path)})
+
+
+def test_refresh_interval_defaults_to_80_percent_of_the_shortest_stats_ttl() -> None:
+    config = load_config({"USER_STATS_TTL": "100", "DASHBOARD_STATS_TTL": "1000"})
+    assert config.refresh.interval_s == pytest.approx(80.0)
+    explicit = load_config({"STATS_REFRESH_INTERVAL_S": "2.5"})
+    assert explicit.refresh.interval_s == 2.5
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert settings_markdown() in readme
+
+
+def test_config_is_frozen() -> None:
+    config = load_config({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.env = "production"  # type: ignore[misc]
