@@ -16,6 +16,7 @@ from hita.api.routes import setup_routes
 from hita.appkeys import CACHE, CONFIG, DATABASE
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
+from hita.cache.keys import KeyBuilder
 from hita.config import Config
 from hita.db.database import Database, create_pool
 from hita.db.migrate import apply_migrations
@@ -45,7 +46,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 await apply_migrations(conn)
         app[DATABASE] = database
 
-        cache = RedisCache(create_redis(config.redis))
+        cache = RedisCache(
+            create_redis(config.redis), config.cache, KeyBuilder(config.redis.key_prefix)
+        )
         stack.push_async_callback(cache.aclose)
         app[CACHE] = cache
         log.info("resources ready")

@@ -119,3 +119,14 @@ def make_config(**overrides: str) -> Config:
 @pytest.fixture
 def config(clean_database: str, clean_redis: str) -> Config:
     return make_config(DATABASE_URL=clean_database, REDIS_URL=clean_redis, DB_AUTO_MIGRATE="false")
+
+
+@pytest.fixture
+def own_redis(session_dir: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server this test owns by PID, to pause, kill and restart."""
+    root = Path(tempfile.mkdtemp(prefix="r", dir=session_dir))
+    server = EmbeddedRedis(root)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,89 @@
+"""One behaviour suite, two backends: fakeredis and a real Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+
+from hita.cache.client import RedisCache
+from hita.cache.connection import create_redis
+from hita.cache.keys import KeyBuilder
+from hita.config import CacheConfig
+from tests.conftest import make_config
+
+
+def cache_config(**changes: object) -> CacheConfig:
+    return dataclasses.replace(make_config().cache, **changes)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class Backend:
+    name: str
+    redis: Redis
+    make: Callable[..., RedisCache]
+    caches: list[RedisCache] = dataclasses.field(default_factory=list)
+    fake_server: fakeredis.FakeServer | None = None
+
+    def disconnect(self) -> None:
+        assert self.fake_server is not None
+        self.fake_server.connected = False
+
+    def reconnect(self) -> None:
+        assert self.fake_server is not None
+        self.fake_server.connected = True
+
+    async def close(self) -> None:
+        for cache in self.caches:
+            await cache.aclose()
+        await self.redis.aclose()
+
+
+def fake_backend_factory() -> Backend:
+    server = fakeredis.FakeServer()
+
+    def make(**changes: object) -> RedisCache:
+        cache = RedisCache(
+            fakeredis.FakeAsyncRedis(server=server), cache_config(**changes), KeyBuilder()
+        )
+        made.caches.append(cache)
+        return cache
+
+    made = Backend("fake", fakeredis.FakeAsyncRedis(server=server), make, fake_server=server)
+    return made
+
+
+async def real_backend_factory(url: str) -> Backend:
+    config = make_config(REDIS_URL=url)
+    redis = Redis.from_url(url)
+    await redis.flushdb()
+
+    def make(**changes: object) -> RedisCache:
+        cache = RedisCache(create_redis(config.redis), cache_config(**changes), KeyBuilder())
+        made.caches.append(cache)
+        return cache
+
+    made = Backend("real", redis, make)
+    return made
+
+
+@pytest.fixture(params=["fake", "real"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "fake":
+        made = fake_backend_factory()
+    else:
+        made = await real_backend_factory(request.getfixturevalue("redis_url"))
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def fake_backend() -> AsyncIterator[Backend]:
+    """fakeredis, whose server can be disconnected on demand."""
+    made = fake_backend_factory()
+    yield made
+    made.reconnect()
+    await made.close()
