@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
@@ -27,7 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from hita.cache import scripts
 from hita.cache.breaker import BreakerState, CircuitBreaker
 from hita.cache.codec import MISS, Entry, decode, encode, new_token
-from hita.cache.keys import AnyKey, Key, KeyBuilder, Namespace, NamespacedKey
+from hita.cache.keys import AnyKey, Key, KeyBuilder, Namespace, NamespacedKey, check_name
+from hita.cache.inspect import KeyCounts, RedisInfo
 from hita.cache.pending import PendingInvalidations
 from hita.cache.stats import CacheStats
 from hita.config import CacheConfig
@@ -117,6 +118,7 @@ class RedisCache:
         self._fill_script = redis.register_script(scripts.FILL)
         self._release_script = redis.register_script(scripts.RELEASE)
         self._generation_script = redis.register_script(scripts.GENERATION)
+        self._claim_slot_script = redis.register_script(scripts.CLAIM_SLOT)
 
     # -- plumbing -------------------------------------------------------------
 
@@ -211,30 +213,23 @@ class RedisCache:
         self.stats[key.cache_type].sets += 1
         return True
 
-    async def delete(self, key: Key) -> bool:
+    async def delete(self, key: Key, *, cause: str = "code") -> bool:
         """Remove one entry. False means Redis could not be reached: the
         deletion is remembered and applied before the cache serves reads again."""
-        result = await self._call(
-            key.cache_type, "delete", lambda: self._redis.unlink(key.redis_key)
-        )
-        if isinstance(result, _Failed):
-            self._defer(lambda p: p.add_key(key, self.keys.pattern(key.cache_type)))
-            return False
-        self.stats[key.cache_type].invalidations += 1
-        return True
+        return await self.invalidate(keys=[key], cause=cause)
 
-    async def delete_pattern(self, pattern: str) -> int:
+    async def delete_pattern(self, pattern: str, *, cause: str = "code") -> int:
         """Remove every key matching ``pattern`` with SCAN and batched UNLINK
         (never KEYS, which blocks Redis for every client). Returns the count;
         0 with the pattern remembered when Redis could not be reached."""
         cache_type = self._check_pattern(pattern)
+        self.stats.invalidated(cache_type, cause)
         result = await self._call(
             cache_type, "delete_pattern", lambda: self._unlink_matching(pattern)
         )
         if isinstance(result, _Failed):
             self._defer(lambda p: p.add_pattern(pattern))
             return 0
-        self.stats[cache_type].invalidations += 1
         return result
 
     async def exists(self, key: Key) -> bool:
@@ -285,19 +280,91 @@ class RedisCache:
             self.stats[key.cache_type].sets += 1
         return True
 
-    async def invalidate_namespace(self, namespace: Namespace) -> bool:
+    async def invalidate_namespace(self, namespace: Namespace, *, cause: str = "code") -> bool:
         """Invalidate every entry of a namespace in O(1): one SET of a new
         generation, whatever the number of entries. Deferred when Redis is down."""
+        return await self.invalidate(namespaces=[namespace], cause=cause)
+
+    async def invalidate(
+        self,
+        namespaces: Sequence[Namespace] = (),
+        keys: Sequence[Key] = (),
+        *,
+        cause: str = "code",
+    ) -> bool:
+        """Bump namespaces and delete entries, all in one round trip. False
+        means Redis could not be reached: everything is remembered and applied
+        before the cache serves reads again."""
+        if not namespaces and not keys:
+            return True
+        cache_type = namespaces[0].name if namespaces else keys[0].cache_type
+        for name in {n.name for n in namespaces} | {k.cache_type for k in keys}:
+            self.stats.invalidated(name, cause)
         result = await self._call(
-            namespace.name,
-            "invalidate",
-            lambda: self._redis.set(namespace.generation_key, new_token()),
+            cache_type, "invalidate", lambda: self._apply_invalidations(namespaces, keys)
         )
         if isinstance(result, _Failed):
-            self._defer(lambda p: p.add_namespace(namespace))
+
+            def remember(pending: PendingInvalidations) -> None:
+                for namespace in namespaces:
+                    pending.add_namespace(namespace)
+                for key in keys:
+                    pending.add_key(key, self.keys.pattern(key.cache_type))
+
+            self._defer(remember)
             return False
-        self.stats[namespace.name].invalidations += 1
         return True
+
+    async def _apply_invalidations(
+        self, namespaces: Iterable[Namespace], keys: Iterable[Key]
+    ) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for namespace in namespaces:
+                pipe.set(namespace.generation_key, new_token())
+            for key in keys:
+                pipe.unlink(key.redis_key)
+            await pipe.execute()
+
+    async def claim_slot(self, job: str, slot_s: float) -> int | None:
+        """Claim the current ``slot_s``-long time slot of a periodic job: exactly
+        one caller across every instance on this Redis gets it. Returns the slot
+        number, or None (another instance has it, or Redis is unreachable)."""
+        base = f"{self.keys.prefix}lock:{{{check_name(job)}}}"
+        result = await self._call(
+            "lock",
+            "claim_slot",
+            lambda: self._claim_slot_script(keys=[base], args=[_ms(slot_s), new_token()]),
+        )
+        if isinstance(result, _Failed) or int(result) < 0:
+            return None
+        return int(result)
+
+    async def server_info(self) -> RedisInfo | None:
+        """INFO, parsed; None when Redis cannot be reached (or the breaker is open)."""
+        result = await self._call("info", "info", lambda: self._redis.info())
+        return None if isinstance(result, _Failed) else RedisInfo.parse(result)
+
+    async def count_keys(self, families: Iterable[str], budget_s: float) -> KeyCounts | None:
+        """Keys per family (``user_details``...), by one SCAN pass over this
+        service's prefix (never KEYS). Past ``budget_s`` the counts are estimates."""
+        wanted = {check_name(f) for f in families}
+        prefix = self.keys.prefix
+
+        async def scan() -> KeyCounts:
+            counts = KeyCounts({f: 0 for f in sorted(wanted)})
+            deadline = self._clock() + budget_s
+            async for name in self._redis.scan_iter(match=f"{prefix}*", count=SCAN_COUNT):
+                counts.scanned += 1
+                family = name.decode(errors="replace").removeprefix(prefix).partition(":")[0]
+                if family in wanted:
+                    counts.add(family)
+                if counts.scanned % SCAN_COUNT == 0 and self._clock() > deadline:
+                    counts.extrapolate(await self._redis.dbsize())
+                    break
+            return counts
+
+        result = await self._call("info", "count_keys", scan)
+        return None if isinstance(result, _Failed) else result
 
     # -- read-through with stampede protection ---------------------------------
 
@@ -548,12 +615,7 @@ class RedisCache:
             self.pending = PendingInvalidations(batch.max_keys)
             try:
                 if batch.namespaces or batch.keys:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for ns in batch.namespaces.values():
-                            pipe.set(ns.generation_key, new_token())
-                        for name in batch.keys:
-                            pipe.unlink(name)
-                        await pipe.execute()
+                    await self._apply_invalidations(batch.namespaces.values(), batch.keys.values())
                     batch.namespaces.clear()
                     batch.keys.clear()
                 for pattern in sorted(batch.patterns):

@@ -83,3 +83,19 @@ if not gen then
 end
 return gen
 """
+
+# Claim the current time slot of a periodic job, once across all instances.
+# The slot is computed from Redis's clock, so instances with skewed clocks agree.
+#   KEYS[1]  the lock's base key (with a hash tag)
+#   ARGV[1]  slot length, ms;  ARGV[2]  the claimant's token
+# Returns the slot number if claimed, -1 if another instance has it.
+CLAIM_SLOT: Final = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local slot = math.floor(now_ms / tonumber(ARGV[1]))
+local key = KEYS[1] .. ':' .. slot
+if redis.call('SET', key, ARGV[2], 'NX', 'PX', 2 * tonumber(ARGV[1])) then
+  return slot
+end
+return -1
+"""

@@ -30,9 +30,17 @@ class TypeCounters:
 class CacheStats:
     types: defaultdict[str, TypeCounters] = field(default_factory=lambda: defaultdict(TypeCounters))
     breaker_transitions: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # (cache type, cause) -> invalidations requested; causes: http, cli, admin, code...
+    invalidation_causes: defaultdict[tuple[str, str], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
 
     def __getitem__(self, cache_type: str) -> TypeCounters:
         return self.types[cache_type]
+
+    def invalidated(self, cache_type: str, cause: str) -> None:
+        self.types[cache_type].invalidations += 1
+        self.invalidation_causes[cache_type, cause] += 1
 
     def totals(self) -> TypeCounters:
         total = TypeCounters()

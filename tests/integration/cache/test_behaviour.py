@@ -270,3 +270,15 @@ async def test_a_failing_loader_releases_its_lease(backend: Backend) -> None:
         await asyncio.sleep(0.01)
     assert await backend.redis.exists(USER.redis_key) == 0
     assert await cache.get_or_load(USER, Loader("ok"), ttl=60) == "ok"
+
+
+async def test_a_time_slot_is_claimed_once_across_instances(backend: Backend) -> None:
+    first, second = backend.make(), backend.make()
+    claims = [
+        await first.claim_slot("stats_refresh", 60),
+        await second.claim_slot("stats_refresh", 60),
+    ]
+    claimed = [c for c in claims if c is not None]
+    assert len(claimed) == 1
+    assert await first.claim_slot("stats_refresh", 60) is None
+    assert await first.claim_slot("other_job", 60) is not None
