@@ -41,11 +41,8 @@ class World:
     """The test client, plus a factory of users with valid tokens."""
 
     client: TestClient[web.Request, web.Application]
+    app: web.Application
     tokens: Tokens
-
-    @property
-    def app(self) -> web.Application:
-        return self.client.server.app  # type: ignore[no-any-return]
 
     async def make_user(
         self, role: Role = Role.USER, *, is_active: bool = True, **fields: Any
@@ -67,5 +64,5 @@ class World:
 
 @pytest.fixture
 async def world(aiohttp_client: AiohttpClient, config: Config) -> World:
-    client = await aiohttp_client(create_app(config))
-    return World(client, Tokens(config.auth))
+    app = create_app(config)
+    return World(await aiohttp_client(app), app, Tokens(config.auth))
