@@ -6,14 +6,16 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from hita.app import create_app
 from hita.appkeys import USER_SERVICE
 from hita.config import Config
+from hita.constants import JWT_ALGORITHM
 from hita.domain.roles import Role
 from hita.domain.users import NewUser, Operator
 from hita.services.tokens import Tokens
@@ -42,7 +44,12 @@ class World:
 
     client: TestClient[web.Request, web.Application]
     app: web.Application
+    config: Config
     tokens: Tokens
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """A token with exactly these claims, signed as the service signs."""
+        return jwt.encode(claims, self.config.auth.jwt_secret, algorithm=JWT_ALGORITHM)
 
     async def make_user(
         self, role: Role = Role.USER, *, is_active: bool = True, **fields: Any
@@ -65,4 +72,18 @@ class World:
 @pytest.fixture
 async def world(aiohttp_client: AiohttpClient, config: Config) -> World:
     app = create_app(config)
-    return World(await aiohttp_client(app), app, Tokens(config.auth))
+    return World(await aiohttp_client(app), app, config, Tokens(config.auth))
+
+
+def assert_no_secrets(text: str) -> None:
+    """No response may carry a password hash, whatever its shape."""
+    assert "argon2" not in text
+    assert "password_hash" not in text
+    assert PASSWORD not in text
+
+
+async def body_of(response: ClientResponse) -> Any:
+    """The JSON body, after checking the raw text for secrets."""
+    assert response.content_type == "application/json"
+    assert_no_secrets(await response.text())
+    return await response.json()
