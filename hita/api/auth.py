@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+import jwt
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 from aiohttp_jwt import JWTMiddleware
@@ -36,7 +37,7 @@ from hita.appkeys import PRINCIPAL, USER_SERVICE
 from hita.constants import JWT_ALGORITHM, JWT_TOKEN_TYPE, MAX_TOKEN_BYTES
 from hita.domain.roles import Role
 from hita.domain.users import Principal
-from hita.errors import HitaError, NotAuthenticated, PermissionDenied
+from hita.errors import NotAuthenticated, PermissionDenied
 from hita.services.tokens import principal_from_claims
 
 log = logging.getLogger(__name__)
@@ -114,17 +115,15 @@ def auth_middleware(secret: str) -> Middleware:
         try:
             response: web.StreamResponse = await verify(request, verified)
             return response
-        except HitaError:
-            raise
         except web.HTTPException as exc:
             if reached:
                 raise
-            log.info("token refused: %s", exc.reason)
+            log.info("token refused: %s", exc.reason)  # aiohttp-jwt's plain-text answer
             raise InvalidToken() from None
-        except Exception:
+        except jwt.PyJWTError:
             if reached:
                 raise
-            log.warning("token refused by an unexpected error", exc_info=True)
+            log.info("token refused by PyJWT", exc_info=True)
             raise InvalidToken() from None
 
     return authenticate

@@ -31,6 +31,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
     asyncpg.exceptions.InterfaceError,  # the connection was closed under us
+    # A pooled connection whose server went away mid-protocol ("cannot switch to
+    # state ..."); the pool drops it when it fails to reset on release.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
