@@ -40,6 +40,16 @@ MAX_PERMISSION_CHARS: Final = 100
 MAX_SEARCH_CHARS: Final = 100
 
 
+class Text(fields.String):
+    """A string PostgreSQL can store: no NUL character (it would be a 500 there)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("May not contain NUL characters.")
+        return text
+
+
 class StrictBoolean(fields.Boolean):
     """JSON ``true`` or ``false`` only: no ``1``, no ``"yes"``."""
 
@@ -63,8 +73,8 @@ def _not_blank(value: str) -> None:
         raise ValidationError("May not be blank.")
 
 
-def _username() -> fields.String:
-    return fields.String(
+def _username() -> Text:
+    return Text(
         validate=validate.Regexp(
             USERNAME_PATTERN, error="3 to 32 letters, digits, dots, dashes or underscores."
         )
@@ -75,12 +85,12 @@ def _email() -> fields.Email:
     return fields.Email(validate=validate.Length(max=MAX_EMAIL_CHARS))
 
 
-def _full_name() -> fields.String:
-    return fields.String(validate=[validate.Length(min=1, max=MAX_FULL_NAME_CHARS), _not_blank])
+def _full_name() -> Text:
+    return Text(validate=[validate.Length(min=1, max=MAX_FULL_NAME_CHARS), _not_blank])
 
 
-def _password() -> fields.String:
-    return fields.String(
+def _password() -> Text:
+    return Text(
         load_only=True,
         validate=validate.Length(min=MIN_PASSWORD_CHARS, max=MAX_PASSWORD_CHARS),
     )
@@ -96,8 +106,8 @@ def _require(field: F) -> F:
 
 
 class LoginSchema(Schema):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    password = fields.String(
+    username = Text(required=True, validate=validate.Length(min=1, max=64))
+    password = Text(
         required=True, load_only=True, validate=validate.Length(min=1, max=MAX_PASSWORD_CHARS)
     )
 
@@ -147,13 +157,13 @@ class PutUserSchema(PatchUserSchema):
 
 class PointsSchema(Schema):
     amount = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_POINTS_AMOUNT))
-    reason = fields.String(
+    reason = Text(
         required=True, validate=[validate.Length(min=1, max=MAX_REASON_CHARS), _not_blank]
     )
 
 
 class PermissionSchema(Schema):
-    permission = fields.String(
+    permission = Text(
         required=True,
         validate=[
             validate.Length(max=MAX_PERMISSION_CHARS),
@@ -188,7 +198,7 @@ class UserListQuerySchema(PageQuerySchema):
         ),
     )
     is_active = fields.Boolean(truthy={"true"}, falsy={"false"})
-    search = fields.String(validate=[validate.Length(min=1, max=MAX_SEARCH_CHARS), _not_blank])
+    search = Text(validate=[validate.Length(min=1, max=MAX_SEARCH_CHARS), _not_blank])
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> UserListQuery:

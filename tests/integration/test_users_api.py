@@ -337,3 +337,16 @@ async def test_get_user_shows_permissions_and_last_login(world: World) -> None:
     user = (await body_of(response))["user"]
     assert user["permissions"] == ["rooms.read"]
     assert user["last_login_at"].endswith("Z")
+
+
+async def test_text_postgresql_cannot_store_is_a_400_not_a_500(world: World) -> None:
+    admin = await world.make_user(Role.ADMIN)
+    for method, path, body, field in [
+        ("GET", "/v1.0/user/list?search=a%00b", None, "search"),
+        ("POST", "/v1.0/auth/login", {"username": "a\u0000b", "password": "x"}, "username"),
+        ("PATCH", f"/v1.0/user/update/{admin.id}", {"full_name": "a\u0000b"}, "full_name"),
+        ("POST", f"/v1.0/points/{admin.id}/add", {"amount": 1, "reason": "a\u0000"}, "reason"),
+    ]:
+        response = await world.client.request(method, path, json=body, headers=admin.headers)
+        assert response.status == 400, path
+        assert (await body_of(response))["details"] == {field: ["May not contain NUL characters."]}
