@@ -92,6 +92,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 async def _seed_demo_if_empty(config: Config) -> str | None:
     async with open_database(config.database) as database:
+        if await database.fetchval("SELECT to_regclass('users') IS NULL"):
+            return None  # not migrated (DB_AUTO_MIGRATE=false): nothing to seed into yet
         if await database.fetchval("SELECT EXISTS (SELECT 1 FROM users)"):
             return None
         result = await _seed(database, config, DEMO_USERS, None)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -16,11 +18,13 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from multidict import CIMultiDict
 
+from hita.api import auth
 from hita.constants import MAX_TOKEN_BYTES
 from hita.domain.roles import Role
+from hita.domain.users import Principal
 from hita.services.users import UserService
 from tests.integration.conftest import Account, World
 
@@ -59,6 +63,7 @@ CASE_NAMES = [
     "alg none",
     "alg none signed",
     "other algorithm",
+    "RS256 header, HMAC signature",
     "other key",
     "bad signature",
     "expired",
@@ -75,7 +80,15 @@ CASE_NAMES = [
 ]
 
 
-def bad_headers(admin: Account, sign: Signer) -> dict[str, Mapping[str, str]]:
+def hmac_signed(secret: str, header: dict[str, Any], payload: str) -> str:
+    """A token whose header claims ``header`` but is signed HS256 with ``secret``
+    (the key-confusion attack on services that trust the token's ``alg``)."""
+    signing_input = f"{b64(header)}.{payload}"
+    digest = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def bad_headers(admin: Account, sign: Signer, secret: str) -> dict[str, Mapping[str, str]]:
     good = admin.token
     head, payload, signature = good.split(".")
     flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
@@ -98,6 +111,9 @@ def bad_headers(admin: Account, sign: Signer) -> dict[str, Mapping[str, str]]:
         "other algorithm": {
             "Authorization": "Bearer "
             + jwt.encode(claims(admin), OTHER_SECRET.ljust(64, "x"), algorithm="HS512")
+        },
+        "RS256 header, HMAC signature": {
+            "Authorization": f"Bearer {hmac_signed(secret, {'alg': 'RS256', 'typ': 'JWT'}, payload)}"
         },
         "other key": {
             "Authorization": "Bearer " + jwt.encode(claims(admin), OTHER_SECRET, algorithm="HS256")
@@ -123,8 +139,16 @@ def bad_headers(admin: Account, sign: Signer) -> dict[str, Mapping[str, str]]:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every call to the service methods the admin routes end in."""
+    """Records every handler that starts (each begins by asking who calls, through
+    ``hita.api.auth.principal``) and every call to the services they end in."""
     seen: list[str] = []
+    original_principal = auth.principal
+
+    def principal_spy(request: web.Request) -> Principal:
+        seen.append("handler")
+        return original_principal(request)
+
+    monkeypatch.setattr(auth, "principal", principal_spy)
     for name in ("list_users", "user_stats", "dashboard_stats", "create_user"):
         original = getattr(UserService, name)
 
@@ -156,11 +180,13 @@ async def test_a_bad_token_is_a_json_401_before_any_handler(
 ) -> None:
     admin = await world.make_user(Role.ADMIN)
     calls.clear()
-    await assert_refused_everywhere(world, bad_headers(admin, world.sign)[case])
+    await assert_refused_everywhere(
+        world, bad_headers(admin, world.sign, world.config.auth.jwt_secret)[case]
+    )
     assert calls == []
     response = await world.client.get("/v1.0/user/list", headers=admin.headers)
     assert response.status == 200
-    assert calls == ["list_users"]
+    assert calls == ["handler", "list_users"]
 
 
 async def test_the_token_of_a_deleted_user_stops_working_at_once(
