@@ -71,13 +71,14 @@ class SeedResult:
 
 
 def _fresh_ids(rng: random.Random, count: int, taken: set[str]) -> list[str]:
-    ids: set[str] = set()
+    """``count`` new random ids, in the order drawn (reproducible for a seeded rng)."""
+    ids: list[str] = []
     while len(ids) < count:
         candidate = str(ID_LOW + rng.randrange(9 * ID_LOW))
         if candidate not in taken:
-            ids.add(candidate)
-    taken.update(ids)
-    return sorted(ids, key=lambda _: rng.random())
+            taken.add(candidate)
+            ids.append(candidate)
+    return ids
 
 
 def _ledger(
