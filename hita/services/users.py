@@ -61,9 +61,11 @@ class UserService:
         return await stats.dashboard_stats(self._db)
 
     async def _page(self, query: UserListQuery, *, include_superadmins: bool) -> JsonDict:
-        repo = UsersRepository(self._db)
-        total = await repo.count(query, include_superadmins=include_superadmins)
-        users = await repo.page(query, include_superadmins=include_superadmins)
+        """The count and the page from one snapshot, so they agree."""
+        async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
+            repo = UsersRepository(conn)
+            total = await repo.count(query, include_superadmins=include_superadmins)
+            users = await repo.page(query, include_superadmins=include_superadmins)
         return {
             "users": [u.summary_json() for u in users],
             "pagination": pagination(query.page, query.page_size, total),
