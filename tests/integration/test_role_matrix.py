@@ -73,6 +73,7 @@ ROUTES = [
     Route("POST", "/v1.0/permissions/{id}/revoke", Role.ADMIN),
 ]
 CALLERS = ["nobody", "other user", "self", "admin", "superadmin"]
+CALLER_ROLES = {"other user": Role.USER, "admin": Role.ADMIN, "superadmin": Role.SUPERADMIN}
 
 
 def expected(route: Route, caller: str) -> int:
@@ -80,8 +81,7 @@ def expected(route: Route, caller: str) -> int:
         return 401
     if caller == "self":
         return route.ok if route.self_ok else 403
-    role = {"other user": Role.USER, "admin": Role.ADMIN, "superadmin": Role.SUPERADMIN}[caller]
-    return route.ok if role.at_least(route.min_role) else 403
+    return route.ok if CALLER_ROLES[caller].at_least(route.min_role) else 403
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -97,8 +97,7 @@ async def test_role_matrix(world: World, route: Route, caller: str) -> None:
     if caller == "self":
         headers = target.headers
     elif caller != "nobody":
-        role = {"other user": Role.USER, "admin": Role.ADMIN, "superadmin": Role.SUPERADMIN}
-        headers = (await world.make_user(role[caller])).headers
+        headers = (await world.make_user(CALLER_ROLES[caller])).headers
 
     response = await world.client.request(
         route.method,
