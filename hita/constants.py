@@ -53,10 +53,15 @@ DB_STARTUP_ATTEMPTS: Final = 3
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
 CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
+# Largest request line and header field. aiohttp's default (8190 bytes) would
+# answer an over-long token with its own plain-text 400 before our code runs;
+# with this, a token over MAX_TOKEN_BYTES reaches the auth layer and gets our 401.
+MAX_HEADER_FIELD_BYTES: Final = 16 * 1024  # 16 KiB
 SHUTDOWN_TIMEOUT_S: Final = 10.0
 
 # Auth.
 JWT_ALGORITHM: Final = "HS256"
+JWT_TOKEN_TYPE: Final = "Bearer"  # noqa: S105 - a scheme name, not a secret
 JWT_TTL_S: Final = 3600  # 1 hour
 JWT_MIN_SECRET_BYTES: Final = 32
 MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB

@@ -43,12 +43,20 @@ class NotFound(HitaError):
     message = "Not found"
 
 
+class UserNotFound(NotFound):
+    message = "User not found"
+
+
 class Conflict(HitaError):
     message = "Conflict"
 
 
 class BusinessRuleViolation(HitaError):
     message = "Business rule violated"
+
+
+class InsufficientPoints(BusinessRuleViolation):
+    message = "Insufficient points"
 
 
 class DependencyUnavailable(HitaError):

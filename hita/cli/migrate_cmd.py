@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 
 from hita.config import Config
-from hita.db.database import Database, create_pool
+from hita.db.database import open_database
 from hita.db.migrate import apply_migrations
 from hita.embedded import embedded_dependencies
 
@@ -17,12 +18,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _migrate(config: Config) -> list[str]:
-    pool = await create_pool(config.database)
-    try:
-        async with Database(pool, config.database.acquire_timeout_s).connection() as conn:
-            return await apply_migrations(conn)
-    finally:
-        await pool.close()
+    # open_database would migrate silently; here the names applied are the output
+    manual = dataclasses.replace(config.database, auto_migrate=False)
+    async with open_database(manual) as database, database.connection() as conn:
+        return await apply_migrations(conn)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -7,6 +7,7 @@ import argparse
 from aiohttp import web
 
 from hita.app import create_app
+from hita.cli.seed_cmd import seed_demo_if_empty
 from hita.config import Config
 from hita.constants import SHUTDOWN_TIMEOUT_S
 from hita.embedded import embedded_dependencies
@@ -19,6 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     with embedded_dependencies(config) as resolved:
+        if config.database.url is None and not config.is_production:
+            seed_demo_if_empty(resolved)
         web.run_app(
             create_app(resolved),
             host=resolved.http.host,

@@ -11,15 +11,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from hita.config import DatabaseConfig
+from hita.db.migrate import apply_migrations
 from hita.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+POOL_CLOSE_TIMEOUT_S = 10.0
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -28,7 +31,23 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
     asyncpg.exceptions.InterfaceError,  # the connection was closed under us
+    # A pooled connection whose server went away mid-protocol ("cannot switch to
+    # state ..."); the pool drops it when it fails to reset on release.
+    asyncpg.exceptions.InternalClientError,
 )
+
+
+class Queryable(Protocol):
+    """What repositories run their SQL on: the ``Database`` itself, or the
+    connection of a transaction it opened."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    async def execute(self, sql: str, *args: Any) -> str: ...
 
 
 def describe_dsn(dsn: str) -> str:
@@ -58,8 +77,14 @@ class Database:
             raise DatabaseUnavailable() from exc
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.connection() as conn, conn.transaction():
+    async def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside one transaction; errors on it are translated too."""
+        async with (
+            self.connection() as conn,
+            conn.transaction(isolation=isolation, readonly=readonly),
+        ):
             yield conn
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -91,6 +116,28 @@ class Database:
                 return bool(await self.fetchval("SELECT 1"))
         except (DatabaseUnavailable, TimeoutError):
             return False
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("PostgreSQL pool did not close in time; terminating it")
+        pool.terminate()
+
+
+@asynccontextmanager
+async def open_database(config: DatabaseConfig) -> AsyncIterator[Database]:
+    """The pool for a command-line run: opened, migrated if configured, closed."""
+    pool = await create_pool(config)
+    try:
+        database = Database(pool, config.acquire_timeout_s)
+        if config.auto_migrate:
+            async with database.connection() as conn:
+                await apply_migrations(conn)
+        yield database
+    finally:
+        await close_pool(pool)
 
 
 async def create_pool(config: DatabaseConfig) -> asyncpg.Pool:

@@ -74,6 +74,20 @@ def get_health(port: int) -> dict[str, object] | None:
         return None
 
 
+def post_login(port: int, username: str, password: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1.0/auth/login",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
 def test_serve_starts_embedded_servers_and_sigint_leaves_nothing_behind(data_dir: Path) -> None:
     port = closed_port()
     log_path = data_dir / "serve.log"
@@ -96,6 +110,10 @@ def test_serve_starts_embedded_servers_and_sigint_leaves_nothing_behind(data_dir
         assert health["database"] == {"status": "ok"}
         assert health["cache"] == {"status": "ok"}
         assert any("postgres" in p for p in processes_using(data_dir))
+        logins = (data_dir / "demo-logins.txt").read_text()
+        password = logins.split("password: ")[1].split()[0]
+        assert post_login(port, "demo.admin", password) == 200
+        assert post_login(port, "demo.admin", "not the password") == 401
         assert any("redis-server" in p for p in processes_using(data_dir))
 
         proc.send_signal(signal.SIGINT)
@@ -106,6 +124,8 @@ def test_serve_starts_embedded_servers_and_sigint_leaves_nothing_behind(data_dir
             proc.wait()
     output = log_path.read_text()
     assert "Traceback" not in output, output
+    assert "Loaded 300 demo users" in output
+    assert "demo.superadmin" in output
     assert processes_using(data_dir) == []
 
 

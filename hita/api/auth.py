@@ -1,0 +1,150 @@
+"""Authentication around aiohttp-jwt's ``JWTMiddleware``, and our role checks.
+
+aiohttp-jwt verifies the signature with the pinned algorithm and skips the
+anchored public paths. Its gaps, and how they are closed here:
+
+- it parses the header loosely and answers some bad headers 403 in plain
+  text: ``bearer_token`` (its ``token_getter`` hook) parses it ourselves;
+- PyJWT checks ``exp`` only when present: ``check_subject`` (its
+  ``is_revoked`` hook) requires ``exp``, ``iat``, ``sub`` and a known
+  ``role``, and that the user still exists, is active and has that role
+  (through ``UserService.get_user``, which may be cached; a database outage
+  is a 503, never a pass);
+- its own errors are plain-text 401/403: every one becomes our JSON 401;
+- it lets every OPTIONS request through unverified, and its
+  ``check_permissions`` is broken on Python 3.10+ while ``match_any``
+  matches substrings (``admin`` in ``superadmin``): role and ownership
+  checks are ``require_role`` and ``require_self_or_role`` below.
+
+Requests that matched no route, or a route without their method, pass
+untouched: no handler of ours can run for them and they answer 404 or 405.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Final
+
+import jwt
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
+from aiohttp_jwt import JWTMiddleware
+
+from hita.api.typedefs import Handler
+from hita.appkeys import PRINCIPAL, USER_SERVICE
+from hita.constants import JWT_ALGORITHM, JWT_TOKEN_TYPE, MAX_TOKEN_BYTES
+from hita.domain.roles import Role
+from hita.domain.users import Principal
+from hita.errors import NotAuthenticated, PermissionDenied
+from hita.services.tokens import principal_from_claims
+
+log = logging.getLogger(__name__)
+
+# Anchored: aiohttp-jwt tests them with re.match against request.path.
+PUBLIC_PATHS: Final = (
+    r"^/v1\.0/health$",
+    r"^/v1\.0/auth/login$",
+    r"^/v1\.0/cache/health$",
+    r"^/metrics$",
+    r"^/v1\.0/openapi\.json$",
+)
+_PUBLIC_RES: Final = tuple(re.compile(p) for p in PUBLIC_PATHS)
+
+
+class InvalidToken(NotAuthenticated):
+    message = "Invalid or expired token"
+
+
+def is_public(path: str) -> bool:
+    return any(p.match(path) for p in _PUBLIC_RES)
+
+
+def bearer_token(request: web.Request) -> str:
+    """The token of ``Authorization: Bearer <token>``: exactly two parts, the
+    scheme in any case, a token of at most ``MAX_TOKEN_BYTES``."""
+    headers = request.headers.getall(hdrs.AUTHORIZATION, [])
+    if not headers:
+        raise NotAuthenticated("Missing authorization token")
+    parts = headers[0].split()
+    if len(headers) > 1 or len(parts) != 2 or parts[0].lower() != JWT_TOKEN_TYPE.lower():
+        raise NotAuthenticated("Invalid authorization header")
+    if len(parts[1].encode()) > MAX_TOKEN_BYTES:
+        raise InvalidToken("Token too large")
+    return parts[1]
+
+
+async def check_subject(request: web.Request, claims: Mapping[str, object]) -> bool:
+    """aiohttp-jwt's ``is_revoked`` hook, called with the verified claims.
+
+    Raises instead of answering True (which would make it answer 403 in plain
+    text); on success records the caller for the handlers."""
+    principal = principal_from_claims(claims)
+    if principal is None:
+        raise InvalidToken()
+    user = await request.app[USER_SERVICE].get_user(principal.user_id)
+    if user is None or not user["is_active"] or user["role"] != principal.role.value:
+        raise InvalidToken("Token is no longer valid")
+    request[PRINCIPAL] = principal
+    return False
+
+
+def auth_middleware(secret: str) -> Middleware:
+    verify = JWTMiddleware(
+        secret,
+        whitelist=PUBLIC_PATHS,
+        token_getter=bearer_token,
+        is_revoked=check_subject,
+        algorithms=[JWT_ALGORITHM],
+    )
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.http_exception is not None:
+            return await handler(request)  # raises the 404 or 405
+        if request.method == hdrs.METH_OPTIONS and not is_public(request.path):
+            raise NotAuthenticated()  # aiohttp-jwt would wave it through
+        reached = False
+
+        async def verified(req: web.Request) -> web.StreamResponse:
+            nonlocal reached
+            reached = True
+            return await handler(req)
+
+        try:
+            response: web.StreamResponse = await verify(request, verified)
+            return response
+        except web.HTTPException as exc:
+            if reached:
+                raise
+            log.info("token refused: %s", exc.reason)  # aiohttp-jwt's plain-text answer
+            raise InvalidToken() from None
+        except jwt.PyJWTError:
+            if reached:
+                raise
+            log.info("token refused by PyJWT", exc_info=True)
+            raise InvalidToken() from None
+
+    return authenticate
+
+
+def principal(request: web.Request) -> Principal:
+    try:
+        return request[PRINCIPAL]
+    except KeyError:
+        raise NotAuthenticated() from None
+
+
+def require_role(request: web.Request, role: Role) -> Principal:
+    caller = principal(request)
+    if not caller.role.at_least(role):
+        raise PermissionDenied()
+    return caller
+
+
+def require_self_or_role(request: web.Request, user_id: str, role: Role) -> Principal:
+    caller = principal(request)
+    if caller.user_id != user_id and not caller.role.at_least(role):
+        raise PermissionDenied()
+    return caller

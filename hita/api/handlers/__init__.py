@@ -1,0 +1,1 @@
+"""Thin handlers: parse and check the request, call a service, answer JSON."""

@@ -1,0 +1,34 @@
+"""``/v1.0/permissions/{user_id}...``: ``{success, user_id, permissions: [...]}``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hita.api import schemas
+from hita.api.auth import require_role, require_self_or_role
+from hita.api.responses import json_ok, read_json_object
+from hita.appkeys import PERMISSION_SERVICE
+from hita.domain.roles import Role
+
+
+async def get_permissions(request: web.Request) -> web.Response:
+    """The user itself or an admin."""
+    user_id = schemas.user_id_param(request)
+    require_self_or_role(request, user_id, Role.ADMIN)
+    return json_ok(await request.app[PERMISSION_SERVICE].of_user(user_id))
+
+
+async def grant_permission(request: web.Request) -> web.Response:
+    """Admin. ``{permission}``; granting one held already changes nothing."""
+    require_role(request, Role.ADMIN)
+    user_id = schemas.user_id_param(request)
+    body = schemas.load(schemas.PERMISSION, await read_json_object(request))
+    return json_ok(await request.app[PERMISSION_SERVICE].grant(user_id, body["permission"]))
+
+
+async def revoke_permission(request: web.Request) -> web.Response:
+    """Admin. ``{permission}``; revoking one not held changes nothing."""
+    require_role(request, Role.ADMIN)
+    user_id = schemas.user_id_param(request)
+    body = schemas.load(schemas.PERMISSION, await read_json_object(request))
+    return json_ok(await request.app[PERMISSION_SERVICE].revoke(user_id, body["permission"]))

@@ -1,0 +1,43 @@
+"""``/v1.0/points/{user_id}/...``: the loyalty points ledger.
+
+A change answers ``{success, user_id, points: new balance, transaction: {id,
+type: add|redeem, amount, reason, balance_after, created_at}}``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hita.api import schemas
+from hita.api.auth import require_role, require_self_or_role
+from hita.api.responses import json_ok, read_json_object
+from hita.appkeys import POINTS_SERVICE
+from hita.domain.roles import Role
+
+
+async def add_points(request: web.Request) -> web.Response:
+    """Admin. ``{amount, reason}``."""
+    require_role(request, Role.ADMIN)
+    user_id = schemas.user_id_param(request)
+    body = schemas.load(schemas.POINTS, await read_json_object(request))
+    result = await request.app[POINTS_SERVICE].add(user_id, body["amount"], body["reason"])
+    return json_ok(result)
+
+
+async def redeem_points(request: web.Request) -> web.Response:
+    """The user itself or an admin. ``{amount, reason}``; 422 above the balance."""
+    user_id = schemas.user_id_param(request)
+    require_self_or_role(request, user_id, Role.ADMIN)
+    body = schemas.load(schemas.POINTS, await read_json_object(request))
+    result = await request.app[POINTS_SERVICE].redeem(user_id, body["amount"], body["reason"])
+    return json_ok(result)
+
+
+async def points_history(request: web.Request) -> web.Response:
+    """The user itself or an admin. ``?page=&page_size=`` -> ``{success, user_id,
+    transactions: [...], pagination}``, newest first."""
+    user_id = schemas.user_id_param(request)
+    require_self_or_role(request, user_id, Role.ADMIN)
+    page = schemas.load(schemas.PAGE_QUERY, schemas.query_params(request))
+    result = await request.app[POINTS_SERVICE].history(user_id, page["page"], page["page_size"])
+    return json_ok(result)

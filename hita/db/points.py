@@ -1,0 +1,97 @@
+"""The points balance on ``users`` and its ledger, ``points_transactions``.
+
+Callers run a balance change and its ledger row in one transaction."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import asyncpg
+
+from hita.db.database import Queryable
+from hita.domain.points import PointsEntry
+
+_ENTRY_COLUMNS: Final = "id, user_id, amount, reason, balance_after, created_at"
+
+
+def entry(row: asyncpg.Record) -> PointsEntry:
+    return PointsEntry(
+        id=row["id"],
+        user_id=row["user_id"],
+        amount=row["amount"],
+        reason=row["reason"],
+        balance_after=row["balance_after"],
+        created_at=row["created_at"],
+    )
+
+
+class PointsRepository:
+    def __init__(self, db: Queryable) -> None:
+        self._db = db
+
+    async def credit(self, user_id: str, amount: int) -> int | None:
+        """The new balance, or None when there is no such user."""
+        balance: int | None = await self._db.fetchval(
+            """
+            UPDATE users SET points = points + $2, updated_at = now()
+            WHERE id = $1
+            RETURNING points
+            """,
+            user_id,
+            amount,
+        )
+        return balance
+
+    async def debit(self, user_id: str, amount: int) -> int | None:
+        """The new balance, or None when the user is missing or has too few points.
+
+        One conditional statement: the row lock makes concurrent debits queue,
+        and each re-checks ``points >= amount`` on the latest balance.
+        """
+        balance: int | None = await self._db.fetchval(
+            """
+            UPDATE users SET points = points - $2, updated_at = now()
+            WHERE id = $1 AND points >= $2
+            RETURNING points
+            """,
+            user_id,
+            amount,
+        )
+        return balance
+
+    async def record(
+        self, user_id: str, amount: int, reason: str, balance_after: int
+    ) -> PointsEntry:
+        row = await self._db.fetchrow(
+            f"""
+            INSERT INTO points_transactions (user_id, amount, reason, balance_after)
+            VALUES ($1, $2, $3, $4)
+            RETURNING {_ENTRY_COLUMNS}
+            """,  # noqa: S608 - a constant column list
+            user_id,
+            amount,
+            reason,
+            balance_after,
+        )
+        assert row is not None  # INSERT ... RETURNING returns its row
+        return entry(row)
+
+    async def count(self, user_id: str) -> int:
+        total: int = await self._db.fetchval(
+            "SELECT count(*) FROM points_transactions WHERE user_id = $1", user_id
+        )
+        return total
+
+    async def history(self, user_id: str, limit: int, offset: int) -> list[PointsEntry]:
+        rows = await self._db.fetch(
+            f"""
+            SELECT {_ENTRY_COLUMNS} FROM points_transactions
+            WHERE user_id = $1
+            ORDER BY created_at DESC, id DESC
+            LIMIT $2 OFFSET $3
+            """,  # noqa: S608 - a constant column list
+            user_id,
+            limit,
+            offset,
+        )
+        return [entry(row) for row in rows]

@@ -1,0 +1,1 @@
+"""Pure types and rules of the hotel-user domain: no I/O, no framework."""

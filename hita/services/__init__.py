@@ -1,0 +1,1 @@
+"""Business rules between the HTTP layer (or the CLI) and the repositories."""

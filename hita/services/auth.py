@@ -1,0 +1,49 @@
+"""``AuthService``: login with a username and password, for an access token."""
+
+from __future__ import annotations
+
+from hita.constants import JWT_TOKEN_TYPE
+from hita.db.database import Database
+from hita.db.users import UsersRepository
+from hita.domain.typedefs import JsonDict
+from hita.errors import NotAuthenticated, PermissionDenied
+from hita.services.passwords import Passwords
+from hita.services.tokens import Tokens
+
+
+class InvalidCredentials(NotAuthenticated):
+    message = "Invalid username or password"
+
+
+class AccountDeactivated(PermissionDenied):
+    message = "This account is deactivated"
+
+
+class AuthService:
+    def __init__(self, database: Database, passwords: Passwords, tokens: Tokens) -> None:
+        self._db = database
+        self._passwords = passwords
+        self._tokens = tokens
+
+    async def login(self, username: str, password: str) -> JsonDict:
+        """``{"access_token", "token_type": "Bearer", "expires_in"}``.
+
+        An unknown username costs as much time as a wrong password, and both
+        get the same answer; an inactive user learns so only with the right
+        password."""
+        repo = UsersRepository(self._db)
+        credentials = await repo.credentials(username)
+        stored = None if credentials is None else credentials.password_hash
+        if credentials is None or not await self._passwords.verify(stored, password):
+            raise InvalidCredentials()
+        if not credentials.is_active:
+            raise AccountDeactivated()
+        rehash = None
+        if self._passwords.needs_rehash(credentials.password_hash):
+            rehash = await self._passwords.hash(password)
+        await repo.record_login(credentials.user_id, rehash)
+        return {
+            "access_token": self._tokens.issue(credentials.user_id, credentials.role),
+            "token_type": JWT_TOKEN_TYPE,
+            "expires_in": self._tokens.ttl_s,
+        }

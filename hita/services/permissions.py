@@ -1,0 +1,42 @@
+"""``PermissionService``: fine-grained permissions such as ``reservations.write``.
+
+Granting a permission held already, or revoking one not held, succeeds and
+changes nothing: the answer is always the user's permissions afterwards."""
+
+from __future__ import annotations
+
+from hita.db.database import Database
+from hita.db.permissions import PermissionsRepository
+from hita.db.users import UsersRepository
+from hita.domain.typedefs import JsonDict
+from hita.errors import UserNotFound
+
+
+def _result(user_id: str, permissions: list[str]) -> JsonDict:
+    return {"user_id": user_id, "permissions": permissions}
+
+
+class PermissionService:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def of_user(self, user_id: str) -> JsonDict:
+        async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
+            if not await UsersRepository(conn).exists(user_id):
+                raise UserNotFound()
+            return _result(user_id, await PermissionsRepository(conn).of_user(user_id))
+
+    async def grant(self, user_id: str, permission: str) -> JsonDict:
+        async with self._db.transaction() as conn:
+            repo = PermissionsRepository(conn)
+            if not await repo.grant(user_id, permission):
+                raise UserNotFound()
+            return _result(user_id, await repo.of_user(user_id))
+
+    async def revoke(self, user_id: str, permission: str) -> JsonDict:
+        async with self._db.transaction() as conn:
+            if not await UsersRepository(conn).exists(user_id):
+                raise UserNotFound()
+            repo = PermissionsRepository(conn)
+            await repo.revoke(user_id, permission)
+            return _result(user_id, await repo.of_user(user_id))

@@ -1,0 +1,59 @@
+"""``PointsService``: the loyalty points balance and its ledger."""
+
+from __future__ import annotations
+
+from hita.db.database import Database
+from hita.db.points import PointsRepository
+from hita.db.users import UsersRepository
+from hita.domain.points import PointsEntry
+from hita.domain.typedefs import JsonDict
+from hita.domain.users import pagination
+from hita.errors import InsufficientPoints, UserNotFound
+
+
+def _result(entry: PointsEntry) -> JsonDict:
+    return {
+        "user_id": entry.user_id,
+        "points": entry.balance_after,
+        "transaction": entry.to_json(),
+    }
+
+
+class PointsService:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add(self, user_id: str, amount: int, reason: str) -> JsonDict:
+        """``{"user_id", "points": new balance, "transaction": {...}}``."""
+        async with self._db.transaction() as conn:
+            points = PointsRepository(conn)
+            balance = await points.credit(user_id, amount)
+            if balance is None:
+                raise UserNotFound()
+            return _result(await points.record(user_id, amount, reason, balance))
+
+    async def redeem(self, user_id: str, amount: int, reason: str) -> JsonDict:
+        """Like ``add``; a redeem above the balance changes nothing and is a 422.
+        The conditional UPDATE and its ledger row commit together or not at all."""
+        async with self._db.transaction() as conn:
+            points = PointsRepository(conn)
+            balance = await points.debit(user_id, amount)
+            if balance is None:
+                if not await UsersRepository(conn).exists(user_id):
+                    raise UserNotFound()
+                raise InsufficientPoints(f"Insufficient points to redeem {amount}")
+            return _result(await points.record(user_id, -amount, reason, balance))
+
+    async def history(self, user_id: str, page: int, page_size: int) -> JsonDict:
+        """``{"user_id", "transactions": [...], "pagination": {...}}``, newest first."""
+        async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
+            if not await UsersRepository(conn).exists(user_id):
+                raise UserNotFound()
+            points = PointsRepository(conn)
+            total = await points.count(user_id)
+            entries = await points.history(user_id, page_size, (page - 1) * page_size)
+        return {
+            "user_id": user_id,
+            "transactions": [e.to_json() for e in entries],
+            "pagination": pagination(page, page_size, total),
+        }

@@ -1,0 +1,55 @@
+"""Access tokens: HS256 JWTs carrying ``sub``, ``role``, ``iat`` and ``exp``.
+
+Verification is aiohttp-jwt's (``hita.api.auth``), with the same pinned
+algorithm; ``required_claims_error`` is the check it does not do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Final
+
+import jwt
+
+from hita.config import AuthConfig
+from hita.constants import JWT_ALGORITHM
+from hita.domain.ids import is_user_id
+from hita.domain.roles import Role
+from hita.domain.users import Principal
+
+REQUIRED_CLAIMS: Final = ("sub", "role", "iat", "exp")
+_ROLES: Final = frozenset(r.value for r in Role)
+
+
+class Tokens:
+    def __init__(self, config: AuthConfig) -> None:
+        self._secret = config.jwt_secret
+        self.ttl_s = config.jwt_ttl_s
+
+    def issue(self, user_id: str, role: Role, now: float | None = None) -> str:
+        issued_at = int(time.time() if now is None else now)
+        claims = {
+            "sub": user_id,
+            "role": role.value,
+            "iat": issued_at,
+            "exp": issued_at + self.ttl_s,
+        }
+        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)
+
+
+def principal_from_claims(claims: Mapping[str, object]) -> Principal | None:
+    """The caller named by verified claims, or None when a required claim is
+    missing or malformed. PyJWT checks ``exp`` only when present, so a token
+    without one would never expire: it is refused here."""
+    if any(name not in claims for name in REQUIRED_CLAIMS):
+        return None
+    sub, role = claims["sub"], claims["role"]
+    for name in ("iat", "exp"):
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+    if not is_user_id(sub) or not isinstance(role, str) or role not in _ROLES:
+        return None
+    assert isinstance(sub, str)  # is_user_id said so
+    return Principal(sub, Role(role))

@@ -1,0 +1,89 @@
+"""An app over the real PostgreSQL and Redis of the session, and accounts in it."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from hita.app import create_app
+from hita.appkeys import USER_SERVICE
+from hita.config import Config
+from hita.constants import JWT_ALGORITHM
+from hita.domain.roles import Role
+from hita.domain.users import NewUser, Operator
+from hita.services.tokens import Tokens
+
+PASSWORD = "correct horse battery"
+
+_serial = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    username: str
+    email: str
+    role: Role
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class World:
+    """The test client, plus a factory of users with valid tokens."""
+
+    client: TestClient[web.Request, web.Application]
+    app: web.Application
+    config: Config
+    tokens: Tokens
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """A token with exactly these claims, signed as the service signs."""
+        return jwt.encode(claims, self.config.auth.jwt_secret, algorithm=JWT_ALGORITHM)
+
+    async def make_user(
+        self, role: Role = Role.USER, *, is_active: bool = True, **fields: Any
+    ) -> Account:
+        n = next(_serial)
+        new = NewUser(
+            username=fields.get("username", f"guest{n}"),
+            email=fields.get("email", f"guest{n}@hotel.example"),
+            full_name=fields.get("full_name", f"Guest Number {n}"),
+            password=fields.get("password", PASSWORD),
+            role=role,
+            is_active=is_active,
+        )
+        user = await self.app[USER_SERVICE].create_user(Operator(), new)
+        return Account(
+            user["id"], user["username"], user["email"], role, self.tokens.issue(user["id"], role)
+        )
+
+
+@pytest.fixture
+async def world(aiohttp_client: AiohttpClient, config: Config) -> World:
+    app = create_app(config)
+    return World(await aiohttp_client(app), app, config, Tokens(config.auth))
+
+
+def assert_no_secrets(text: str) -> None:
+    """No response may carry a password hash, whatever its shape."""
+    assert "argon2" not in text
+    assert "password_hash" not in text
+    assert PASSWORD not in text
+
+
+async def body_of(response: ClientResponse) -> Any:
+    """The JSON body, after checking the raw text for secrets."""
+    assert response.content_type == "application/json"
+    assert_no_secrets(await response.text())
+    return await response.json()

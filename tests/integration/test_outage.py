@@ -1,0 +1,86 @@
+"""PostgreSQL goes away mid-run: quick JSON 503s, then recovery on its own.
+
+Owns a private PostgreSQL, so stopping it disturbs no other test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from hita.app import create_app
+from hita.appkeys import USER_SERVICE
+from hita.domain.roles import Role
+from hita.domain.users import NewUser, Operator
+from hita.embedded import EmbeddedPostgres
+from hita.services.tokens import Tokens
+from tests.conftest import TEST_ROOT, make_config
+from tests.integration.conftest import PASSWORD
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_ANSWER_BUDGET_S = 5.0
+RECOVERY_BUDGET_S = 15.0
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[EmbeddedPostgres]:
+    TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="o", dir=TEST_ROOT))
+    server = EmbeddedPostgres(root / "postgres", database="hita_outage", durable=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_requests_get_503_while_postgres_is_down_and_recover(
+    aiohttp_client: AiohttpClient, private_postgres: EmbeddedPostgres, clean_redis: str
+) -> None:
+    config = make_config(
+        DATABASE_URL=private_postgres.url,
+        REDIS_URL=clean_redis,
+        DB_ACQUIRE_TIMEOUT_S="1",
+        DB_CONNECT_TIMEOUT_S="1",
+        DB_COMMAND_TIMEOUT_S="2",
+    )
+    app = create_app(config)
+    client = await aiohttp_client(app)
+    user = await app[USER_SERVICE].create_user(
+        Operator(), NewUser("night.guest", "night@hotel.example", "Night Guest", PASSWORD)
+    )
+    headers = {"Authorization": f"Bearer {Tokens(config.auth).issue(user['id'], Role.USER)}"}
+    path = f"/v1.0/user/{user['id']}"
+    assert (await client.get(path, headers=headers)).status == 200
+
+    private_postgres.stop()
+    for method, url, body in [
+        ("GET", path, None),
+        ("POST", "/v1.0/auth/login", {"username": "night.guest", "password": PASSWORD}),
+    ]:
+        started = time.monotonic()
+        response = await client.request(method, url, json=body, headers=headers)
+        assert time.monotonic() - started < OUTAGE_ANSWER_BUDGET_S
+        assert response.status == 503
+        assert await response.json() == {"success": False, "error": "Database not available"}
+    health = await (await client.get("/v1.0/health")).json()
+    assert health["database"] == {"status": "unavailable"}
+
+    private_postgres.start()
+    deadline = time.monotonic() + RECOVERY_BUDGET_S
+    status = 503
+    while status != 200 and time.monotonic() < deadline:
+        response = await client.get(path, headers=headers)
+        status = response.status
+        if status != 200:
+            await asyncio.sleep(0.2)  # polling for the server, not waiting for a side effect
+    assert status == 200
