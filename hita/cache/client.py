@@ -27,8 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from hita.cache import scripts
 from hita.cache.breaker import BreakerState, CircuitBreaker
 from hita.cache.codec import MISS, Entry, decode, encode, new_token
-from hita.cache.keys import AnyKey, Key, KeyBuilder, Namespace, NamespacedKey, check_name
 from hita.cache.inspect import KeyCounts, RedisInfo
+from hita.cache.keys import AnyKey, Key, KeyBuilder, Namespace, NamespacedKey, check_name
 from hita.cache.pending import PendingInvalidations
 from hita.cache.stats import CacheStats
 from hita.config import CacheConfig
@@ -341,7 +341,7 @@ class RedisCache:
 
     async def server_info(self) -> RedisInfo | None:
         """INFO, parsed; None when Redis cannot be reached (or the breaker is open)."""
-        result = await self._call("info", "info", lambda: self._redis.info())
+        result = await self._call("info", "info", self._redis.info)
         return None if isinstance(result, _Failed) else RedisInfo.parse(result)
 
     async def count_keys(self, families: Iterable[str], budget_s: float) -> KeyCounts | None:
@@ -351,7 +351,7 @@ class RedisCache:
         prefix = self.keys.prefix
 
         async def scan() -> KeyCounts:
-            counts = KeyCounts({f: 0 for f in sorted(wanted)})
+            counts = KeyCounts(dict.fromkeys(sorted(wanted), 0))
             deadline = self._clock() + budget_s
             async for name in self._redis.scan_iter(match=f"{prefix}*", count=SCAN_COUNT):
                 counts.scanned += 1

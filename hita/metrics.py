@@ -1,0 +1,130 @@
+"""Prometheus metrics, in a registry of the application's own (not the global
+one), so several applications in one process never collide.
+
+HTTP requests and latency are labelled by route template (``/v1.0/user/{user_id}``),
+never by raw path, so clients cannot grow the label set. Cache and refresh
+figures are read from the in-process counters at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hita.cache.breaker import BreakerState
+from hita.cache.client import RedisCache
+from hita.services.refresh import StatsRefresher
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_COUNTERS: Final = ("hits", "misses", "errors", "sets", "lease_waits", "early_refreshes")
+
+
+class CacheCollector(Collector):
+    def __init__(self, cache: RedisCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._cache.stats
+        for name in _COUNTERS:
+            family = CounterMetricFamily(
+                f"hita_cache_{name}", f"Cache {name} per cache type", labels=["type"]
+            )
+            for cache_type, counters in sorted(stats.types.items()):
+                family.add_metric([cache_type], getattr(counters, name))
+            yield family
+        invalidations = CounterMetricFamily(
+            "hita_cache_invalidations",
+            "Cache invalidations requested, per type and cause",
+            labels=["type", "cause"],
+        )
+        for (cache_type, cause), count in sorted(stats.invalidation_causes.items()):
+            invalidations.add_metric([cache_type, cause], count)
+        yield invalidations
+        state = GaugeMetricFamily(
+            "hita_cache_breaker_state",
+            "1 for the circuit breaker's current state",
+            labels=["state"],
+        )
+        for candidate in BreakerState:
+            state.add_metric(
+                [candidate.value], 1.0 if self._cache.breaker.state is candidate else 0.0
+            )
+        yield state
+        transitions = CounterMetricFamily(
+            "hita_cache_breaker_transitions", "Circuit breaker transitions", labels=["transition"]
+        )
+        for transition, count in sorted(stats.breaker_transitions.items()):
+            transitions.add_metric([transition], count)
+        yield transitions
+        yield GaugeMetricFamily(
+            "hita_cache_pending_invalidations",
+            "Invalidations waiting for Redis to answer",
+            value=len(self._cache.pending),
+        )
+
+
+class RefreshCollector(Collector):
+    def __init__(self, refresher: StatsRefresher) -> None:
+        self._refresher = refresher
+
+    def collect(self) -> Iterator[Metric]:
+        counters = self._refresher.counters
+        yield CounterMetricFamily(
+            "hita_stats_refresh_runs", "Scheduled refreshes run here", value=counters.runs
+        )
+        yield CounterMetricFamily(
+            "hita_stats_refresh_failures",
+            "Scheduled refreshes that failed",
+            value=counters.failures,
+        )
+        yield CounterMetricFamily(
+            "hita_stats_refresh_skipped",
+            "Slots another instance took, or Redis was unreachable",
+            value=counters.skipped,
+        )
+        yield GaugeMetricFamily(
+            "hita_stats_refresh_duration_seconds",
+            "Duration of the last successful refresh",
+            value=counters.last_duration_s,
+        )
+        yield GaugeMetricFamily(
+            "hita_stats_refresh_last_success_timestamp_seconds",
+            "Unix time of the last successful refresh (0: none yet)",
+            value=counters.last_success_at or 0.0,
+        )
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "hita_http_requests",
+            "HTTP requests, per method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "hita_http_request_duration_seconds",
+            "HTTP request latency per route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+
+    def watch_cache(self, cache: RedisCache) -> None:
+        self.registry.register(CacheCollector(cache))
+
+    def watch_refresher(self, refresher: StatsRefresher) -> None:
+        self.registry.register(RefreshCollector(refresher))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
