@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -10,16 +11,21 @@ from aiohttp import web
 
 from hita.api.auth import auth_middleware
 from hita.api.errors import error_middleware
+from hita.api.invalidation import cache_invalidation_middleware
 from hita.api.middlewares import request_context_middleware
 from hita.api.routes import setup_routes
 from hita.appkeys import (
     AUTH_SERVICE,
     CACHE,
+    CACHE_KEYS,
     CONFIG,
     DATABASE,
+    METRICS,
     PERMISSION_SERVICE,
     POINTS_SERVICE,
+    REFRESHER,
     USER_SERVICE,
+    WARMUP,
 )
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
@@ -28,12 +34,18 @@ from hita.config import Config
 from hita.constants import MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.migrate import apply_migrations
+from hita.errors import HitaError
+from hita.metrics import Metrics
 from hita.services.auth import AuthService
+from hita.services.cache_keys import CacheKeys
+from hita.services.cached_users import CachedUserService
 from hita.services.passwords import Passwords
 from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
+from hita.services.refresh import StatsRefresher
 from hita.services.tokens import Tokens
-from hita.services.users import UserService
+from hita.services.warmup import CacheWarmupService
+from hita.tasks import running
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +68,42 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(cache.aclose)
         app[CACHE] = cache
 
+        cache_keys = CacheKeys(cache)
+        app[CACHE_KEYS] = cache_keys
+        app[METRICS].watch_cache(cache)
+
         passwords = Passwords(config.auth)
         stack.callback(passwords.close)
-        app[USER_SERVICE] = UserService(database, passwords)
+        users = CachedUserService(database, passwords, cache_keys, config.cache.ttls)
+        app[USER_SERVICE] = users
         app[POINTS_SERVICE] = PointsService(database)
         app[PERMISSION_SERVICE] = PermissionService(database)
         app[AUTH_SERVICE] = AuthService(database, passwords, Tokens(config.auth))
+
+        warmup = CacheWarmupService(users)
+        app[WARMUP] = warmup
+        if config.refresh.warmup_on_start:
+            task = await stack.enter_async_context(running(_warm(warmup), "cache-warmup"))
+            # Readiness waits for the warm-up at most this long; it goes on after.
+            await asyncio.wait({task}, timeout=config.refresh.warmup_timeout_s)
+
+        refresher = StatsRefresher(
+            cache, users.refresh_stats, config.refresh.interval_s, config.refresh.jitter
+        )
+        app[REFRESHER] = refresher
+        app[METRICS].watch_refresher(refresher)
+        if config.refresh.enabled:
+            await stack.enter_async_context(running(refresher.run_forever(), "stats-refresh"))
         log.info("resources ready")
         yield
         log.info("closing resources")
+
+
+async def _warm(warmup: CacheWarmupService) -> None:
+    try:
+        await warmup.warm_essential_caches()
+    except HitaError as exc:  # the database is down: the cache fills as requests come
+        log.warning("cache warm-up skipped: %s", exc)
 
 
 def create_app(config: Config) -> web.Application:
@@ -76,13 +115,14 @@ def create_app(config: Config) -> web.Application:
         },
         middlewares=[
             request_context_middleware,
-            # The cache-invalidation middleware goes here (next issue): outside the
-            # error middleware, so it sees the final status of every response.
+            # Outside the error middleware, so it sees the final status of every response.
+            cache_invalidation_middleware(),
             error_middleware,
             auth_middleware(config.auth.jwt_secret),
         ],
     )
     app[CONFIG] = config
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources)
     setup_routes(app)
     return app

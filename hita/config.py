@@ -82,6 +82,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("STATS_REFRESH_ENABLED", "true", "run the scheduled statistics refresh"),
     _s("STATS_REFRESH_INTERVAL_S", None, "refresh interval; unset: 80% of the shortest stats TTL"),
     _s("STATS_REFRESH_JITTER", 0.1, "random fraction added to or taken from each interval"),
+    _s("WARMUP_ON_START", "true", "warm the essential caches when the service starts"),
     _s("WARMUP_TIMEOUT_S", 5.0, "how long start-up waits for the cache warm-up, seconds"),
     _s("JWT_SECRET", None, "HS256 signing secret; required (32+ bytes) in production"),
     _s("JWT_TTL_S", c.JWT_TTL_S, "access token lifetime, seconds"),
@@ -158,6 +159,7 @@ class RefreshConfig:
     enabled: bool
     interval_s: float
     jitter: float
+    warmup_on_start: bool
     warmup_timeout_s: float
 
 
@@ -330,6 +332,7 @@ def _refresh(values: _Values, ttls: CacheTTLs) -> RefreshConfig:
             else 0.8 * min(ttls.user_stats, ttls.dashboard_stats)
         ),
         jitter=values.number("STATS_REFRESH_JITTER"),
+        warmup_on_start=values.flag("WARMUP_ON_START"),
         warmup_timeout_s=values.number("WARMUP_TIMEOUT_S"),
     )
 

@@ -18,6 +18,7 @@ from typing import Final
 
 from tqdm import tqdm
 
+from hita.cli.cache_access import invalidate_user_caches
 from hita.config import Config
 from hita.db.database import Database, open_database
 from hita.embedded import embedded_dependencies
@@ -66,7 +67,9 @@ async def _seed(
 
 async def _seed_cli(config: Config, count: int) -> seeding.SeedResult:
     async with open_database(config.database) as database:
-        return await _seed(database, config, count, _progress)
+        result = await _seed(database, config, count, _progress)
+    await invalidate_user_caches(config)
+    return result
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print("hita: --users must be 0 or more", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    with embedded_dependencies(config, redis=False) as resolved:
+    with embedded_dependencies(config) as resolved:
         result = asyncio.run(_seed_cli(resolved, args.users))
     elapsed = time.perf_counter() - started
     print(
@@ -97,6 +100,7 @@ async def _seed_demo_if_empty(config: Config) -> str | None:
         if await database.fetchval("SELECT EXISTS (SELECT 1 FROM users)"):
             return None
         result = await _seed(database, config, DEMO_USERS, None)
+    await invalidate_user_caches(config)
     return seeding.logins_text(result)
 
 

@@ -14,6 +14,7 @@ import sys
 from contextlib import closing
 
 from hita.api import schemas
+from hita.cli.cache_access import invalidate_user_caches
 from hita.config import Config
 from hita.db.database import open_database
 from hita.domain.roles import Role
@@ -50,7 +51,9 @@ def read_password(arg: str) -> str:
 async def _create(config: Config, new: NewUser) -> JsonDict:
     with closing(Passwords(config.auth, workers=1)) as passwords:
         async with open_database(config.database) as database:
-            return await UserService(database, passwords).create_user(Operator(), new)
+            user = await UserService(database, passwords).create_user(Operator(), new)
+    await invalidate_user_caches(config, user["id"])
+    return user
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except InvalidInput as exc:
         print(f"hita: {exc}: {json.dumps(exc.details)}", file=sys.stderr)
         return 2
-    with embedded_dependencies(config, redis=False) as resolved:
+    with embedded_dependencies(config) as resolved:
         user = asyncio.run(_create(resolved, new))
     print(json.dumps(user, indent=2))
     return 0

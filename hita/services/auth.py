@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from hita.constants import JWT_TOKEN_TYPE
 from hita.db.database import Database
 from hita.db.users import UsersRepository
@@ -9,6 +11,12 @@ from hita.domain.typedefs import JsonDict
 from hita.errors import NotAuthenticated, PermissionDenied
 from hita.services.passwords import Passwords
 from hita.services.tokens import Tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    user_id: str
+    token: JsonDict = field(repr=False)
 
 
 class InvalidCredentials(NotAuthenticated):
@@ -25,8 +33,8 @@ class AuthService:
         self._passwords = passwords
         self._tokens = tokens
 
-    async def login(self, username: str, password: str) -> JsonDict:
-        """``{"access_token", "token_type": "Bearer", "expires_in"}``.
+    async def login(self, username: str, password: str) -> Login:
+        """The user's id, and ``{"access_token", "token_type": "Bearer", "expires_in"}``.
 
         An unknown username costs as much time as a wrong password, and both
         get the same answer; an inactive user learns so only with the right
@@ -42,8 +50,11 @@ class AuthService:
         if self._passwords.needs_rehash(credentials.password_hash):
             rehash = await self._passwords.hash(password)
         await repo.record_login(credentials.user_id, rehash)
-        return {
-            "access_token": self._tokens.issue(credentials.user_id, credentials.role),
-            "token_type": JWT_TOKEN_TYPE,
-            "expires_in": self._tokens.ttl_s,
-        }
+        return Login(
+            credentials.user_id,
+            {
+                "access_token": self._tokens.issue(credentials.user_id, credentials.role),
+                "token_type": JWT_TOKEN_TYPE,
+                "expires_in": self._tokens.ttl_s,
+            },
+        )

@@ -11,8 +11,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 from argon2 import PasswordHasher
+from redis.asyncio import Redis
 
+from hita.cache.keys import KeyBuilder
+from hita.constants import NAMESPACES
 from tests.conftest import TEST_ROOT
+from tests.integration.test_health import closed_port
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +146,54 @@ async def test_seed_is_refused_in_production(clean_database: str) -> None:
     )
     assert result.returncode == 2
     assert "not production" in result.stderr
+
+
+async def test_changes_made_by_the_cli_invalidate_the_caches(
+    clean_database: str, clean_redis: str
+) -> None:
+    keys = KeyBuilder()
+    redis = Redis.from_url(clean_redis)
+    try:
+        for ns in NAMESPACES:
+            await redis.set(keys.namespace(ns).generation_key, b"before")
+        await redis.set("user_details:1234567890", b"v-cached")
+
+        created = hita(
+            clean_database,
+            "user",
+            "create",
+            "--username",
+            "night.porter",
+            "--email",
+            "porter@hotel.example",
+            "--password",
+            "a long phrase",
+            REDIS_URL=clean_redis,
+        )
+        assert created.returncode == 0, created.stderr
+        generations = [await redis.get(keys.namespace(ns).generation_key) for ns in NAMESPACES]
+        assert b"before" not in generations
+        assert await redis.exists("user_details:1234567890")  # another user: kept
+
+        seeded = hita(clean_database, "seed", "--users", "5", REDIS_URL=clean_redis)
+        assert seeded.returncode == 0, seeded.stderr
+        assert not await redis.exists("user_details:1234567890")  # all users changed
+    finally:
+        await redis.aclose()
+
+
+def test_the_cli_says_so_when_it_cannot_invalidate(clean_database: str) -> None:
+    result = hita(
+        clean_database,
+        "user",
+        "create",
+        "--username",
+        "late.guest",
+        "--email",
+        "late@hotel.example",
+        "--password",
+        "a long phrase",
+        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Redis unreachable, caches not invalidated" in result.stderr

@@ -66,7 +66,13 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             xfetch_beta=1.0,
             pending_max_users=1_000,
         ),
-        refresh=RefreshConfig(enabled=True, interval_s=0.8 * 60, jitter=0.1, warmup_timeout_s=5.0),
+        refresh=RefreshConfig(
+            enabled=True,
+            interval_s=0.8 * 60,
+            jitter=0.1,
+            warmup_on_start=True,
+            warmup_timeout_s=5.0,
+        ),
         auth=AuthConfig(
             jwt_secret=c.DEV_JWT_SECRET,
             jwt_ttl_s=3600,

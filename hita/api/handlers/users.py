@@ -15,7 +15,7 @@ from marshmallow import Schema
 from hita.api import schemas
 from hita.api.auth import require_role, require_self_or_role
 from hita.api.responses import json_ok, read_json_object
-from hita.appkeys import USER_SERVICE
+from hita.appkeys import AFFECTED_USER, USER_SERVICE
 from hita.domain.roles import Role
 from hita.domain.users import NewUser, UserChanges, UserListQuery
 from hita.errors import UserNotFound
@@ -27,6 +27,7 @@ async def create_user(request: web.Request) -> web.Response:
     caller = require_role(request, Role.ADMIN)
     new = schemas.load_as(schemas.CREATE_USER, await read_json_object(request), NewUser)
     user = await request.app[USER_SERVICE].create_user(caller, new)
+    request[AFFECTED_USER] = user["id"]
     return json_ok({"user": user}, status=201)
 
 

@@ -1,0 +1,91 @@
+"""``CacheKeys``: the seed's five key families, and what a change invalidates.
+
+| family | key | invalidated |
+| --- | --- | --- |
+| user details | ``user_details:{user_id}`` | by deleting that one key |
+| user lists | ``user_list:*`` | the whole namespace, in O(1) |
+| user stats | ``user_stats:*`` | the whole namespace, in O(1) |
+| dashboard stats | ``dashboard_stats:*`` | the whole namespace, in O(1) |
+| superadmin lists | ``superadmin_user_list:*`` | the whole namespace, in O(1) |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Final
+
+from hita.cache.client import RedisCache
+from hita.cache.keys import Key, Namespace, NamespacedKey
+from hita.constants import (
+    CACHE_TYPES,
+    DASHBOARD_STATS,
+    NAMESPACES,
+    SUPERADMIN_USER_LIST,
+    USER_DETAILS,
+    USER_LIST,
+    USER_STATS,
+)
+from hita.domain.users import UserListQuery
+
+# Everything that shows a user: what changing one user (or all) invalidates.
+USER_NAMESPACES: Final = NAMESPACES
+
+
+class CacheKeys:
+    def __init__(self, cache: RedisCache) -> None:
+        self.cache = cache
+        self._builder = cache.keys
+
+    def user_details(self, user_id: str) -> Key:
+        return self._builder.key(USER_DETAILS, user_id)
+
+    def user_list(self, query: UserListQuery) -> NamespacedKey:
+        return self._builder.namespaced(USER_LIST, **dataclasses.asdict(query))
+
+    def user_stats(self) -> NamespacedKey:
+        return self._builder.namespaced(USER_STATS)
+
+    def dashboard_stats(self) -> NamespacedKey:
+        return self._builder.namespaced(DASHBOARD_STATS)
+
+    def superadmin_user_list(self, page: int, page_size: int) -> NamespacedKey:
+        return self._builder.namespaced(SUPERADMIN_USER_LIST, page=page, page_size=page_size)
+
+    def namespace(self, name: str) -> Namespace:
+        return self._builder.namespace(name)
+
+    def pattern(self, cache_type: str) -> str:
+        return self._builder.pattern(cache_type)
+
+    @property
+    def patterns(self) -> dict[str, str]:
+        """The seed's patterns: ``user_stats:*``, ``user_list:*``..."""
+        return {name: self.pattern(name) for name in CACHE_TYPES}
+
+    async def invalidate(
+        self, cache_types: Iterable[str], user_id: str | None = None, *, cause: str = "code"
+    ) -> bool:
+        """Invalidate namespaces (O(1) each) and, if ``user_details`` is among
+        the types, that one user's details, in one round trip. With
+        ``user_details`` and no user id, every user's details go (SCAN).
+        False: Redis was unreachable, and the cache will apply it later."""
+        types = set(cache_types)
+        namespaces = [self.namespace(name) for name in NAMESPACES if name in types]
+        keys = []
+        applied = True
+        if USER_DETAILS in types:
+            if user_id is not None:
+                keys.append(self.user_details(user_id))
+            else:
+                await self.cache.delete_pattern(self.pattern(USER_DETAILS), cause=cause)
+        if namespaces or keys:
+            applied = await self.cache.invalidate(namespaces, keys, cause=cause)
+        return applied
+
+    async def invalidate_user_caches(
+        self, user_id: str | None = None, *, cause: str = "code"
+    ) -> bool:
+        """The seed's ``CacheKeys.invalidate_user_caches``: everything that shows
+        this user (or every user when ``user_id`` is None)."""
+        return await self.invalidate((*USER_NAMESPACES, USER_DETAILS), user_id, cause=cause)

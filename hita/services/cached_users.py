@@ -1,0 +1,79 @@
+"""``CachedUserService``: a ``UserService`` whose reads go through Redis.
+
+| read | key | TTL |
+| --- | --- | --- |
+| ``get_user`` | ``user_details:{user_id}`` | USER_DETAILS_TTL (not found: NEGATIVE_CACHE_TTL) |
+| ``list_users`` | ``user_list:*`` | USER_LIST_TTL |
+| ``user_stats`` | ``user_stats:*`` | USER_STATS_TTL |
+| ``dashboard_stats`` | ``dashboard_stats:*`` | DASHBOARD_STATS_TTL |
+| ``superadmin_list`` | ``superadmin_user_list:*`` | SUPERADMIN_USER_LIST_TTL |
+
+Writes are ``UserService``'s own: over HTTP the invalidation middleware
+invalidates what each route changed; code elsewhere (the CLI, the seeder)
+calls ``CacheKeys.invalidate_user_caches``. The service's reads return
+JSON-ready data without password hashes, so what is cached is exactly what
+is served. When Redis is unavailable every read goes to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from hita.config import CacheTTLs
+from hita.db.database import Database
+from hita.domain.typedefs import JsonDict
+from hita.domain.users import UserListQuery
+from hita.services.cache_keys import CacheKeys
+from hita.services.passwords import Passwords
+from hita.services.users import UserService
+
+
+class CachedUserService(UserService):
+    def __init__(
+        self, database: Database, passwords: Passwords, keys: CacheKeys, ttls: CacheTTLs
+    ) -> None:
+        super().__init__(database, passwords)
+        self.keys = keys
+        self.cache = keys.cache
+        self._ttls = ttls
+
+    async def get_user(self, user_id: str) -> JsonDict | None:
+        return await self.cache.get_or_load(
+            self.keys.user_details(user_id),
+            partial(super().get_user, user_id),
+            ttl=self._ttls.user_details,
+            negative_ttl=self._ttls.negative,
+        )
+
+    async def list_users(self, query: UserListQuery) -> JsonDict:
+        return await self.cache.get_or_load(
+            self.keys.user_list(query),
+            partial(super().list_users, query),
+            ttl=self._ttls.user_list,
+        )
+
+    async def superadmin_list(self, page: int, page_size: int) -> JsonDict:
+        return await self.cache.get_or_load(
+            self.keys.superadmin_user_list(page, page_size),
+            partial(super().superadmin_list, page, page_size),
+            ttl=self._ttls.superadmin_user_list,
+        )
+
+    async def user_stats(self) -> JsonDict:
+        return await self.cache.get_or_load(
+            self.keys.user_stats(), super().user_stats, ttl=self._ttls.user_stats
+        )
+
+    async def dashboard_stats(self) -> JsonDict:
+        return await self.cache.get_or_load(
+            self.keys.dashboard_stats(), super().dashboard_stats, ttl=self._ttls.dashboard_stats
+        )
+
+    async def refresh_stats(self) -> None:
+        """Recompute both statistics now and store them (the scheduled refresh)."""
+        await self.cache.refresh(
+            self.keys.user_stats(), super().user_stats, ttl=self._ttls.user_stats
+        )
+        await self.cache.refresh(
+            self.keys.dashboard_stats(), super().dashboard_stats, ttl=self._ttls.dashboard_stats
+        )
