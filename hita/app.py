@@ -17,6 +17,7 @@ from hita.api.routes import setup_routes
 from hita.appkeys import (
     AUTH_SERVICE,
     CACHE,
+    CACHE_ADMIN,
     CACHE_KEYS,
     CONFIG,
     DATABASE,
@@ -37,6 +38,7 @@ from hita.db.migrate import apply_migrations
 from hita.errors import HitaError
 from hita.metrics import Metrics
 from hita.services.auth import AuthService
+from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
 from hita.services.cached_users import CachedUserService
 from hita.services.passwords import Passwords
@@ -82,6 +84,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
         warmup = CacheWarmupService(users)
         app[WARMUP] = warmup
+        app[CACHE_ADMIN] = CacheAdmin(cache_keys, warmup, config.cache.scan_budget_s)
         if config.refresh.warmup_on_start:
             task = await stack.enter_async_context(running(_warm(warmup), "cache-warmup"))
             # Readiness waits for the warm-up at most this long; it goes on after.

@@ -10,6 +10,7 @@ from hita.db.database import Database
 from hita.domain.users import Principal
 from hita.metrics import Metrics
 from hita.services.auth import AuthService
+from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
 from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
@@ -28,6 +29,7 @@ POINTS_SERVICE: Final = web.AppKey("points_service", PointsService)
 PERMISSION_SERVICE: Final = web.AppKey("permission_service", PermissionService)
 AUTH_SERVICE: Final = web.AppKey("auth_service", AuthService)
 WARMUP: Final = web.AppKey("warmup", CacheWarmupService)
+CACHE_ADMIN: Final = web.AppKey("cache_admin", CacheAdmin)
 REFRESHER: Final = web.AppKey("refresher", StatsRefresher)
 
 # The verified caller of a request, set by the auth middleware.

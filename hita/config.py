@@ -73,6 +73,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("CACHE_LEASE_WAIT_MS", c.LEASE_WAIT_MS, "how long a reader waits for another loader, ms"),
     _s("CACHE_XFETCH_BETA", c.XFETCH_BETA, "early recomputation eagerness (0 disables)"),
     _s("CACHE_PENDING_MAX_USERS", c.PENDING_INVALIDATIONS_MAX_USERS, "pending user ids kept"),
+    _s(
+        "CACHE_SCAN_BUDGET_MS", c.CACHE_SCAN_BUDGET_MS, "time for counting keys; past it, estimates"
+    ),
     _s("USER_STATS_TTL", c.USER_STATS_TTL_S, "user statistics TTL, seconds"),
     _s("USER_LIST_TTL", c.USER_LIST_TTL_S, "user list TTL, seconds"),
     _s("USER_DETAILS_TTL", c.USER_DETAILS_TTL_S, "user details TTL, seconds"),
@@ -152,6 +155,7 @@ class CacheConfig:
     lease_wait_ms: int
     xfetch_beta: float
     pending_max_users: int
+    scan_budget_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +323,7 @@ def _cache(values: _Values) -> CacheConfig:
         lease_wait_ms=values.integer("CACHE_LEASE_WAIT_MS"),
         xfetch_beta=values.number("CACHE_XFETCH_BETA"),
         pending_max_users=values.integer("CACHE_PENDING_MAX_USERS", minimum=1),
+        scan_budget_s=values.integer("CACHE_SCAN_BUDGET_MS", minimum=1) / 1000,
     )
 
 

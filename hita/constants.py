@@ -38,6 +38,9 @@ LEASE_TTL_MS: Final = 10_000  # how long a loader may hold a key's lease
 LEASE_WAIT_MS: Final = 1_000  # how long a reader waits for another loader
 XFETCH_BETA: Final = 1.0  # Vattani et al.: 1.0 is the paper's default
 
+# Monitoring.
+CACHE_SCAN_BUDGET_MS: Final = 1_000  # key counts past this are estimates
+
 # Invalidations that could not reach Redis.
 PENDING_INVALIDATIONS_MAX_USERS: Final = 1_000  # beyond this, all user details go
 

@@ -11,6 +11,7 @@ from typing import Final
 from aiohttp import web
 
 from hita.api.typedefs import Handler
+from hita.appkeys import METRICS
 from hita.logs import request_id_var
 
 log = logging.getLogger("hita.access")
@@ -40,11 +41,9 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
     finally:
-        log.info(
-            "%s %s %d %.1fms",
-            request.method,
-            request.path,
-            status,
-            (time.perf_counter() - started) * 1000,
+        elapsed = time.perf_counter() - started
+        request.app[METRICS].observe_request(
+            request.method, route_template(request), status, elapsed
         )
+        log.info("%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
         request_id_var.reset(token)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hita.api import health
-from hita.api.handlers import auth, permissions, points, stats, users
+from hita.api import health, metrics
+from hita.api.handlers import auth, cache, permissions, points, stats, users
 from hita.constants import API_PREFIX
 
 
@@ -35,5 +35,13 @@ def setup_routes(app: web.Application) -> None:
             web.get(f"{p}/permissions/{{user_id}}", permissions.get_permissions, allow_head=False),
             web.post(f"{p}/permissions/{{user_id}}/grant", permissions.grant_permission),
             web.post(f"{p}/permissions/{{user_id}}/revoke", permissions.revoke_permission),
+            web.get(f"{p}/cache/health", cache.health, allow_head=False),
+            web.get(f"{p}/cache/health/detailed", cache.detailed_health, allow_head=False),
+            web.post(f"{p}/cache/clear", cache.clear),
+            web.post(f"{p}/cache/clear/user/{{user_id}}", cache.clear_user),
+            web.post(f"{p}/cache/warm", cache.warm),
+            web.get(f"{p}/cache/stats", cache.stats, allow_head=False),
+            web.get(f"{p}/cache/test", cache.self_test, allow_head=False),
+            web.get("/metrics", metrics.metrics, allow_head=False),
         ]
     )

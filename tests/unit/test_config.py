@@ -65,6 +65,7 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             lease_wait_ms=1_000,
             xfetch_beta=1.0,
             pending_max_users=1_000,
+            scan_budget_s=1.0,
         ),
         refresh=RefreshConfig(
             enabled=True,
