@@ -7,12 +7,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from hita.cli import config_cmd, migrate_cmd, seed_cmd, serve_cmd, user_cmd
+from hita.cli import cache_cmd, config_cmd, migrate_cmd, seed_cmd, serve_cmd, user_cmd
 from hita.config import ConfigError, load_config
 from hita.errors import HitaError
 from hita.logs import setup_logging
 
-COMMANDS = (serve_cmd, migrate_cmd, user_cmd, seed_cmd, config_cmd)
+COMMANDS = (serve_cmd, migrate_cmd, user_cmd, seed_cmd, cache_cmd, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,10 +22,12 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def embedded_dependencies(config: Config, *, redis: bool = True) -> Iterator[Config]:
+def embedded_dependencies(
+    config: Config, *, database: bool = True, redis: bool = True
+) -> Iterator[Config]:
     with ExitStack() as stack:
         root = config.data_dir.resolve()
-        if config.database.url is None:
+        if database and config.database.url is None:
             postgres = EmbeddedPostgres(root / "postgres")
             stack.callback(postgres.stop)
             postgres.start()

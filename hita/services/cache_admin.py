@@ -53,7 +53,9 @@ def key_counts(counts: KeyCounts) -> JsonDict:
 
 
 class CacheAdmin:
-    def __init__(self, keys: CacheKeys, warmup: CacheWarmupService, scan_budget_s: float) -> None:
+    def __init__(
+        self, keys: CacheKeys, warmup: CacheWarmupService | None, scan_budget_s: float
+    ) -> None:
         self._keys = keys
         self._cache = keys.cache
         self._warmup = warmup
@@ -138,6 +140,8 @@ class CacheAdmin:
             raise CacheUnavailable()
 
     async def warm(self) -> WarmupResult:
+        if self._warmup is None:
+            raise RuntimeError("this CacheAdmin was built without a database")
         await self._info()
         return await self._warmup.warm_essential_caches()
 

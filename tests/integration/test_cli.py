@@ -197,3 +197,51 @@ def test_the_cli_says_so_when_it_cannot_invalidate(clean_database: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Redis unreachable, caches not invalidated" in result.stderr
+
+
+async def test_cache_commands_print_readable_tables(clean_database: str, clean_redis: str) -> None:
+    redis = Redis.from_url(clean_redis)
+    try:
+        await redis.set("user_details:1234567890", b"v")
+        await redis.set("user_details:1234567891", b"v")
+
+        stats = hita(clean_database, "cache", "stats", REDIS_URL=clean_redis)
+        assert stats.returncode == 0, stats.stderr
+        assert "Keys per cache type (SCAN)" in stats.stdout
+        rows = dict(
+            line.split(maxsplit=1)
+            for line in stats.stdout.splitlines()
+            if len(line.split(maxsplit=1)) == 2
+        )
+        assert rows["user_details_keys"] == "2"
+        assert rows["redis_version"].startswith("6.")
+
+        test = hita(clean_database, "cache", "test", REDIS_URL=clean_redis)
+        assert test.returncode == 0, test.stderr
+        assert "get_after_delete" in test.stdout
+        assert "False" not in test.stdout
+
+        one = hita(clean_database, "cache", "clear-user", "1234567890", REDIS_URL=clean_redis)
+        assert one.stdout.strip() == "Cache cleared for user 1234567890"
+        assert await redis.exists("user_details:1234567890", "user_details:1234567891") == 1
+        bad = hita(clean_database, "cache", "clear-user", "12*", REDIS_URL=clean_redis)
+        assert bad.returncode == 2
+
+        warm = hita(clean_database, "cache", "warm", REDIS_URL=clean_redis)
+        assert warm.returncode == 0, warm.stderr
+        assert warm.stdout.startswith("Essential caches warmed successfully")
+
+        clear = hita(clean_database, "cache", "clear", REDIS_URL=clean_redis)
+        assert clear.returncode == 0, clear.stderr
+        assert "All user caches cleared successfully" in clear.stdout
+        assert [k async for k in redis.scan_iter()] == []
+    finally:
+        await redis.aclose()
+
+
+def test_cache_commands_fail_clearly_without_redis(clean_database: str) -> None:
+    result = hita(
+        clean_database, "cache", "stats", REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "hita: Redis cache not available"
