@@ -1,15 +1,14 @@
-"""Benchmark the dashboard statistics on a realistic data set.
+"""Benchmark the dashboard statistics: straight from SQL versus from the cache.
 
-Seeds ``--users`` users (default 100 000) with their points histories into a
-private embedded PostgreSQL under ``.hita/bench/`` (a fresh database each
-run), or into ``DATABASE_URL`` when it is set (topped up to ``--users``),
-then times each measured path ``--runs`` times after a few warm-up runs and
-writes the median and p95 to ``docs/benchmarks.md`` with the command used.
+For each size in ``--sizes`` (default 10k, 100k and 1M users) the data set is
+topped up with realistic users and points histories (a private embedded
+PostgreSQL under ``.hita/bench/``, or ``DATABASE_URL``), then every measured
+path runs ``--runs`` times after a few warm-up runs, all in one process, one
+after the other, so the paths are compared as ratios of medians taken on the
+same machine at the same moment. Redis is a private embedded one (or
+``REDIS_URL``). Results go to ``docs/benchmarks.md`` with the command used.
 
-Each measured path is one function in ``PATHS``; the cache issue adds its
-cached paths there, next to the SQL ones, so the table compares them.
-
-    python scripts/bench_dashboard.py [--users 100000] [--runs 50]
+    python scripts/bench_dashboard.py [--sizes 10000,100000,1000000] [--runs 50]
 """
 
 from __future__ import annotations
@@ -24,100 +23,205 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
 from datetime import UTC, datetime
 from typing import Final
 
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from hita.app import create_app
+from hita.cache.client import RedisCache
+from hita.cache.connection import create_redis
+from hita.cache.keys import KeyBuilder
 from hita.config import PROJECT_ROOT, Config, load_config
 from hita.db.database import Database, open_database
-from hita.embedded import EmbeddedPostgres
-from hita.services import seeding, stats
+from hita.domain.roles import Role
+from hita.embedded import EmbeddedPostgres, EmbeddedRedis
+from hita.services import seeding
+from hita.services.cache_keys import CacheKeys
+from hita.services.cached_users import CachedUserService
 from hita.services.passwords import Passwords
+from hita.services.tokens import Tokens
+from hita.services.users import UserService
 
 BENCH_ROOT: Final = PROJECT_ROOT / ".hita" / "bench"
 REPORT: Final = PROJECT_ROOT / "docs" / "benchmarks.md"
 WARMUP_RUNS: Final = 3
 SEED: Final = 20_241_217  # the same data set every run
+DEFAULT_SIZES: Final = "10000,100000,1000000"
 
-Measure = Callable[[Database], Awaitable[object]]
-
-
-async def dashboard_stats_sql(database: Database) -> object:
-    """Every dashboard figure straight from PostgreSQL (what a cache miss costs)."""
-    return await stats.dashboard_stats(database)
-
-
-async def user_stats_sql(database: Database) -> object:
-    """The user statistics straight from PostgreSQL."""
-    return await stats.user_stats(database)
-
-
-PATHS: Final[dict[str, Measure]] = {
-    "dashboard stats, SQL": dashboard_stats_sql,
-    "user stats, SQL": user_stats_sql,
-}
+Measure = Callable[[], Awaitable[object]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
+    users: int
     path: str
     runs: int
     median_ms: float
     p95_ms: float
 
 
+@dataclasses.dataclass
+class Bench:
+    """Everything a measured path needs, for one data set size."""
+
+    database: Database
+    plain: UserService
+    cached: CachedUserService
+    http: aiohttp.ClientSession
+    base_url: str
+    admin_headers: dict[str, str]
+
+    async def invalidate_dashboard(self) -> None:
+        await self.cached.keys.invalidate(["dashboard_stats"], cause="bench")
+
+    def paths(self) -> dict[str, tuple[Measure, Measure | None]]:
+        """name -> (the call measured, an untimed call before each run)."""
+        url = f"{self.base_url}/v1.0/dashboard/stats"
+
+        async def get() -> object:
+            async with self.http.get(url, headers=self.admin_headers) as response:
+                response.raise_for_status()
+                return await response.read()
+
+        return {
+            "dashboard stats, SQL (service, no cache)": (self.plain.dashboard_stats, None),
+            "dashboard stats, cache hit (service)": (self.cached.dashboard_stats, None),
+            "user stats, SQL (service, no cache)": (self.plain.user_stats, None),
+            "user stats, cache hit (service)": (self.cached.user_stats, None),
+            "GET /v1.0/dashboard/stats, cache miss (HTTP)": (get, self.invalidate_dashboard),
+            "GET /v1.0/dashboard/stats, cache hit (HTTP)": (get, None),
+        }
+
+
 @contextmanager
-def postgres(config: Config) -> Iterator[Config]:
-    if config.database.url is not None:
-        yield config
-        return
-    server = EmbeddedPostgres(BENCH_ROOT / "postgres", database="hita_bench")
-    server.start()
+def servers(config: Config) -> Iterator[Config]:
+    """Private PostgreSQL and Redis unless the configuration names real ones."""
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:
-        server.create_database("hita_bench", drop_first=True)
-        database = dataclasses.replace(config.database, url=server.url, auto_migrate=True)
-        yield dataclasses.replace(config, database=database)
+        if config.database.url is None:
+            postgres = EmbeddedPostgres(BENCH_ROOT / "postgres", database="hita_bench")
+            postgres.start()
+            started.append(postgres)
+            postgres.create_database("hita_bench", drop_first=True)
+            database = dataclasses.replace(config.database, url=postgres.url, auto_migrate=True)
+            config = dataclasses.replace(config, database=database)
+        if config.redis.url is None:
+            redis = EmbeddedRedis(BENCH_ROOT / "redis")
+            redis.start()
+            started.append(redis)
+            config = dataclasses.replace(
+                config, redis=dataclasses.replace(config.redis, url=redis.url)
+            )
+        yield config
     finally:
-        server.stop()
+        for server in reversed(started):
+            server.stop()
 
 
-async def top_up(database: Database, config: Config, users: int) -> float:
+async def top_up(database: Database, config: Config, users: int, rng: random.Random) -> float:
     """Seed up to ``users`` users; the seconds it took (0 when there were enough)."""
     missing = users - await database.fetchval("SELECT count(*) FROM users")
     if missing <= 0:
         return 0.0
     started = time.perf_counter()
-    passwords = Passwords(config.auth, workers=1)
-    try:
+    with closing(Passwords(config.auth, workers=1)) as passwords:
         password = seeding.new_demo_password()
         password_hash = await passwords.hash(password)
-    finally:
-        passwords.close()
-    await seeding.seed(
-        database,
-        missing,
-        password,
-        password_hash,
-        rng=random.Random(SEED),
-    )
+    await seeding.seed(database, missing, password, password_hash, rng=rng)
     return time.perf_counter() - started
 
 
-async def measure(database: Database, path: str, run: Measure, runs: int) -> Result:
+async def measure(users: int, path: str, run: Measure, before: Measure | None,
+                  runs: int) -> Result:
     for _ in range(WARMUP_RUNS):
-        await run(database)
+        if before:
+            await before()
+        await run()
     samples = []
     for _ in range(runs):
+        if before:
+            await before()
         started = time.perf_counter()
-        await run(database)
+        await run()
         samples.append((time.perf_counter() - started) * 1000)
     p95 = statistics.quantiles(samples, n=100, method="inclusive")[94]
-    return Result(path, runs, statistics.median(samples), p95)
+    return Result(users, path, runs, statistics.median(samples), p95)
+
+
+@asynccontextmanager
+async def bench_context(config: Config) -> AsyncIterator[Bench]:
+    async with AsyncExitStack() as stack:
+        database = await stack.enter_async_context(open_database(config.database))
+        passwords = stack.enter_context(closing(Passwords(config.auth, workers=1)))
+        cache = RedisCache(create_redis(config.redis), config.cache, KeyBuilder())
+        stack.push_async_callback(cache.aclose)
+        app: web.Application = create_app(config)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        stack.push_async_callback(server.close)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        admin_id = await database.fetchval(
+            "SELECT id FROM users WHERE role = 'admin' AND is_active ORDER BY id LIMIT 1"
+        )
+        token = Tokens(config.auth).issue(admin_id, Role.ADMIN)
+        yield Bench(
+            database=database,
+            plain=UserService(database, passwords),
+            cached=CachedUserService(database, passwords, CacheKeys(cache), config.cache.ttls),
+            http=http,
+            base_url=str(server.make_url("")).rstrip("/"),
+            admin_headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+async def bench(config: Config, sizes: list[int], runs: int
+                ) -> tuple[list[Result], dict[str, str]]:
+    results: list[Result] = []
+    seeding_times = []
+    rng = random.Random(SEED)  # noqa: S311 - a reproducible data set, not secrets
+    async with open_database(config.database) as database:
+        for size in sizes:
+            seeded = await top_up(database, config, size, rng)
+            seeding_times.append(f"{size:,} users: {seeded:.1f} s" if seeded else f"{size:,}: -")
+            async with bench_context(config) as context:
+                count = await database.fetchval("SELECT count(*) FROM users")
+                for path, (run, before) in context.paths().items():
+                    results.append(await measure(count, path, run, before, runs))
+                    print(f"{count:>9,} users  {results[-1].path}: "
+                          f"median {results[-1].median_ms:.2f} ms", flush=True)
+        facts = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "Python": platform.python_version(),
+            "PostgreSQL": str(await database.fetchval("SHOW server_version")),
+            "points transactions at the largest size": str(
+                await database.fetchval("SELECT count(*) FROM points_transactions")
+            ),
+            "seeding": "; ".join(seeding_times),
+        }
+    return results, facts
+
+
+def ratio_rows(results: list[Result]) -> list[str]:
+    by = {(r.users, r.path): r for r in results}
+    rows = []
+    for users in sorted({r.users for r in results}):
+        sql = by[users, "dashboard stats, SQL (service, no cache)"].median_ms
+        hit = by[users, "dashboard stats, cache hit (service)"].median_ms
+        miss = by[users, "GET /v1.0/dashboard/stats, cache miss (HTTP)"].median_ms
+        http_hit = by[users, "GET /v1.0/dashboard/stats, cache hit (HTTP)"].median_ms
+        rows.append(f"| {users:,} | {sql:.2f} | {hit:.3f} | **{sql / hit:,.0f}x** |"
+                    f" {miss:.2f} | {http_hit:.2f} | {miss / http_hit:,.0f}x |")
+    return rows
 
 
 def report(results: list[Result], facts: dict[str, str], command: str) -> str:
-    lines = [
+    return "\n".join([
         "# Benchmarks",
         "",
         "Written by `scripts/bench_dashboard.py` (`make bench`); rerun it to refresh.",
@@ -126,49 +230,45 @@ def report(results: list[Result], facts: dict[str, str], command: str) -> str:
         "",
         *(f"- {name}: {value}" for name, value in facts.items()),
         "",
-        "| path | runs | median (ms) | p95 (ms) |",
-        "| --- | ---: | ---: | ---: |",
-        *(f"| {r.path} | {r.runs} | {r.median_ms:.1f} | {r.p95_ms:.1f} |" for r in results),
+        "## Dashboard statistics: cache versus SQL (medians, same run)",
         "",
-        "Times are wall-clock per call from the service's process, over the same",
-        "pool the service uses, after warm-up runs; the dashboard runs its four",
-        "queries in one repeatable-read transaction.",
+        "| users | SQL (ms) | cache hit (ms) | ratio | HTTP miss (ms) | HTTP hit (ms) |"
+        " HTTP ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *ratio_rows(results),
         "",
-    ]
-    return "\n".join(lines)
-
-
-async def bench(config: Config, users: int, runs: int) -> tuple[list[Result], dict[str, str]]:
-    async with open_database(config.database) as database:
-        seed_s = await top_up(database, config, users)
-        results = [await measure(database, p, fn, runs) for p, fn in PATHS.items()]
-        facts = {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "Python": platform.python_version(),
-            "PostgreSQL": str(await database.fetchval("SHOW server_version")),
-            "users": str(await database.fetchval("SELECT count(*) FROM users")),
-            "points transactions": str(
-                await database.fetchval("SELECT count(*) FROM points_transactions")
-            ),
-            "seeding": f"{seed_s:.1f} s" if seed_s else "data set already there",
-        }
-    return results, facts
+        "The service-level ratio is `CachedUserService.dashboard_stats()` on a hit",
+        "against `UserService.dashboard_stats()` (the four dashboard queries in one",
+        "repeatable-read transaction). The HTTP columns are whole requests to the",
+        "running app on 127.0.0.1 (token check, routing, JSON): a miss is measured",
+        "right after invalidating the dashboard namespace, so it pays the SQL.",
+        "",
+        "## Every path",
+        "",
+        "| users | path | runs | median (ms) | p95 (ms) |",
+        "| ---: | --- | ---: | ---: | ---: |",
+        *(f"| {r.users:,} | {r.path} | {r.runs} | {r.median_ms:.3f} | {r.p95_ms:.3f} |"
+          for r in results),
+        "",
+    ])
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--sizes", default=DEFAULT_SIZES,
+                        help="comma-separated user counts, ascending")
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    config = load_config(os.environ)
-    with postgres(config) as resolved:
-        results, facts = asyncio.run(bench(resolved, args.users, args.runs))
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    environ = {k: v for k, v in os.environ.items()}
+    environ.setdefault("HITA_ENV", "development")
+    environ.update(WARMUP_ON_START="false", STATS_REFRESH_ENABLED="false", LOG_LEVEL="WARNING")
+    config = load_config(environ)
+    with servers(config) as resolved:
+        results, facts = asyncio.run(bench(resolved, sizes, args.runs))
     command = shlex.join(["python", "scripts/bench_dashboard.py", *sys.argv[1:]])
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(report(results, facts, command))
-    for r in results:
-        print(f"{r.path}: median {r.median_ms:.1f} ms, p95 {r.p95_ms:.1f} ms ({r.runs} runs)")
     print(f"written to {REPORT.relative_to(PROJECT_ROOT)}")
     return 0
 

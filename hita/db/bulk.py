@@ -24,6 +24,9 @@ USER_COLUMNS: Final = (
 )
 LEDGER_COLUMNS: Final = ("user_id", "amount", "reason", "balance_after", "created_at")
 PERMISSION_COLUMNS: Final = ("user_id", "permission", "granted_at")
+# An operator's bulk load is not a request: it may take far longer than
+# DB_COMMAND_TIMEOUT_S (a million users with their ledgers take minutes).
+BULK_TIMEOUT_S: Final = 3600.0  # 1 hour
 
 
 class BulkLoader:
@@ -41,7 +44,9 @@ class BulkLoader:
         self, table: str, columns: Sequence[str], records: Iterable[tuple[Any, ...]]
     ) -> None:
         try:
-            await self._conn.copy_records_to_table(table, records=records, columns=columns)
+            await self._conn.copy_records_to_table(
+                table, records=records, columns=columns, timeout=BULK_TIMEOUT_S
+            )
         except asyncpg.UniqueViolationError as exc:
             raise_unique(exc)
 
@@ -53,6 +58,14 @@ class BulkLoader:
 
     async def copy_permissions(self, records: Iterable[tuple[Any, ...]]) -> None:
         await self._copy("user_permissions", PERMISSION_COLUMNS, records)
+
+    async def analyze(self) -> None:
+        """Fresh planner statistics and visibility map, as autovacuum would leave
+        them a little later: the first queries on new rows are then as fast as later ones."""
+        await self._conn.execute(
+            "VACUUM (ANALYZE) users, points_transactions, user_permissions",
+            timeout=BULK_TIMEOUT_S,
+        )
 
     async def upsert_demo_account(
         self, user_id: str, username: str, role: str, password_hash: str

@@ -174,9 +174,8 @@ async def seed(
             DEMO_ACCOUNTS, _fresh_ids(rng, len(DEMO_ACCOUNTS), taken), strict=True
         ):
             await loader.upsert_demo_account(user_id, username, role.value, password_hash)
-    # Fresh planner statistics and visibility map, as autovacuum would leave them
-    # a little later: the first queries on the new rows are then as fast as later ones.
-    await database.execute("VACUUM (ANALYZE) users, points_transactions, user_permissions")
+    async with database.connection() as conn:  # VACUUM cannot run in a transaction
+        await BulkLoader(conn).analyze()
     return SeedResult(
         users=len(population.users),
         ledger_rows=len(population.ledger),
