@@ -326,3 +326,24 @@ async def test_a_user_editing_itself_is_seen_by_the_admin_at_once(scene: Scene) 
     )
     assert response.status == 200
     await sees_new_name(scene)
+
+
+async def test_no_secret_ever_reaches_redis(scene: Scene) -> None:
+    """Password hashes and tokens are never cached, whatever was read or written."""
+    await scene.world.client.post(
+        "/v1.0/auth/login", json={"username": scene.guest.username, "password": PASSWORD}
+    )
+    await scene.warm()
+    await scene.get(f"/v1.0/user/{scene.superadmin.id}", scene.superadmin)
+    values = [await scene.redis.get(key) async for key in scene.redis.scan_iter()]
+    assert values
+    for raw in values:
+        assert raw is not None
+        for secret in (
+            b"argon2",
+            b"password",
+            PASSWORD.encode(),
+            scene.guest.token.encode(),
+            scene.superadmin.token.encode(),
+        ):
+            assert secret not in raw

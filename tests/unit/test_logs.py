@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from hita.logs import JsonFormatter, RequestIdFilter, request_id_var, setup_logging
+
+
+def record(message: str, **extra: object) -> logging.LogRecord:
+    rec = logging.LogRecord("hita.test", logging.WARNING, __file__, 1, message, None, None)
+    rec.__dict__.update(extra)
+    RequestIdFilter().filter(rec)
+    return rec
+
+
+def test_json_lines_carry_the_request_id_and_extras() -> None:
+    token = request_id_var.set("abc123def456")
+    try:
+        line = JsonFormatter().format(record("cache %s", user_id="5779356081"))
+    finally:
+        request_id_var.reset(token)
+    entry = json.loads(line)
+    assert entry["message"] == "cache %s"
+    assert entry["request_id"] == "abc123def456"
+    assert entry["user_id"] == "5779356081"
+    assert entry["level"] == "WARNING"
+    assert entry["time"].endswith("+00:00")
+    assert "\n" not in line
+
+
+def test_exceptions_stay_inside_one_json_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        rec = record("failed")
+        rec.exc_info = __import__("sys").exc_info()
+    line = JsonFormatter().format(rec)
+    assert "\n" not in line
+    assert "ValueError: boom" in json.loads(line)["exception"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "formatter"), [("json", JsonFormatter), ("text", logging.Formatter)]
+)
+def test_setup_picks_the_format_and_quiets_aiohttp_jwt(fmt: str, formatter: type) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO", fmt)
+        assert isinstance(root.handlers[0].formatter, formatter)
+        assert logging.getLogger("aiohttp_jwt").level == logging.CRITICAL
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
