@@ -42,6 +42,10 @@ def _progress(rows: Iterable[seeding.Row], label: str, count: int) -> Iterable[s
     return bar
 
 
+def base_url(config: Config) -> str:
+    return f"http://{config.http.host}:{config.http.port}"
+
+
 def logins_path(config: Config) -> Path:
     return config.data_dir / LOGINS_FILE
 
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         f"seeded {result.users} users, {result.ledger_rows} points transactions and"
         f" {result.permissions} permissions in {elapsed:.1f} s"
     )
-    text = seeding.logins_text(result)
+    text = seeding.logins_text(result, base_url(config))
     print(text, end="")
     print(f"(also written to {write_logins(config, text)})")
     return 0
@@ -101,7 +105,7 @@ async def _seed_demo_if_empty(config: Config) -> str | None:
             return None
         result = await _seed(database, config, DEMO_USERS, None)
     await invalidate_user_caches(config)
-    return seeding.logins_text(result)
+    return seeding.logins_text(result, base_url(config))
 
 
 def seed_demo_if_empty(config: Config) -> None:

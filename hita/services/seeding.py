@@ -185,12 +185,12 @@ async def seed(
     )
 
 
-def logins_text(result: SeedResult) -> str:
+def logins_text(result: SeedResult, base_url: str) -> str:
     """What ``hita seed`` and the first ``make run`` print, and demo-logins.txt holds."""
     lines = [f"Demo logins (local use only), password: {result.password}"]
     lines += [f"  {role.value:<10}  {username}" for username, role in result.logins]
     lines.append(
-        "  token: curl -s -X POST localhost:8080/v1.0/auth/login"
+        f"  token: curl -s -X POST {base_url}/v1.0/auth/login"
         " -H 'Content-Type: application/json'"
         f' -d \'{{"username": "demo.admin", "password": "{result.password}"}}\''
     )
