@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
@@ -125,3 +126,31 @@ async def test_start_up_does_not_wait_longer_than_its_bound_for_the_warm_up(
     client = await asyncio.wait_for(aiohttp_client(create_app(config)), timeout=10)
     assert (await client.get("/v1.0/health")).status == 200  # serving, warm-up still going
     release.set()
+
+
+async def test_shutdown_leaves_no_pending_task_behind(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    clean_redis: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config(
+        DATABASE_URL=clean_database,
+        REDIS_URL=clean_redis,
+        STATS_REFRESH_ENABLED="true",
+        STATS_REFRESH_INTERVAL_S="0.1",
+        WARMUP_ON_START="true",
+    )
+    client = await aiohttp_client(create_app(config))
+    await asyncio.sleep(0.35)  # a few refreshes run
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        await client.close()
+        gc.collect()
+        await asyncio.sleep(0)
+    assert "Task was destroyed but it is pending" not in caplog.text
+    leftovers = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and t.get_name() in ("stats-refresh", "cache-warmup")
+    ]
+    assert leftovers == []
