@@ -13,6 +13,7 @@ from hita.api.auth import auth_middleware
 from hita.api.errors import error_middleware
 from hita.api.invalidation import cache_invalidation_middleware
 from hita.api.middlewares import request_context_middleware
+from hita.api.openapi import document_bytes
 from hita.api.routes import setup_routes
 from hita.appkeys import (
     AUTH_SERVICE,
@@ -22,6 +23,7 @@ from hita.appkeys import (
     CONFIG,
     DATABASE,
     METRICS,
+    OPENAPI,
     PERMISSION_SERVICE,
     POINTS_SERVICE,
     REFRESHER,
@@ -128,4 +130,5 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources)
     setup_routes(app)
+    app[OPENAPI] = document_bytes(app.router)
     return app

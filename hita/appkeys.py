@@ -31,6 +31,8 @@ AUTH_SERVICE: Final = web.AppKey("auth_service", AuthService)
 WARMUP: Final = web.AppKey("warmup", CacheWarmupService)
 CACHE_ADMIN: Final = web.AppKey("cache_admin", CacheAdmin)
 REFRESHER: Final = web.AppKey("refresher", StatsRefresher)
+# The OpenAPI document, built from the router once per app.
+OPENAPI: Final = web.AppKey("openapi", bytes)
 
 # The verified caller of a request, set by the auth middleware.
 PRINCIPAL: Final = web.RequestKey("principal", Principal)

@@ -86,27 +86,35 @@ def schema_tables(database_url: str) -> list[str]:
     return asyncio.run(prepare())
 
 
-@pytest.fixture
-async def clean_database(database_url: str, schema_tables: list[str]) -> str:
-    """The test database with every table emptied; returns its URL."""
-    if schema_tables:
+async def empty_database(database_url: str, tables: list[str]) -> None:
+    if tables:
         conn = await asyncpg.connect(database_url)
         try:
-            names = ", ".join(f'"{t}"' for t in schema_tables)
+            names = ", ".join(f'"{t}"' for t in tables)
             await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
         finally:
             await conn.close()
+
+
+async def empty_redis(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def clean_database(database_url: str, schema_tables: list[str]) -> str:
+    """The test database with every table emptied; returns its URL."""
+    await empty_database(database_url, schema_tables)
     return database_url
 
 
 @pytest.fixture
 async def clean_redis(redis_url: str) -> str:
     """The test Redis database, emptied; returns its URL."""
-    client = Redis.from_url(redis_url)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
+    await empty_redis(redis_url)
     return redis_url
 
 

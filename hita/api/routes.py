@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hita.api import health, metrics
+from hita.api import health, metrics, openapi
 from hita.api.handlers import auth, cache, permissions, points, stats, users
 from hita.constants import API_PREFIX
 
@@ -43,5 +43,6 @@ def setup_routes(app: web.Application) -> None:
             web.get(f"{p}/cache/stats", cache.stats, allow_head=False),
             web.get(f"{p}/cache/test", cache.self_test, allow_head=False),
             web.get("/metrics", metrics.metrics, allow_head=False),
+            web.get(f"{p}/openapi.json", openapi.openapi_document, allow_head=False),
         ]
     )

@@ -97,7 +97,7 @@ def _password() -> Text:
 
 
 def _role() -> fields.Enum[Role]:
-    return fields.Enum(Role, by_value=True)
+    return fields.Enum(Role, by_value=fields.String)
 
 
 def _require(field: F) -> F:
@@ -117,7 +117,7 @@ class CreateUserSchema(Schema):
     email = _require(_email())
     full_name = _require(_full_name())
     password = _require(_password())
-    role = fields.Enum(Role, by_value=True, load_default=Role.USER)
+    role = fields.Enum(Role, by_value=fields.String, load_default=Role.USER)
     is_active = StrictBoolean(load_default=True)
 
     @post_load
@@ -192,7 +192,7 @@ class PageQuerySchema(Schema):
 class UserListQuerySchema(PageQuerySchema):
     role = fields.Enum(
         Role,
-        by_value=True,
+        by_value=fields.String,
         validate=validate.OneOf(
             [Role.USER, Role.ADMIN], error="user or admin (superadmins: /v1.0/superadmin/users)."
         ),

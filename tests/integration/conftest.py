@@ -54,19 +54,25 @@ class World:
     async def make_user(
         self, role: Role = Role.USER, *, is_active: bool = True, **fields: Any
     ) -> Account:
-        n = next(_serial)
-        new = NewUser(
-            username=fields.get("username", f"guest{n}"),
-            email=fields.get("email", f"guest{n}@hotel.example"),
-            full_name=fields.get("full_name", f"Guest Number {n}"),
-            password=fields.get("password", PASSWORD),
-            role=role,
-            is_active=is_active,
-        )
-        user = await self.app[USER_SERVICE].create_user(Operator(), new)
-        return Account(
-            user["id"], user["username"], user["email"], role, self.tokens.issue(user["id"], role)
-        )
+        return await open_account(self.app, self.tokens, role, is_active=is_active, **fields)
+
+
+async def open_account(
+    app: web.Application, tokens: Tokens, role: Role, *, is_active: bool = True, **fields: Any
+) -> Account:
+    """A new user of ``app`` (made as the operator would), with a valid token."""
+    n = next(_serial)
+    new = NewUser(
+        username=fields.get("username", f"guest{n}"),
+        email=fields.get("email", f"guest{n}@hotel.example"),
+        full_name=fields.get("full_name", f"Guest Number {n}"),
+        password=fields.get("password", PASSWORD),
+        role=role,
+        is_active=is_active,
+    )
+    user = await app[USER_SERVICE].create_user(Operator(), new)
+    token = tokens.issue(user["id"], role)
+    return Account(user["id"], user["username"], user["email"], role, token)
 
 
 @pytest.fixture

@@ -1,0 +1,408 @@
+"""The service's OpenAPI 3 document, built with apispec from the marshmallow schemas.
+
+``build_document(router)`` walks the real router: each route is described by
+the entry of its handler in ``OPERATIONS``, and a route without one is an
+error, so the document lists exactly the routes the service answers. The
+error statuses of an operation follow from what it does (a token: 401, 403
+and 503; a path id or a body: 400; a body: 413) plus those the entry names.
+Security comes from ``hita.api.auth.PUBLIC_PATHS``: a public route has
+``security: []``, every other one needs the bearer token.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+import orjson
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+
+from hita import __version__
+from hita.api import health, metrics, schemas
+from hita.api import openapi_schemas as out
+from hita.api.auth import is_public
+from hita.api.handlers import auth, cache, permissions, points, stats, users
+from hita.api.typedefs import Handler
+from hita.appkeys import OPENAPI
+from hita.domain.ids import USER_ID_PATTERN
+from hita.domain.roles import Role
+from hita.domain.users import MAX_LIST_OFFSET_ROWS
+
+OPENAPI_VERSION: Final = "3.0.3"
+JSON: Final = "application/json"
+BEARER_AUTH: Final = "bearerAuth"
+
+
+class UndocumentedRoute(LookupError):
+    """A route the document cannot describe: no entry in ``OPERATIONS``, a path
+    parameter not in ``PATH_PARAMETERS``, or an entry whose access disagrees
+    with ``PUBLIC_PATHS``."""
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """Anyone. This document."""
+    return web.Response(body=request.app[OPENAPI], content_type=JSON, charset="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    tag: str
+    summary: str
+    ok: Mapping[str, Any]  # the success response's content, by media type
+    role: Role | None = None  # the least role allowed; None: anyone (a public path)
+    self_allowed: bool = False  # the user named in the path may call it too
+    body: Schema | None = None
+    query: Schema | None = None
+    status: int = 200
+    errors: frozenset[int] = frozenset()  # beyond those that follow from the above
+    notes: str = ""
+
+    def error_statuses(self, path: str) -> frozenset[int]:
+        statuses = set(self.errors)
+        if self.role is not None:
+            statuses |= {401, 403, 503}  # the token's user is looked up in PostgreSQL
+        if "{" in path or self.body is not None or self.query is not None:
+            statuses.add(400)
+        if self.body is not None:
+            statuses.add(413)
+        return frozenset(statuses)
+
+    def who(self) -> str:
+        if self.role is None:
+            return "Anyone, without a token."
+        caller = {Role.ADMIN: "An admin", Role.SUPERADMIN: "A superadmin"}[self.role]
+        return f"The user itself, or {caller.lower()}." if self.self_allowed else f"{caller}."
+
+
+def _json(schema: type[Schema]) -> Mapping[str, Any]:
+    return {JSON: {"schema": schema}}
+
+
+def _admin(tag: str, summary: str, ok: type[Schema], **kwargs: Any) -> Operation:
+    return Operation(tag, summary, _json(ok), role=Role.ADMIN, **kwargs)
+
+
+def _self_or_admin(tag: str, summary: str, ok: type[Schema], **kwargs: Any) -> Operation:
+    return Operation(tag, summary, _json(ok), role=Role.ADMIN, self_allowed=True, **kwargs)
+
+
+def _update(summary: str, body: Schema) -> Operation:
+    return _self_or_admin(
+        "users",
+        summary,
+        out.UserBodySchema,
+        body=body,
+        errors=frozenset({404, 409, 422}),
+        notes="A plain user may change only its own full_name, email and password; "
+        "nobody may change their own role or deactivate themselves (422).",
+    )
+
+
+_NO_USER: Final = frozenset({404})
+_PAGE_DEPTH: Final = f"A page may start at most {MAX_LIST_OFFSET_ROWS} rows deep."
+_CACHE_UNAVAILABLE: Final = frozenset({503})
+
+OPERATIONS: Final[Mapping[Handler, Operation]] = {
+    health.health: Operation(
+        "operations",
+        "Liveness of the process, with the state of PostgreSQL and Redis",
+        _json(out.HealthSchema),
+        notes="200 while the process runs; `status` is `degraded` when a dependency is down.",
+    ),
+    auth.login: Operation(
+        "auth",
+        "Log in with a username and password, for an access token",
+        _json(out.TokenSchema),
+        body=schemas.LOGIN,
+        errors=frozenset({401, 403, 503}),
+        notes="401 for a wrong username or password, 403 for a deactivated user.",
+    ),
+    users.create_user: _admin(
+        "users",
+        "Create a user",
+        out.UserBodySchema,
+        body=schemas.CREATE_USER,
+        status=201,
+        errors=frozenset({409}),
+        notes="409 when the username or email is taken; only a superadmin may create one.",
+    ),
+    users.list_users: _admin(
+        "users",
+        "List users, newest first (superadmins are listed only by /superadmin/users)",
+        out.UserListSchema,
+        query=schemas.USER_LIST_QUERY,
+        notes=_PAGE_DEPTH,
+    ),
+    stats.user_stats: _admin("stats", "User statistics", out.UserStatsBodySchema),
+    users.put_user: _update(
+        "Replace every updatable field of a user (password optional)", schemas.PUT_USER
+    ),
+    users.patch_user: _update(
+        "Change the given fields of a user (at least one)", schemas.PATCH_USER
+    ),
+    users.delete_user: _admin(
+        "users",
+        "Delete a user",
+        out.UserDeletedSchema,
+        errors=frozenset({404, 422}),
+        notes="422 for deleting oneself.",
+    ),
+    users.activate_user: _admin("users", "Activate a user", out.UserBodySchema, errors=_NO_USER),
+    users.deactivate_user: _admin(
+        "users",
+        "Deactivate a user; its tokens stop working at once",
+        out.UserBodySchema,
+        errors=frozenset({404, 422}),
+        notes="422 for deactivating oneself.",
+    ),
+    users.get_user: _self_or_admin("users", "A user", out.UserBodySchema, errors=_NO_USER),
+    stats.dashboard_stats: _admin("stats", "Dashboard statistics", out.DashboardStatsBodySchema),
+    users.superadmin_users: Operation(
+        "users",
+        "List every user, superadmins included, newest first",
+        _json(out.UserListSchema),
+        role=Role.SUPERADMIN,
+        query=schemas.PAGE_QUERY,
+        notes=_PAGE_DEPTH,
+    ),
+    points.add_points: _admin(
+        "points", "Add loyalty points", out.PointsChangeSchema, body=schemas.POINTS, errors=_NO_USER
+    ),
+    points.redeem_points: _self_or_admin(
+        "points",
+        "Redeem loyalty points",
+        out.PointsChangeSchema,
+        body=schemas.POINTS,
+        errors=frozenset({404, 422}),
+        notes="422 when the amount is above the balance; nothing changes then.",
+    ),
+    points.points_history: _self_or_admin(
+        "points",
+        "The points ledger of a user, newest first",
+        out.PointsHistorySchema,
+        query=schemas.PAGE_QUERY,
+        errors=_NO_USER,
+    ),
+    permissions.get_permissions: _self_or_admin(
+        "permissions", "A user's permissions", out.PermissionsSchema, errors=_NO_USER
+    ),
+    permissions.grant_permission: _admin(
+        "permissions",
+        "Grant a permission (granting one held already changes nothing)",
+        out.PermissionsSchema,
+        body=schemas.PERMISSION,
+        errors=_NO_USER,
+    ),
+    permissions.revoke_permission: _admin(
+        "permissions",
+        "Revoke a permission (revoking one not held changes nothing)",
+        out.PermissionsSchema,
+        body=schemas.PERMISSION,
+        errors=_NO_USER,
+    ),
+    cache.health: Operation(
+        "cache", "Cache health", _json(out.CacheHealthSchema), errors=_CACHE_UNAVAILABLE
+    ),
+    cache.detailed_health: _admin(
+        "cache", "Detailed cache health and statistics", out.CacheDetailedHealthSchema
+    ),
+    cache.clear: _admin(
+        "cache",
+        "Remove every cache entry of the service (never FLUSHDB)",
+        out.CacheClearedSchema,
+    ),
+    cache.clear_user: _admin("cache", "Remove one user's cache entries", out.MessageSchema),
+    cache.warm: _admin("cache", "Fill the essential caches", out.CacheWarmedSchema),
+    cache.stats: _admin("cache", "Cache statistics", out.CacheStatsSchema),
+    cache.self_test: _admin(
+        "cache", "Set, get, exists and delete a probe key", out.CacheTestSchema
+    ),
+    metrics.metrics: Operation(
+        "operations",
+        "Prometheus metrics",
+        {"text/plain": {"schema": {"type": "string"}}},
+        notes="The Prometheus text exposition format.",
+    ),
+    openapi_document: Operation(
+        "operations", "This OpenAPI document", {JSON: {"schema": {"type": "object"}}}
+    ),
+}
+
+PATH_PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
+    "user_id": {
+        "name": "user_id",
+        "description": "A 10-digit user id such as 5779356081.",
+        "schema": {"type": "string", "pattern": f"^{USER_ID_PATTERN}$"},
+        "example": "5779356081",
+    },
+}
+
+
+def _error(description: str, schema: type[Schema] = out.ErrorSchema) -> dict[str, Any]:
+    return {"description": description, "content": _json(schema)}
+
+
+ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
+    400: (
+        "InvalidInput",
+        _error("Invalid input; `details` holds the messages per field.", out.InvalidInputSchema),
+    ),
+    401: (
+        "NotAuthenticated",
+        {
+            **_error("No token, or a malformed, invalid or expired one."),
+            "headers": {
+                "WWW-Authenticate": {"required": True, "schema": {"type": "string"}},
+            },
+        },
+    ),
+    403: ("PermissionDenied", _error("The caller may not do this.")),
+    404: ("NotFound", _error("No such user.")),
+    409: ("Conflict", _error("The username or email is taken.")),
+    413: ("PayloadTooLarge", _error("The request body is too large.")),
+    422: ("BusinessRuleViolation", _error("A business rule forbids it; nothing changed.")),
+    503: (
+        "Unavailable",
+        _error(
+            "PostgreSQL or Redis cannot be reached; the cache endpoints add "
+            "`cache_available: false`.",
+            out.UnavailableSchema,
+        ),
+    ),
+}
+
+_PATH_PARAMETER_RE: Final = re.compile(r"\{([^}]+)\}")
+_ANCHORS: Final = ((r"\A", "^"), (r"\Z", "$"))
+
+
+def _ecma_anchors(
+    self: Any, field: fields.Field[Any], ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """Python's ``\\A`` and ``\\Z`` anchors as ECMA 262's ``^`` and ``$``."""
+    pattern = ret.get("pattern")
+    if not isinstance(pattern, str):
+        return {}
+    for python, ecma in _ANCHORS:
+        pattern = pattern.replace(python, ecma)
+    return {"pattern": pattern}
+
+
+def _allowed_choices(
+    self: Any, field: fields.Field[Any], ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """An Enum field narrowed by ``OneOf``: apispec lists every member otherwise."""
+    if not isinstance(field, fields.Enum) or "enum" not in ret:
+        return {}
+    allowed = [c for v in field.validators for c in getattr(v, "choices", ())]
+    if not allowed:
+        return {}
+    values = {field._serialize(choice, None, None) for choice in allowed}
+    return {"enum": [value for value in ret["enum"] if value in values]}
+
+
+def _new_spec() -> APISpec:
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="HITA",
+        version=__version__,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info={
+            "description": "Hotel user accounts behind a Redis cache in front of PostgreSQL. "
+            "Every error body is `{success: false, error, details?}`; an unknown path "
+            "answers 404, and a known path with another method 405 with `Allow`."
+        },
+    )
+    assert plugin.converter is not None
+    # apispec leaves this method unannotated.
+    plugin.converter.add_attribute_function(_ecma_anchors)  # type: ignore[no-untyped-call]
+    plugin.converter.add_attribute_function(_allowed_choices)  # type: ignore[no-untyped-call]
+    spec.components.security_scheme(
+        BEARER_AUTH, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    for name, parameter in PATH_PARAMETERS.items():
+        spec.components.parameter(name, "path", parameter, lazy=True)
+    for name, response in ERROR_RESPONSES.values():
+        spec.components.response(name, response, lazy=True)
+    return spec
+
+
+def _operation_id(handler: Handler) -> str:
+    return f"{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}"
+
+
+def _operation(handler: Handler, op: Operation, path: str) -> dict[str, Any]:
+    if (op.role is None) != is_public(path):
+        raise UndocumentedRoute(f"{path}: PUBLIC_PATHS and OPERATIONS disagree on its access")
+    responses: dict[str, Any] = {str(op.status): {"description": op.summary, "content": op.ok}}
+    for status in sorted(op.error_statuses(path)):
+        responses[str(status)] = ERROR_RESPONSES[status][0]
+    description = f"{op.who()} {op.notes}".strip()
+    operation: dict[str, Any] = {
+        "operationId": _operation_id(handler),
+        "tags": [op.tag],
+        "summary": op.summary,
+        "description": description,
+        "security": [] if op.role is None else [{BEARER_AUTH: []}],
+        "responses": responses,
+    }
+    if op.query is not None:
+        operation["parameters"] = [{"in": "query", "schema": op.query}]
+    if op.body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": op.body}}}
+    return operation
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]] | None:
+    names: list[str] = _PATH_PARAMETER_RE.findall(path)
+    unknown = [name for name in names if name not in PATH_PARAMETERS]
+    if unknown:
+        raise UndocumentedRoute(f"{path}: no PATH_PARAMETERS entry for {', '.join(unknown)}")
+    # apispec takes a component's name for a reference to it (its annotation says dicts only).
+    return cast("list[dict[str, Any]]", names) or None
+
+
+Route = tuple[str, str, Handler]  # method, path template, handler
+
+
+def _routes(router: web.UrlDispatcher) -> tuple[Route, ...]:
+    routes = []
+    for route in router.routes():
+        assert route.resource is not None, "every route of the router has a resource"
+        routes.append((route.method, route.resource.canonical, route.handler))
+    return tuple(routes)
+
+
+def _build(routes: tuple[Route, ...]) -> dict[str, Any]:
+    spec = _new_spec()
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, handler in routes:
+        op = OPERATIONS.get(handler)
+        if op is None:
+            raise UndocumentedRoute(f"{method} {path}: no entry in OPERATIONS")
+        paths.setdefault(path, {})[method.lower()] = _operation(handler, op, path)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations, parameters=_path_parameters(path))
+    return spec.to_dict()
+
+
+def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
+    """The OpenAPI document of exactly the routes of ``router``."""
+    return _build(_routes(router))
+
+
+@functools.cache
+def _encoded(routes: tuple[Route, ...]) -> bytes:
+    return orjson.dumps(_build(routes))
+
+
+def document_bytes(router: web.UrlDispatcher) -> bytes:
+    """``build_document`` as JSON; built once per set of routes (apps of one
+    process share it: each build takes about 20 ms)."""
+    return _encoded(_routes(router))
