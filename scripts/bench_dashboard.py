@@ -136,8 +136,7 @@ async def top_up(database: Database, config: Config, users: int, rng: random.Ran
     return time.perf_counter() - started
 
 
-async def measure(users: int, path: str, run: Measure, before: Measure | None,
-                  runs: int) -> Result:
+async def measure(users: int, path: str, run: Measure, before: Measure | None, runs: int) -> Result:
     for _ in range(WARMUP_RUNS):
         if before:
             await before()
@@ -179,11 +178,10 @@ async def bench_context(config: Config) -> AsyncIterator[Bench]:
         )
 
 
-async def bench(config: Config, sizes: list[int], runs: int
-                ) -> tuple[list[Result], dict[str, str]]:
+async def bench(config: Config, sizes: list[int], runs: int) -> tuple[list[Result], dict[str, str]]:
     results: list[Result] = []
     seeding_times = []
-    rng = random.Random(SEED)  # noqa: S311 - a reproducible data set, not secrets
+    rng = random.Random(SEED)  # a reproducible data set, not secrets
     async with open_database(config.database) as database:
         for size in sizes:
             seeded = await top_up(database, config, size, rng)
@@ -192,8 +190,11 @@ async def bench(config: Config, sizes: list[int], runs: int
                 count = await database.fetchval("SELECT count(*) FROM users")
                 for path, (run, before) in context.paths().items():
                     results.append(await measure(count, path, run, before, runs))
-                    print(f"{count:>9,} users  {results[-1].path}: "
-                          f"median {results[-1].median_ms:.2f} ms", flush=True)
+                    print(
+                        f"{count:>9,} users  {results[-1].path}: "
+                        f"median {results[-1].median_ms:.2f} ms",
+                        flush=True,
+                    )
         facts = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -215,52 +216,59 @@ def ratio_rows(results: list[Result]) -> list[str]:
         hit = by[users, "dashboard stats, cache hit (service)"].median_ms
         miss = by[users, "GET /v1.0/dashboard/stats, cache miss (HTTP)"].median_ms
         http_hit = by[users, "GET /v1.0/dashboard/stats, cache hit (HTTP)"].median_ms
-        rows.append(f"| {users:,} | {sql:.2f} | {hit:.3f} | **{sql / hit:,.0f}x** |"
-                    f" {miss:.2f} | {http_hit:.2f} | {miss / http_hit:,.0f}x |")
+        rows.append(
+            f"| {users:,} | {sql:.2f} | {hit:.3f} | **{sql / hit:,.0f}x** |"
+            f" {miss:.2f} | {http_hit:.2f} | {miss / http_hit:,.0f}x |"
+        )
     return rows
 
 
 def report(results: list[Result], facts: dict[str, str], command: str) -> str:
-    return "\n".join([
-        "# Benchmarks",
-        "",
-        "Written by `scripts/bench_dashboard.py` (`make bench`); rerun it to refresh.",
-        "",
-        f"Command: `{command}`",
-        "",
-        *(f"- {name}: {value}" for name, value in facts.items()),
-        "",
-        "## Dashboard statistics: cache versus SQL (medians, same run)",
-        "",
-        "| users | SQL (ms) | cache hit (ms) | ratio | HTTP miss (ms) | HTTP hit (ms) |"
-        " HTTP ratio |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *ratio_rows(results),
-        "",
-        "The service-level ratio is `CachedUserService.dashboard_stats()` on a hit",
-        "against `UserService.dashboard_stats()` (the four dashboard queries in one",
-        "repeatable-read transaction). The HTTP columns are whole requests to the",
-        "running app on 127.0.0.1 (token check, routing, JSON): a miss is measured",
-        "right after invalidating the dashboard namespace, so it pays the SQL.",
-        "",
-        "## Every path",
-        "",
-        "| users | path | runs | median (ms) | p95 (ms) |",
-        "| ---: | --- | ---: | ---: | ---: |",
-        *(f"| {r.users:,} | {r.path} | {r.runs} | {r.median_ms:.3f} | {r.p95_ms:.3f} |"
-          for r in results),
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            "Written by `scripts/bench_dashboard.py` (`make bench`); rerun it to refresh.",
+            "",
+            f"Command: `{command}`",
+            "",
+            *(f"- {name}: {value}" for name, value in facts.items()),
+            "",
+            "## Dashboard statistics: cache versus SQL (medians, same run)",
+            "",
+            "| users | SQL (ms) | cache hit (ms) | ratio | HTTP miss (ms) | HTTP hit (ms) |"
+            " HTTP ratio |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *ratio_rows(results),
+            "",
+            "The service-level ratio is `CachedUserService.dashboard_stats()` on a hit",
+            "against `UserService.dashboard_stats()` (the four dashboard queries in one",
+            "repeatable-read transaction). The HTTP columns are whole requests to the",
+            "running app on 127.0.0.1 (token check, routing, JSON): a miss is measured",
+            "right after invalidating the dashboard namespace, so it pays the SQL.",
+            "",
+            "## Every path",
+            "",
+            "| users | path | runs | median (ms) | p95 (ms) |",
+            "| ---: | --- | ---: | ---: | ---: |",
+            *(
+                f"| {r.users:,} | {r.path} | {r.runs} | {r.median_ms:.3f} | {r.p95_ms:.3f} |"
+                for r in results
+            ),
+            "",
+        ]
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--sizes", default=DEFAULT_SIZES,
-                        help="comma-separated user counts, ascending")
+    parser.add_argument(
+        "--sizes", default=DEFAULT_SIZES, help="comma-separated user counts, ascending"
+    )
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    environ = {k: v for k, v in os.environ.items()}
+    environ = dict(os.environ)
     environ.setdefault("HITA_ENV", "development")
     environ.update(WARMUP_ON_START="false", STATS_REFRESH_ENABLED="false", LOG_LEVEL="WARNING")
     config = load_config(environ)
