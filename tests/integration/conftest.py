@@ -18,7 +18,9 @@ from hita.config import Config
 from hita.constants import JWT_ALGORITHM
 from hita.domain.roles import Role
 from hita.domain.users import NewUser, Operator
+from hita.embedded import EmbeddedRedis
 from hita.services.tokens import Tokens
+from tests.conftest import make_config
 
 PASSWORD = "correct horse battery"
 
@@ -77,6 +79,16 @@ async def open_account(
 
 @pytest.fixture
 async def world(aiohttp_client: AiohttpClient, config: Config) -> World:
+    app = create_app(config)
+    return World(await aiohttp_client(app), app, config, Tokens(config.auth))
+
+
+@pytest.fixture
+async def world_on_own_redis(
+    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
+) -> World:
+    """An app whose Redis is a server the test owns, to pause or kill."""
+    config = make_config(DATABASE_URL=clean_database, REDIS_URL=own_redis.url)
     app = create_app(config)
     return World(await aiohttp_client(app), app, config, Tokens(config.auth))
 

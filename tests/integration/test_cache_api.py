@@ -267,15 +267,6 @@ async def test_counts_are_exact_when_the_budget_allows(world: World, redis: Redi
 # -- Redis stopped ------------------------------------------------------------------
 
 
-@pytest.fixture
-async def world_on_own_redis(
-    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
-) -> World:
-    config = make_config(DATABASE_URL=clean_database, REDIS_URL=own_redis.url)
-    app = create_app(config)
-    return World(await aiohttp_client(app), app, config, Tokens(config.auth))
-
-
 @pytest.mark.slow
 async def test_with_redis_stopped_every_cache_endpoint_is_a_quick_503_and_users_still_work(
     world_on_own_redis: World, own_redis: EmbeddedRedis

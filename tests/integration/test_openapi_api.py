@@ -15,15 +15,11 @@ import orjson
 import pytest
 from aiohttp import ClientResponse
 from openapi_schema_validator import OAS30Validator
-from pytest_aiohttp import AiohttpClient
 
 from hita.api.openapi import build_document
-from hita.app import create_app
 from hita.appkeys import OPENAPI
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
-from hita.services.tokens import Tokens
-from tests.conftest import make_config
 from tests.integration.conftest import PASSWORD, Account, World
 
 NEW_USER = {
@@ -128,20 +124,11 @@ async def test_answers_schemathesis_does_not_provoke_match_the_document(world: W
         await assert_documented(document, "POST", path, response)
 
 
-@pytest.fixture
-async def world_without_redis(
-    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
-) -> World:
-    config = make_config(DATABASE_URL=clean_database, REDIS_URL=own_redis.url)
-    app = create_app(config)
-    return World(await aiohttp_client(app), app, config, Tokens(config.auth))
-
-
 @pytest.mark.slow
 async def test_answers_without_redis_match_the_document(
-    world_without_redis: World, own_redis: EmbeddedRedis
+    world_on_own_redis: World, own_redis: EmbeddedRedis
 ) -> None:
-    world = world_without_redis
+    world = world_on_own_redis
     document = orjson.loads(world.app[OPENAPI])
     admin = await world.make_user(Role.ADMIN)
     own_redis.stop()
