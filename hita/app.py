@@ -20,6 +20,7 @@ from hita.appkeys import (
     CACHE,
     CACHE_ADMIN,
     CACHE_KEYS,
+    COHERENCE,
     CONFIG,
     DATABASE,
     METRICS,
@@ -34,15 +35,16 @@ from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
 from hita.config import Config
-from hita.constants import MAX_HEADER_FIELD_BYTES
+from hita.constants import COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.migrate import apply_migrations
-from hita.errors import HitaError
+from hita.errors import DatabaseUnavailable, HitaError
 from hita.metrics import Metrics
 from hita.services.auth import AuthService
 from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
 from hita.services.cached_users import CachedUserService
+from hita.services.coherence import CacheCoherence
 from hita.services.passwords import Passwords
 from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
@@ -67,7 +69,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[DATABASE] = database
 
         cache = RedisCache(
-            create_redis(config.redis), config.cache, KeyBuilder(config.redis.key_prefix)
+            create_redis(config.redis),
+            config.cache,
+            KeyBuilder(config.redis.key_prefix),
+            stale_ok=(DatabaseUnavailable,),
         )
         stack.push_async_callback(cache.aclose)
         app[CACHE] = cache
@@ -75,6 +80,22 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         cache_keys = CacheKeys(cache)
         app[CACHE_KEYS] = cache_keys
         app[METRICS].watch_cache(cache)
+
+        # Every change, by any instance or by hand, reaches this instance's cache.
+        coherence = CacheCoherence(
+            cache_keys,
+            database,
+            config.database.url or "",
+            connect_timeout_s=config.database.connect_timeout_s,
+        )
+        app[COHERENCE] = coherence
+        await stack.enter_async_context(running(coherence.listen_forever(), "cache-coherence"))
+        await stack.enter_async_context(running(coherence.sweep_forever(), "outbox-sweep"))
+        try:  # until then the cache is not trusted: reads go to PostgreSQL
+            async with asyncio.timeout(COHERENCE_READY_S):
+                await coherence.ready.wait()
+        except TimeoutError:
+            log.warning("invalidation channel not ready; reading PostgreSQL until it is")
 
         passwords = Passwords(config.auth)
         stack.callback(passwords.close)

@@ -12,6 +12,7 @@ from hita.metrics import Metrics
 from hita.services.auth import AuthService
 from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
+from hita.services.coherence import CacheCoherence
 from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
 from hita.services.refresh import StatsRefresher
@@ -23,6 +24,7 @@ METRICS: Final = web.AppKey("metrics", Metrics)
 DATABASE: Final = web.AppKey("database", Database)
 CACHE: Final = web.AppKey("cache", RedisCache)
 CACHE_KEYS: Final = web.AppKey("cache_keys", CacheKeys)
+COHERENCE: Final = web.AppKey("coherence", CacheCoherence)
 # Reads go through the cache (a CachedUserService); writes are UserService's own.
 USER_SERVICE: Final = web.AppKey("user_service", UserService)
 POINTS_SERVICE: Final = web.AppKey("points_service", PointsService)

@@ -76,6 +76,17 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s(
         "CACHE_SCAN_BUDGET_MS", c.CACHE_SCAN_BUDGET_MS, "time for counting keys; past it, estimates"
     ),
+    _s(
+        "CACHE_INVALIDATION_BUDGET_MS",
+        c.INVALIDATION_BUDGET_MS,
+        "how long a write retries its invalidation in Redis before answering, ms",
+    ),
+    _s(
+        "CACHE_OUTBOX_BARRIER_MS",
+        c.OUTBOX_BARRIER_MS,
+        "then how long it waits for PostgreSQL to deliver it to every instance, ms",
+    ),
+    _s("CACHE_OUTBOX_SWEEP_MS", c.OUTBOX_SWEEP_MS, "how often the outbox is swept, ms"),
     _s("USER_STATS_TTL", c.USER_STATS_TTL_S, "user statistics TTL, seconds"),
     _s("USER_LIST_TTL", c.USER_LIST_TTL_S, "user list TTL, seconds"),
     _s("USER_DETAILS_TTL", c.USER_DETAILS_TTL_S, "user details TTL, seconds"),
@@ -156,6 +167,9 @@ class CacheConfig:
     xfetch_beta: float
     pending_max_users: int
     scan_budget_s: float
+    invalidation_budget_s: float
+    outbox_barrier_s: float
+    outbox_sweep_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +338,9 @@ def _cache(values: _Values) -> CacheConfig:
         xfetch_beta=values.number("CACHE_XFETCH_BETA"),
         pending_max_users=values.integer("CACHE_PENDING_MAX_USERS", minimum=1),
         scan_budget_s=values.integer("CACHE_SCAN_BUDGET_MS", minimum=1) / 1000,
+        invalidation_budget_s=values.integer("CACHE_INVALIDATION_BUDGET_MS") / 1000,
+        outbox_barrier_s=values.integer("CACHE_OUTBOX_BARRIER_MS") / 1000,
+        outbox_sweep_s=values.integer("CACHE_OUTBOX_SWEEP_MS", minimum=10) / 1000,
     )
 
 

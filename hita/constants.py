@@ -43,6 +43,14 @@ CACHE_SCAN_BUDGET_MS: Final = 1_000  # key counts past this are estimates
 
 # Invalidations that could not reach Redis.
 PENDING_INVALIDATIONS_MAX_USERS: Final = 1_000  # beyond this, all user details go
+# A write waits this long for its invalidation to reach Redis before it answers.
+INVALIDATION_BUDGET_MS: Final = 750
+# Past the budget, it waits this long for PostgreSQL to deliver the change's
+# notification to every instance (its own copy coming back proves it).
+OUTBOX_BARRIER_MS: Final = 1_000
+OUTBOX_SWEEP_MS: Final = 1_000  # how often the outbox of invalidations is swept
+OUTBOX_CHANNEL: Final = "hita_cache"  # the LISTEN/NOTIFY channel of the outbox
+COHERENCE_READY_S: Final = 5.0  # start-up waits this long for the channel; reads use SQL till then
 
 # PostgreSQL.
 DB_POOL_MIN_SIZE: Final = 2

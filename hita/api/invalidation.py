@@ -34,7 +34,7 @@ from aiohttp.typedefs import Middleware
 
 from hita.api.middlewares import route_template
 from hita.api.typedefs import Handler
-from hita.appkeys import AFFECTED_USER, CACHE_KEYS
+from hita.appkeys import AFFECTED_USER, CACHE_KEYS, COHERENCE
 from hita.constants import (
     DASHBOARD_STATS,
     SUPERADMIN_USER_LIST,
@@ -84,6 +84,14 @@ def changed_state(status: int) -> bool:
     return not 400 <= status < 500
 
 
+async def _invalidate(app: web.Application, types: frozenset[str], user_id: str | None) -> None:
+    """Invalidate before the answer goes out. If Redis does not acknowledge it
+    within its budget, answer only once every instance has been handed the
+    change through PostgreSQL (docs/cache.md): they then hold it suspect."""
+    if not await app[CACHE_KEYS].invalidate(types, user_id, cause="http"):
+        await app[COHERENCE].confirm_delivery()
+
+
 def cache_invalidation_middleware(
     patterns: Mapping[str, Sequence[str]] = INVALIDATION_PATTERNS,
 ) -> Middleware:
@@ -111,8 +119,7 @@ def cache_invalidation_middleware(
                 user_id = request.match_info.get("user_id") or request.get(AFFECTED_USER)
                 if not is_user_id(user_id):  # a 5xx may come before the id was checked
                     user_id = None
-                invalidation = request.app[CACHE_KEYS].invalidate(types, user_id, cause="http")
                 # Shielded: a client that hangs up must not cancel the invalidation.
-                await asyncio.shield(invalidation)
+                await asyncio.shield(_invalidate(request.app, types, user_id))
 
     return invalidate_after

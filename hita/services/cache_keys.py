@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from hita.cache.client import RedisCache
 from hita.cache.keys import Key, Namespace, NamespacedKey
+from hita.cache.pending import Invalidation
 from hita.constants import (
     CACHE_TYPES,
     DASHBOARD_STATS,
@@ -26,6 +27,7 @@ from hita.constants import (
     USER_LIST,
     USER_STATS,
 )
+from hita.domain.ids import is_user_id
 from hita.domain.users import UserListQuery
 
 # Everything that shows a user: what changing one user (or all) invalidates.
@@ -63,25 +65,52 @@ class CacheKeys:
         """The seed's patterns: ``user_stats:*``, ``user_list:*``..."""
         return {name: self.pattern(name) for name in CACHE_TYPES}
 
+    def invalidation(self, cache_types: Iterable[str], user_id: str | None = None) -> Invalidation:
+        """What invalidating ``cache_types`` means: namespaces (O(1) each) and,
+        if ``user_details`` is among them, that one user's details (or, with no
+        user id, every user's: a SCAN of the family)."""
+        types = set(cache_types)
+        namespaces = tuple(self.namespace(name) for name in NAMESPACES if name in types)
+        keys: tuple[Key, ...] = ()
+        patterns: tuple[str, ...] = ()
+        if USER_DETAILS in types:
+            if user_id is not None:
+                keys = (self.user_details(user_id),)
+            else:
+                patterns = (self.pattern(USER_DETAILS),)
+        return Invalidation(namespaces, keys, patterns)
+
+    def invalidation_for_changes(
+        self, changes: Iterable[tuple[Sequence[str] | None, bool]]
+    ) -> Invalidation:
+        """One invalidation covering committed changes, each ``(user ids or
+        None for every user, only their details?)``."""
+        namespaces: set[str] = set()
+        user_ids: set[str] = set()
+        every_user = False
+        for ids, details_only in changes:
+            if not details_only:
+                namespaces.update(NAMESPACES)
+            if ids is None:
+                every_user = True
+            else:
+                user_ids.update(i for i in ids if is_user_id(i))
+        return Invalidation(
+            tuple(self.namespace(name) for name in NAMESPACES if name in namespaces),
+            () if every_user else tuple(self.user_details(i) for i in sorted(user_ids)),
+            (self.pattern(USER_DETAILS),) if every_user else (),
+        )
+
     async def invalidate(
         self, cache_types: Iterable[str], user_id: str | None = None, *, cause: str = "code"
     ) -> bool:
-        """Invalidate namespaces (O(1) each) and, if ``user_details`` is among
-        the types, that one user's details, in one round trip. With
-        ``user_details`` and no user id, every user's details go (SCAN).
-        False: Redis was unreachable, and the cache will apply it later."""
-        types = set(cache_types)
-        namespaces = [self.namespace(name) for name in NAMESPACES if name in types]
-        keys = []
-        applied = True
-        if USER_DETAILS in types:
-            if user_id is not None:
-                keys.append(self.user_details(user_id))
-            else:
-                await self.cache.delete_pattern(self.pattern(USER_DETAILS), cause=cause)
-        if namespaces or keys:
-            applied = await self.cache.invalidate(namespaces, keys, cause=cause)
-        return applied
+        """Invalidate ``cache_types`` (see ``invalidation``) in one round trip,
+        retried within the invalidation budget. False: Redis did not
+        acknowledge it in time; it stays suspect here and is applied later."""
+        invalidation = self.invalidation(cache_types, user_id)
+        return await self.cache.invalidate(
+            invalidation.namespaces, invalidation.keys, invalidation.patterns, cause=cause
+        )
 
     async def invalidate_user_caches(
         self, user_id: str | None = None, *, cause: str = "code"

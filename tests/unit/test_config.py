@@ -66,6 +66,9 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             xfetch_beta=1.0,
             pending_max_users=1_000,
             scan_budget_s=1.0,
+            invalidation_budget_s=0.75,
+            outbox_barrier_s=1.0,
+            outbox_sweep_s=1.0,
         ),
         refresh=RefreshConfig(
             enabled=True,

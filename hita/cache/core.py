@@ -1,0 +1,180 @@
+"""The plumbing under ``RedisCache``: the one boundary where driver errors are
+caught, the circuit breaker, owned background tasks.
+
+An outage (refused, reset, timed out) counts against the breaker and turns
+into ``FAILED``, which callers treat as a miss or a no-op, so reads fall back
+to PostgreSQL. A pool that has no free connection within its wait is local
+overload, not an outage: it fails the call without counting against Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hita.cache import scripts
+from hita.cache.breaker import BreakerState, CircuitBreaker
+from hita.cache.keys import KeyBuilder
+from hita.cache.pending import PendingInvalidations
+from hita.cache.stats import CacheStats
+from hita.config import CacheConfig
+from hita.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PING_TIMEOUT_S: Final = 1.0
+# What redis-py's BlockingConnectionPool raises when no connection frees up in time.
+POOL_EXHAUSTED: Final = "No connection available."
+
+# Errors that mean "Redis is not reachable right now": they open the breaker.
+OUTAGE_ERRORS: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OSError,
+    TimeoutError,
+)
+
+
+class _Failed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED: Final = _Failed()
+
+Transition = Callable[[BreakerState, BreakerState], None]
+
+
+def is_pool_exhausted(exc: BaseException) -> bool:
+    return isinstance(exc, RedisConnectionError) and str(exc) == POOL_EXHAUSTED
+
+
+class CacheCore:
+    def __init__(
+        self,
+        redis: Redis,
+        config: CacheConfig,
+        keys: KeyBuilder | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        stale_ok: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self._redis = redis
+        self.config = config
+        self.keys = keys or KeyBuilder()
+        self.stats = CacheStats()
+        self._transition_listeners: list[Transition] = []
+        self.breaker = CircuitBreaker(
+            config.breaker.failure_threshold,
+            config.breaker.open_s,
+            clock=clock,
+            on_transition=self._on_transition,
+        )
+        self.pending = PendingInvalidations(config.pending_max_users)
+        # Loader errors after which a blind reader may still serve what Redis
+        # holds (the database is down, so no write can have been acknowledged).
+        self.stale_ok = stale_ok
+        self._clock = clock
+        self._rng = rng
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._read_script = redis.register_script(scripts.READ)
+        self._fill_script = redis.register_script(scripts.FILL)
+        self._release_script = redis.register_script(scripts.RELEASE)
+        self._generation_script = redis.register_script(scripts.GENERATION)
+        self._claim_slot_script = redis.register_script(scripts.CLAIM_SLOT)
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    @property
+    def available(self) -> bool:
+        """Whether the breaker currently lets calls through (no I/O)."""
+        return self.breaker.state is not BreakerState.OPEN
+
+    def on_transition(self, listener: Transition) -> None:
+        self._transition_listeners.append(listener)
+
+    def _on_transition(self, old: BreakerState, new: BreakerState) -> None:
+        self.stats.breaker_transitions[f"{old.value}->{new.value}"] += 1
+        for listener in self._transition_listeners:
+            listener(old, new)
+
+    async def _call(
+        self,
+        cache_type: str,
+        op: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        force: bool = False,
+    ) -> T | _Failed:
+        """Run one Redis operation behind the breaker. ``force`` (invalidations,
+        which are writes that matter) tries even while the breaker is open; its
+        outcome still informs the breaker."""
+        if not force and not self.breaker.allow():
+            return FAILED
+        try:
+            result = await fn()
+        except OUTAGE_ERRORS as exc:
+            self.stats[cache_type].errors += 1
+            if is_pool_exhausted(exc):  # our own overload, not Redis's failure
+                self.breaker.abandon()
+                log.warning("cache %s (%s): no free Redis connection in time", op, cache_type)
+            else:
+                self.breaker.record_failure()
+                log.warning("cache %s (%s) failed: %s", op, cache_type, exc.__class__.__name__)
+            return FAILED
+        except RedisError as exc:  # Redis answered, but refused the command
+            self.breaker.record_success()
+            self.stats[cache_type].errors += 1
+            log.error("cache %s (%s) refused: %s", op, cache_type, exc)
+            return FAILED
+        except BaseException:
+            self.breaker.abandon()
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def ping(self) -> bool:
+        """The truth about Redis right now, whatever the breaker thinks."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                return bool(await self._redis.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
+        await self._redis.aclose()
+        await self._redis.connection_pool.aclose()
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

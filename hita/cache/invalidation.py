@@ -1,0 +1,165 @@
+"""Invalidations: writes that matter.
+
+An invalidation is never skipped by an open breaker. It is made *suspect*
+first (``PendingInvalidations``: no read of those entries is served from
+Redis in this process), then applied, retried within a budget; once Redis
+acknowledges it, the suspicion is lifted. What cannot be applied in time
+stays suspect and a background applier keeps trying until Redis answers.
+
+Namespaces are invalidated in O(1) (a new generation token), single entries
+by ``UNLINK``, families by ``SCAN`` + batched ``UNLINK`` (never ``KEYS``).
+Every form is idempotent, so the same change may be applied by the writer,
+by every instance that hears of it, and by the outbox sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+from hita.cache.codec import new_token
+from hita.cache.core import CacheCore, _Failed
+from hita.cache.keys import Key, Namespace
+from hita.cache.pending import Invalidation
+
+log = logging.getLogger(__name__)
+
+SCAN_COUNT: Final = 1_000  # keys per SCAN page
+UNLINK_BATCH: Final = 1_000  # keys per UNLINK
+RETRY_FIRST_S: Final = 0.02  # first pause between attempts of one invalidation
+RETRY_MAX_S: Final = 0.5  # longest pause of the background applier
+
+
+class Invalidator(CacheCore):
+    _applier: asyncio.Task[None] | None = None
+
+    async def invalidate(
+        self,
+        namespaces: Sequence[Namespace] = (),
+        keys: Sequence[Key] = (),
+        patterns: Sequence[str] = (),
+        *,
+        cause: str = "code",
+        budget_s: float | None = None,
+    ) -> bool:
+        """Bump namespaces, delete entries and families, retrying for up to
+        ``budget_s`` (default ``CACHE_INVALIDATION_BUDGET_MS``) whatever the
+        breaker says. True once Redis has acknowledged it. False: it stays
+        suspect here (never served from Redis) and is applied in the background."""
+        invalidation = Invalidation(tuple(namespaces), tuple(keys), tuple(patterns))
+        if not invalidation:
+            return True
+        self._count(invalidation, cause)
+        ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        budget = self.config.invalidation_budget_s if budget_s is None else budget_s
+        if await self._apply_within(invalidation, budget):
+            self.pending.applied(invalidation, ticket)
+            return True
+        log.warning("invalidation not applied within %.0f ms; kept as suspect", budget * 1000)
+        self._kick_applier()
+        return False
+
+    def invalidate_later(self, invalidation: Invalidation, *, cause: str) -> None:
+        """Another process changed data: suspect it at once, apply it soon."""
+        if not invalidation:
+            return
+        self._count(invalidation, cause)
+        self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        self._kick_applier()
+
+    async def apply_now(self, invalidation: Invalidation) -> bool:
+        """One attempt, breaker or not; True if Redis acknowledged it (the outbox sweep)."""
+        result = await self._call("pending", "apply", lambda: self._apply(invalidation), force=True)
+        return not isinstance(result, _Failed)
+
+    async def delete_pattern(self, pattern: str, *, cause: str = "code") -> int:
+        """Remove every key matching ``pattern`` with SCAN and batched UNLINK
+        (never KEYS, which blocks Redis for every client). Returns the count;
+        0 with the pattern kept pending when Redis could not be reached."""
+        family = self._family_of(pattern)
+        self.stats.invalidated(family, cause)
+        invalidation = Invalidation(patterns=(pattern,))
+        ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        result = await self._call(
+            family, "delete_pattern", lambda: self._unlink_matching(pattern), force=True
+        )
+        if isinstance(result, _Failed):
+            self._kick_applier()
+            return 0
+        self.pending.applied(invalidation, ticket)
+        return result
+
+    # -- applying ---------------------------------------------------------------
+
+    async def _apply_within(self, invalidation: Invalidation, budget_s: float) -> bool:
+        deadline = self._clock() + budget_s
+        delay = RETRY_FIRST_S
+        while True:
+            if await self.apply_now(invalidation):
+                return True
+            if self._clock() + delay >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    async def _apply(self, invalidation: Invalidation) -> None:
+        if invalidation.namespaces or invalidation.keys:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for namespace in invalidation.namespaces:
+                    pipe.set(namespace.generation_key, new_token())
+                for key in invalidation.keys:
+                    pipe.unlink(key.redis_key)
+                await pipe.execute()
+        for pattern in invalidation.patterns:
+            await self._unlink_matching(pattern)
+
+    def _kick_applier(self) -> None:
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.get_running_loop().create_task(self._drain_pending())
+            self._tasks.add(self._applier)
+            self._applier.add_done_callback(self._tasks.discard)
+
+    async def _drain_pending(self) -> None:
+        """Apply what is pending until nothing is, backing off while Redis is away."""
+        delay = 0.0
+        while self.pending:
+            if delay:
+                await asyncio.sleep(delay)
+            snapshot = self.pending.snapshot()
+            if await self.apply_now(snapshot.invalidation):
+                self.pending.applied(snapshot.invalidation, snapshot.ticket)
+                delay = 0.0
+            else:
+                delay = min(max(delay * 2, RETRY_FIRST_S), RETRY_MAX_S)
+        log.debug("pending invalidations applied")
+
+    async def _unlink_matching(self, pattern: str) -> int:
+        removed = 0
+        batch: list[bytes] = []
+        async for name in self._redis.scan_iter(match=pattern, count=SCAN_COUNT):
+            batch.append(name)
+            if len(batch) >= UNLINK_BATCH:
+                removed += await self._redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += await self._redis.unlink(*batch)
+        return removed
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _count(self, invalidation: Invalidation, cause: str) -> None:
+        names = {n.name for n in invalidation.namespaces}
+        names |= {k.cache_type for k in invalidation.keys}
+        names |= {self._family_of(p) for p in invalidation.patterns}
+        for name in names:
+            self.stats.invalidated(name, cause)
+
+    def _family_of(self, pattern: str) -> str:
+        """Only whole families under our prefix: ``<prefix><name>:...``."""
+        rest = pattern.removeprefix(self.keys.prefix)
+        name, sep, _ = rest.partition(":")
+        if not pattern.startswith(self.keys.prefix) or not sep or not name.isidentifier():
+            raise ValueError(f"refusing pattern {pattern!r}: it must start with a cache name")
+        return name

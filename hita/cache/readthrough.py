@@ -1,0 +1,328 @@
+"""Read-through with leases, single flight and early recomputation.
+
+``get_or_load`` reads an entry (resolving a namespace's generation on the
+server), and on a miss takes a *lease* in the entry's place: only its holder
+may fill the entry, and an invalidation deletes it, so a loader that read the
+old row before a write can never store it after the write's invalidation.
+
+A read never serves an entry this process holds suspect (an invalidation it
+knows of but has not yet seen applied): it is checked before the read is sent
+and again when the answer comes back, so a notification that arrives while
+the read is in flight still wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar, cast
+
+import orjson
+
+from hita.cache.codec import MISS, Entry, decode, encode, new_token
+from hita.cache.core import CacheCore, _Failed, ms, text
+from hita.cache.keys import AnyKey, Key, NamespacedKey
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LEASE_POLL_FIRST_S: Final = 0.005
+LEASE_POLL_MAX_S: Final = 0.05
+
+HIT: Final = 1
+MISSED: Final = 0
+BUSY: Final = 2
+
+
+class _Abandoned(Exception):  # an internal signal; never escapes
+    """The loader a reader was waiting for was cancelled; load yourself."""
+
+
+@dataclass(slots=True)
+class _Read:
+    status: int
+    data_key: str
+    token: str = ""  # lease token: ours after a miss, another reader's when busy
+    entry: Entry | None = None
+    pttl_ms: int = -1
+
+
+class ReadThrough(CacheCore):
+    _flights: dict[tuple[str, str], asyncio.Future[Any]]
+    _refreshing: set[str]
+
+    def _init_read_through(self) -> None:
+        self._flights = {}
+        self._refreshing = set()
+
+    async def get_or_load(
+        self,
+        key: AnyKey,
+        loader: Callable[[], Awaitable[T]],
+        *,
+        ttl: float,
+        negative_ttl: float | None = None,
+    ) -> T:
+        """The cached value, or ``loader()``'s, stored for ``ttl`` seconds.
+
+        A ``None`` result is stored for ``negative_ttl`` seconds when given
+        (negative caching), else not at all. Concurrent misses of one key share
+        one loader call: in this process through a future, across processes
+        through the lease the first reader takes in Redis; the others wait up
+        to ``lease_wait_ms`` for its value. Hot entries are recomputed shortly
+        before they expire (XFetch) so readers practically never miss.
+        """
+        counters = self.stats[key.cache_type]
+        if self.pending.covers(key):
+            counters.misses += 1
+            return await self._load_bypassing(key, loader)
+        deadline = self._clock() + self.config.lease_wait_ms / 1000
+        delay = LEASE_POLL_FIRST_S
+        waited = False
+        while True:
+            read = await self._read(key, lease=True)
+            if read is None or read.status == HIT:
+                value = MISS if read is None or read.entry is None else self._value(key, read.entry)
+                if read is None or value is MISS:  # Redis unavailable, or an unreadable entry
+                    counters.misses += 1
+                    return await loader()
+                counters.hits += 1
+                self._maybe_refresh_early(key, read, loader, ttl)
+                return cast(T, value)
+            if read.status == MISSED:  # the lease is ours
+                counters.misses += 1
+                return await self._load_and_fill(key, read, loader, ttl, negative_ttl)
+            if not waited:  # another reader holds the lease
+                counters.lease_waits += 1
+                waited = True
+            flight = self._flights.get((read.data_key, read.token))
+            if flight is not None or self._clock() >= deadline:
+                counters.misses += 1
+                return await _join(flight, loader)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LEASE_POLL_MAX_S)
+
+    async def refresh(
+        self, key: NamespacedKey, loader: Callable[[], Awaitable[T]], *, ttl: float
+    ) -> T:
+        """Recompute an entry now and store it (the scheduled refresh).
+
+        The generation is read before the loader runs: if an invalidation
+        happens meanwhile, the value lands in the old generation, never read."""
+        namespace = key.namespace
+        generation = await self._call(
+            key.cache_type,
+            "generation",
+            lambda: self._generation_script(keys=[namespace.generation_key], args=[new_token()]),
+        )
+        started = self._clock()
+        value = await loader()
+        if not isinstance(generation, _Failed):
+            data_key = namespace.data_key(text(generation), key.suffix)
+            await self._fill(
+                key,
+                data_key,
+                expected="*",
+                value=value,
+                ttl=ttl,
+                delta_s=self._clock() - started,
+                allow_absent=True,
+            )
+        return value
+
+    async def _load_bypassing(self, key: AnyKey, loader: Callable[[], Awaitable[T]]) -> T:
+        """A suspect entry: the loader's answer, never Redis's. Except when this
+        process is only blind (not told of a change to this very entry) and the
+        loader's store is down: then no write can have been acknowledged since,
+        and what Redis holds is served rather than an error."""
+        if not self.stale_ok or self.pending.covers_specifically(key):
+            return await loader()
+        try:
+            return await loader()
+        except self.stale_ok:
+            read = await self._read(key, lease=False, check=False)
+            if read is not None and read.status == HIT and read.entry is not None:
+                value = self._value(key, read.entry)
+                if value is not MISS and not self.pending.covers_specifically(key):
+                    return cast(T, value)
+            raise
+
+    async def _read(self, key: AnyKey, *, lease: bool, check: bool = True) -> _Read | None:
+        token = new_token() if lease else ""
+        lease_ms = str(self.config.lease_ttl_ms)
+        if isinstance(key, Key):
+            keys, args = [key.redis_key], ["", "", "", token, lease_ms]
+        else:
+            ns = key.namespace
+            keys = [ns.generation_key]
+            args = [ns.data_prefix, key.suffix, new_token(), token, lease_ms]
+        epoch = self.pending.epoch
+        result = await self._call(
+            key.cache_type, "read", lambda: self._read_script(keys=keys, args=args)
+        )
+        if isinstance(result, _Failed):
+            return None
+        status = int(result[0])
+        data_key = (
+            key.redis_key
+            if isinstance(key, Key)
+            else key.namespace.data_key(text(result[1]), key.suffix)
+        )
+        if status == HIT:
+            read = _Read(HIT, data_key, entry=decode(result[2]), pttl_ms=int(result[3]))
+        else:
+            read = _Read(status, data_key, token=text(result[2]) if len(result) > 2 else "")
+        if check and self.pending.epoch != epoch and self.pending.covers(key):
+            # An invalidation of this entry arrived while the read was in flight.
+            if read.status == MISSED and read.token:
+                self._spawn(self._release(key, read))
+            return None
+        return read
+
+    def _value(self, key: AnyKey, entry: Entry) -> Any:
+        try:
+            return entry.value
+        except orjson.JSONDecodeError:
+            self.stats[key.cache_type].errors += 1
+            log.error("cache entry of type %s is not valid JSON; ignoring it", key.cache_type)
+            return MISS
+
+    async def _load_and_fill(
+        self,
+        key: AnyKey,
+        read: _Read,
+        loader: Callable[[], Awaitable[T]],
+        ttl: float,
+        negative_ttl: float | None,
+    ) -> T:
+        flight_key = (read.data_key, read.token)
+        flight: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        flight.add_done_callback(_consume_exception)
+        self._flights[flight_key] = flight
+        started = self._clock()
+        try:
+            value = await loader()
+        except asyncio.CancelledError:
+            flight.set_exception(_Abandoned())
+            self._spawn(self._release(key, read))
+            raise
+        except BaseException as exc:
+            flight.set_exception(exc)
+            self._spawn(self._release(key, read))
+            raise
+        finally:
+            self._flights.pop(flight_key, None)
+        flight.set_result(value)
+        if value is None and negative_ttl is None:
+            await self._release(key, read)
+        elif not await self._fill(
+            key,
+            read.data_key,
+            expected=read.token,
+            value=value,
+            ttl=ttl if value is not None else negative_ttl or ttl,
+            delta_s=self._clock() - started,
+            allow_absent=isinstance(key, NamespacedKey),
+        ):
+            # Refused (out of memory), timed out or fenced off: never leave our
+            # lease behind for other readers to wait on. A no-op if it is gone.
+            self._spawn(self._release(key, read))
+        return value
+
+    async def _fill(
+        self,
+        key: AnyKey,
+        data_key: str,
+        *,
+        expected: str,
+        value: Any,
+        ttl: float,
+        delta_s: float,
+        allow_absent: bool,
+    ) -> bool:
+        raw = encode(value, delta_s * 1000)
+        stored = await self._call(
+            key.cache_type,
+            "fill",
+            lambda: self._fill_script(
+                keys=[data_key], args=[expected, raw, ms(ttl), "1" if allow_absent else "0"]
+            ),
+        )
+        if isinstance(stored, _Failed) or not stored:
+            return False
+        self.stats[key.cache_type].sets += 1
+        return True
+
+    async def _release(self, key: AnyKey, read: _Read) -> None:
+        await self._call(
+            key.cache_type,
+            "release",
+            lambda: self._release_script(keys=[read.data_key], args=[read.token]),
+        )
+
+    def _maybe_refresh_early(
+        self, key: AnyKey, read: _Read, loader: Callable[[], Awaitable[Any]], ttl: float
+    ) -> None:
+        """XFetch: recompute early with a probability that grows as expiry nears
+        and with how long the value took to compute."""
+        entry = read.entry
+        beta = self.config.xfetch_beta
+        if entry is None or beta <= 0 or entry.delta_ms <= 0 or read.pttl_ms < 0:
+            return
+        if -entry.delta_ms * beta * math.log(1.0 - self._rng()) < read.pttl_ms:
+            return
+        if read.data_key in self._refreshing:
+            return
+        self._refreshing.add(read.data_key)
+        self._spawn(self._refresh_early(key, read, entry, loader, ttl))
+
+    async def _refresh_early(
+        self,
+        key: AnyKey,
+        read: _Read,
+        entry: Entry,
+        loader: Callable[[], Awaitable[Any]],
+        ttl: float,
+    ) -> None:
+        try:
+            started = self._clock()
+            value = await loader()
+            if await self._fill(
+                key,
+                read.data_key,
+                expected=entry.version,
+                value=value,
+                ttl=ttl,
+                delta_s=self._clock() - started,
+                allow_absent=isinstance(key, NamespacedKey),
+            ):
+                self.stats[key.cache_type].early_refreshes += 1
+        except Exception:
+            log.warning(
+                "early refresh of %s failed; the entry expires as usual",
+                key.cache_type,
+                exc_info=True,
+            )
+        finally:
+            self._refreshing.discard(read.data_key)
+
+
+async def _join(flight: asyncio.Future[Any] | None, loader: Callable[[], Awaitable[T]]) -> T:
+    """The value of a load under way in this process; our own load if there is
+    none (the lease belongs to another process that is taking too long) or if
+    that load was cancelled."""
+    if flight is not None:
+        try:
+            return cast(T, await asyncio.shield(flight))
+        except _Abandoned:
+            pass
+    return await loader()
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
