@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 LEASE_POLL_FIRST_S: Final = 0.005
 LEASE_POLL_MAX_S: Final = 0.05
+MAX_GENERATIONS_KEPT: Final = 1_024  # namespaces whose generation is remembered
 
 HIT: Final = 1
 MISSED: Final = 0
@@ -54,10 +55,12 @@ class _Read:
 class ReadThrough(CacheCore):
     _flights: dict[tuple[str, str], asyncio.Future[Any]]
     _refreshing: set[str]
+    _generations: dict[str, str]  # generation key -> the generation last seen
 
     def _init_read_through(self) -> None:
         self._flights = {}
         self._refreshing = set()
+        self._generations = {}
 
     async def get_or_load(
         self,
@@ -152,6 +155,53 @@ class ReadThrough(CacheCore):
             raise
 
     async def _read(self, key: AnyKey, *, lease: bool, check: bool = True) -> _Read | None:
+        """One entry: plain GETs when it is there (a hit costs no script), the
+        READ script (generation, lease) when it is not."""
+        epoch = self.pending.epoch
+        read = await self._call(key.cache_type, "get", lambda: self._read_plain(key))
+        if isinstance(read, _Failed):
+            return None
+        if read is None:
+            scripted = await self._call(
+                key.cache_type, "read", lambda: self._read_scripted(key, lease)
+            )
+            if isinstance(scripted, _Failed):
+                return None
+            read = scripted
+        if check and self.pending.epoch != epoch and self.pending.covers(key):
+            # An invalidation of this entry arrived while the read was in flight.
+            if read.status == MISSED and read.token:
+                self._spawn(self._release(key, read))
+            return None
+        return read
+
+    async def _read_plain(self, key: AnyKey) -> _Read | None:
+        """A hit in one round trip of plain commands, or None. A namespaced key
+        is read under the generation last seen here, with the namespace's
+        current generation beside it: a mismatch means the generation moved."""
+        if isinstance(key, Key):
+            data_key, generation = key.redis_key, None
+        else:
+            generation = self._generations.get(key.namespace.generation_key)
+            if generation is None:
+                return None
+            data_key = key.namespace.data_key(generation, key.suffix)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if generation is not None:
+                pipe.get(key.namespace.generation_key)  # type: ignore[union-attr]
+            pipe.get(data_key)
+            pipe.pttl(data_key)
+            replies = await pipe.execute()
+        if generation is not None:
+            current = replies.pop(0)
+            if current is None or text(current) != generation:
+                return None
+        entry = decode(replies[0])
+        if entry is None:
+            return None
+        return _Read(HIT, data_key, entry=entry, pttl_ms=int(replies[1]))
+
+    async def _read_scripted(self, key: AnyKey, lease: bool) -> _Read:
         token = new_token() if lease else ""
         lease_ms = str(self.config.lease_ttl_ms)
         if isinstance(key, Key):
@@ -160,28 +210,22 @@ class ReadThrough(CacheCore):
             ns = key.namespace
             keys = [ns.generation_key]
             args = [ns.data_prefix, key.suffix, new_token(), token, lease_ms]
-        epoch = self.pending.epoch
-        result = await self._call(
-            key.cache_type, "read", lambda: self._read_script(keys=keys, args=args)
-        )
-        if isinstance(result, _Failed):
-            return None
+        result = await self._read_script(keys=keys, args=args)
         status = int(result[0])
-        data_key = (
-            key.redis_key
-            if isinstance(key, Key)
-            else key.namespace.data_key(text(result[1]), key.suffix)
-        )
-        if status == HIT:
-            read = _Read(HIT, data_key, entry=decode(result[2]), pttl_ms=int(result[3]))
+        if isinstance(key, Key):
+            data_key = key.redis_key
         else:
-            read = _Read(status, data_key, token=text(result[2]) if len(result) > 2 else "")
-        if check and self.pending.epoch != epoch and self.pending.covers(key):
-            # An invalidation of this entry arrived while the read was in flight.
-            if read.status == MISSED and read.token:
-                self._spawn(self._release(key, read))
-            return None
-        return read
+            generation = text(result[1])
+            self._remember_generation(key.namespace.generation_key, generation)
+            data_key = key.namespace.data_key(generation, key.suffix)
+        if status == HIT:
+            return _Read(HIT, data_key, entry=decode(result[2]), pttl_ms=int(result[3]))
+        return _Read(status, data_key, token=text(result[2]) if len(result) > 2 else "")
+
+    def _remember_generation(self, generation_key: str, generation: str) -> None:
+        if len(self._generations) >= MAX_GENERATIONS_KEPT:
+            self._generations.clear()
+        self._generations[generation_key] = generation
 
     def _value(self, key: AnyKey, entry: Entry) -> Any:
         try:
