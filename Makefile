@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 USERS ?= 100000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench coverage clean
+.PHONY: help install run test lint fmt migrate seed bench chaos coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ seed: $(STAMP) ## load USERS realistic users (default 100000)
 
 bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 	$(BIN)/python scripts/bench_dashboard.py
+
+chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 9 minutes, every read checked; writes docs/chaos.md
+	$(BIN)/python scripts/chaos.py --minutes 9 --report docs/chaos.md
 
 coverage: $(STAMP) ## the test suite with a coverage report
 	$(BIN)/pytest --cov --cov-report=term

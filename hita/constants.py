@@ -77,3 +77,4 @@ JWT_TTL_S: Final = 3600  # 1 hour
 JWT_MIN_SECRET_BYTES: Final = 32
 MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB
 DEV_JWT_SECRET: Final = "hita-development-secret-do-not-use-in-production"  # noqa: S105
+VERIFIED_TOKENS_MAX: Final = 10_000  # tokens whose verified claims are kept until exp

@@ -6,7 +6,7 @@ anchored public paths. Its gaps, and how they are closed here:
 - it parses the header loosely and answers some bad headers 403 in plain
   text: ``bearer_token`` (its ``token_getter`` hook) parses it ourselves;
 - PyJWT checks ``exp`` only when present: ``check_subject`` (its
-  ``is_revoked`` hook) requires ``exp``, ``iat``, ``sub`` and a known
+  ``is_revoked`` hook, built by ``subject_checker``) requires ``exp``, ``iat``, ``sub`` and a known
   ``role``, and that the user still exists, is active and has that role
   (through ``UserService.get_user``, which may be cached; a database outage
   is a 503, never a pass);
@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import jwt
@@ -34,7 +36,7 @@ from aiohttp_jwt import JWTMiddleware
 
 from hita.api.typedefs import Handler
 from hita.appkeys import PRINCIPAL, USER_SERVICE
-from hita.constants import JWT_ALGORITHM, JWT_TOKEN_TYPE, MAX_TOKEN_BYTES
+from hita.constants import JWT_ALGORITHM, JWT_TOKEN_TYPE, MAX_TOKEN_BYTES, VERIFIED_TOKENS_MAX
 from hita.domain.roles import Role
 from hita.domain.users import Principal
 from hita.errors import NotAuthenticated, PermissionDenied
@@ -75,27 +77,83 @@ def bearer_token(request: web.Request) -> str:
     return parts[1]
 
 
-async def check_subject(request: web.Request, claims: Mapping[str, object]) -> bool:
-    """aiohttp-jwt's ``is_revoked`` hook, called with the verified claims.
+class VerifiedTokens:
+    """Tokens whose signature and claims were verified, with their caller, kept
+    until their ``exp`` (bounded, least recently used out first), so a request
+    with a known token skips the JWT decode. The user check still runs on
+    every request: revocation takes effect at once."""
 
-    Raises instead of answering True (which would make it answer 403 in plain
-    text); on success records the caller for the handlers."""
-    principal = principal_from_claims(claims)
-    if principal is None:
-        raise InvalidToken()
+    def __init__(self, max_entries: int = VERIFIED_TOKENS_MAX) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def get(self, token: str) -> Principal | None:
+        found = self._entries.get(token)
+        if found is None:
+            return None
+        principal, expires_at = found
+        if time.time() >= expires_at:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return principal
+
+    def put(self, token: str, principal: Principal, expires_at: float) -> None:
+        self._entries[token] = (principal, expires_at)
+        self._entries.move_to_end(token)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+async def check_principal(request: web.Request, principal: Principal) -> None:
+    """The user still exists, is active and has the token's role (through
+    ``UserService.get_user``, which may be cached; a database outage is a 503,
+    never a pass); then the caller is recorded for the handlers."""
     user = await request.app[USER_SERVICE].get_user(principal.user_id)
     if user is None or not user["is_active"] or user["role"] != principal.role.value:
         raise InvalidToken("Token is no longer valid")
     request[PRINCIPAL] = principal
-    return False
+
+
+def subject_checker(verified: VerifiedTokens) -> Callable[..., Awaitable[bool]]:
+    async def check_subject(request: web.Request, claims: Mapping[str, object]) -> bool:
+        """aiohttp-jwt's ``is_revoked`` hook, called with the verified claims.
+
+        Raises instead of answering True (which would make it answer 403 in
+        plain text); on success records the caller and remembers the token."""
+        principal = principal_from_claims(claims)
+        if principal is None:
+            raise InvalidToken()
+        await check_principal(request, principal)
+        expires_at = claims["exp"]
+        assert isinstance(expires_at, int | float)  # principal_from_claims checked it
+        verified.put(bearer_token(request), principal, float(expires_at))
+        return False
+
+    return check_subject
+
+
+async def _known_caller(request: web.Request, known_tokens: VerifiedTokens) -> bool:
+    """A token verified before: only the user check runs again."""
+    if is_public(request.path):
+        return False
+    principal = known_tokens.get(bearer_token(request))
+    if principal is None:
+        return False
+    await check_principal(request, principal)
+    return True
 
 
 def auth_middleware(secret: str) -> Middleware:
+    known_tokens = VerifiedTokens()
     verify = JWTMiddleware(
         secret,
         whitelist=PUBLIC_PATHS,
         token_getter=bearer_token,
-        is_revoked=check_subject,
+        is_revoked=subject_checker(known_tokens),
         algorithms=[JWT_ALGORITHM],
     )
 
@@ -105,6 +163,8 @@ def auth_middleware(secret: str) -> Middleware:
             return await handler(request)  # raises the 404 or 405
         if request.method == hdrs.METH_OPTIONS and not is_public(request.path):
             raise NotAuthenticated()  # aiohttp-jwt would wave it through
+        if await _known_caller(request, known_tokens):  # verified before
+            return await handler(request)
         reached = False
 
         async def verified(req: web.Request) -> web.StreamResponse:
