@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
@@ -316,7 +316,9 @@ def _new_spec() -> APISpec:
         info={
             "description": "Hotel user accounts behind a Redis cache in front of PostgreSQL. "
             "Every error body is `{success: false, error, details?}`; an unknown path "
-            "answers 404, and a known path with another method 405 with `Allow`."
+            "answers 404, and a known path with another method 405 with an `Allow` that "
+            "lists exactly the methods of the path. Every GET also answers HEAD: the same "
+            "status and headers, without the body."
         },
     )
     assert plugin.converter is not None
@@ -372,10 +374,12 @@ Route = tuple[str, str, Handler]  # method, path template, handler
 
 
 def _routes(router: web.UrlDispatcher) -> tuple[Route, ...]:
+    """Every route but HEAD: HEAD is GET without the body, implicit in HTTP."""
     routes = []
     for route in router.routes():
         assert route.resource is not None, "every route of the router has a resource"
-        routes.append((route.method, route.resource.canonical, route.handler))
+        if route.method != hdrs.METH_HEAD:
+            routes.append((route.method, route.resource.canonical, route.handler))
     return tuple(routes)
 
 
