@@ -2,11 +2,18 @@
 
 ``build_document(router)`` walks the real router: each route is described by
 the entry of its handler in ``OPERATIONS``, and a route without one is an
-error, so the document lists exactly the routes the service answers. The
-error statuses of an operation follow from what it does (a token: 401, 403
-and 503; a path id or a body: 400; a body: 413) plus those the entry names.
-Security comes from ``hita.api.auth.PUBLIC_PATHS``: a public route has
-``security: []``, every other one needs the bearer token.
+error, so the document lists exactly the routes the service answers (HEAD,
+GET without the body, is implicit). The error statuses of an operation follow
+from what it does (a token: 401, 403 and 503; a path id or a body: 400; a
+body: 413) plus those the entry names; a 422 only from the business rules it
+names, marked ``x-business-rule``. Security comes from
+``hita.api.auth.PUBLIC_PATHS``: a public route has ``security: []``, every
+other one needs the bearer token. ``LINKS`` lead from a user to what is done
+with it, for clients and for schemathesis's stateful phase.
+
+Every constraint the schemas enforce is stated: apispec converts lengths,
+ranges and ``Regexp`` patterns; ``_no_nul`` adds the pattern of ``Text``
+(no NUL), ``_Plugin`` a schema's ``MIN_PROPERTIES``.
 """
 
 from __future__ import annotations
