@@ -2,11 +2,18 @@
 
 ``build_document(router)`` walks the real router: each route is described by
 the entry of its handler in ``OPERATIONS``, and a route without one is an
-error, so the document lists exactly the routes the service answers. The
-error statuses of an operation follow from what it does (a token: 401, 403
-and 503; a path id or a body: 400; a body: 413) plus those the entry names.
-Security comes from ``hita.api.auth.PUBLIC_PATHS``: a public route has
-``security: []``, every other one needs the bearer token.
+error, so the document lists exactly the routes the service answers (HEAD,
+GET without the body, is implicit). The error statuses of an operation follow
+from what it does (a token: 401, 403 and 503; a path id or a body: 400; a
+body: 413) plus those the entry names; a 422 only from the business rules it
+names, marked ``x-business-rule``. Security comes from
+``hita.api.auth.PUBLIC_PATHS``: a public route has ``security: []``, every
+other one needs the bearer token. ``LINKS`` lead from a user to what is done
+with it, for clients and for schemathesis's stateful phase.
+
+Every constraint the schemas enforce is stated: apispec converts lengths,
+ranges and ``Regexp`` patterns; ``_no_nul`` adds the pattern of ``Text``
+(no NUL), ``_Plugin`` a schema's ``MIN_PROPERTIES``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
@@ -32,7 +39,7 @@ from hita.api.typedefs import Handler
 from hita.appkeys import OPENAPI
 from hita.domain.ids import USER_ID_PATTERN
 from hita.domain.roles import Role
-from hita.domain.users import MAX_LIST_OFFSET_ROWS
+from hita.domain.users import MAX_LIST_OFFSET_ROWS, MAX_PAGE
 
 OPENAPI_VERSION: Final = "3.0.3"
 JSON: Final = "application/json"
@@ -62,9 +69,14 @@ class Operation:
     status: int = 200
     errors: frozenset[int] = frozenset()  # beyond those that follow from the above
     notes: str = ""
+    # Business rules a well-formed request may still break (422): they depend on who
+    # calls or on the stored data, so no schema can state them.
+    rules: tuple[str, ...] = ()
 
     def error_statuses(self, path: str) -> frozenset[int]:
         statuses = set(self.errors)
+        if self.rules:
+            statuses.add(422)
         if self.role is not None:
             statuses |= {401, 403, 503}  # the token's user is looked up in PostgreSQL
         if "{" in path or self.body is not None or self.query is not None:
@@ -98,14 +110,19 @@ def _update(summary: str, body: Schema) -> Operation:
         summary,
         out.UserBodySchema,
         body=body,
-        errors=frozenset({404, 409, 422}),
-        notes="A plain user may change only its own full_name, email and password; "
-        "nobody may change their own role or deactivate themselves (422).",
+        errors=frozenset({404, 409}),
+        notes="A plain user may change only its own full_name, email and password.",
+        rules=(_OWN_ROLE, _DEACTIVATE_SELF),
     )
 
 
 _NO_USER: Final = frozenset({404})
-_PAGE_DEPTH: Final = f"A page may start at most {MAX_LIST_OFFSET_ROWS} rows deep."
+_OWN_ROLE: Final = "Nobody may change their own role."
+_DEACTIVATE_SELF: Final = "Nobody may deactivate themselves."
+_PAGE_DEPTH: Final = (
+    f"`page` is at most {MAX_PAGE} whatever `page_size`, so that no page starts more "
+    f"than {MAX_LIST_OFFSET_ROWS} rows deep (narrow the filters to see further)."
+)
 _CACHE_UNAVAILABLE: Final = frozenset({503})
 
 OPERATIONS: Final[Mapping[Handler, Operation]] = {
@@ -150,16 +167,16 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         "users",
         "Delete a user",
         out.UserDeletedSchema,
-        errors=frozenset({404, 422}),
-        notes="422 for deleting oneself.",
+        errors=_NO_USER,
+        rules=("Nobody may delete themselves.",),
     ),
     users.activate_user: _admin("users", "Activate a user", out.UserBodySchema, errors=_NO_USER),
     users.deactivate_user: _admin(
         "users",
         "Deactivate a user; its tokens stop working at once",
         out.UserBodySchema,
-        errors=frozenset({404, 422}),
-        notes="422 for deactivating oneself.",
+        errors=_NO_USER,
+        rules=(_DEACTIVATE_SELF,),
     ),
     users.get_user: _self_or_admin("users", "A user", out.UserBodySchema, errors=_NO_USER),
     stats.dashboard_stats: _admin("stats", "Dashboard statistics", out.DashboardStatsBodySchema),
@@ -179,8 +196,8 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         "Redeem loyalty points",
         out.PointsChangeSchema,
         body=schemas.POINTS,
-        errors=frozenset({404, 422}),
-        notes="422 when the amount is above the balance; nothing changes then.",
+        errors=_NO_USER,
+        rules=("The amount may not be above the balance.",),
     ),
     points.points_history: _self_or_admin(
         "points",
@@ -188,6 +205,7 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         out.PointsHistorySchema,
         query=schemas.PAGE_QUERY,
         errors=_NO_USER,
+        notes=_PAGE_DEPTH,
     ),
     permissions.get_permissions: _self_or_admin(
         "permissions", "A user's permissions", out.PermissionsSchema, errors=_NO_USER
@@ -234,6 +252,28 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
     ),
 }
 
+# What a client does next with the user a success answer names, as OpenAPI links
+# (schemathesis's stateful phase follows them): a new user is read, a user read
+# is changed, deleted, given points or permissions.
+_USER_ID: Final = "$response.body#/user/id"
+_ON_A_USER: Final = (
+    users.put_user,
+    users.patch_user,
+    users.delete_user,
+    users.activate_user,
+    users.deactivate_user,
+    points.add_points,
+    points.redeem_points,
+    points.points_history,
+    permissions.get_permissions,
+    permissions.grant_permission,
+    permissions.revoke_permission,
+)
+LINKS: Final[Mapping[Handler, tuple[str, tuple[Handler, ...]]]] = {
+    users.create_user: (_USER_ID, (users.get_user, *_ON_A_USER)),
+    users.get_user: (_USER_ID, _ON_A_USER),
+}
+
 PATH_PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
     "user_id": {
         "name": "user_id",
@@ -266,7 +306,6 @@ ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
     404: ("NotFound", _error("No such user.")),
     409: ("Conflict", _error("The username or email is taken.")),
     413: ("PayloadTooLarge", _error("The request body is too large.")),
-    422: ("BusinessRuleViolation", _error("A business rule forbids it; nothing changed.")),
     503: (
         "Unavailable",
         _error(
@@ -286,11 +325,39 @@ def _ecma_anchors(
 ) -> dict[str, Any]:
     """Python's ``\\A`` and ``\\Z`` anchors as ECMA 262's ``^`` and ``$``."""
     pattern = ret.get("pattern")
-    if not isinstance(pattern, str):
-        return {}
+    return {"pattern": _ecma(pattern)} if isinstance(pattern, str) else {}
+
+
+def _ecma(pattern: str) -> str:
     for python, ecma in _ANCHORS:
         pattern = pattern.replace(python, ecma)
-    return {"pattern": pattern}
+    return pattern
+
+
+def _no_nul(
+    self: Any, field: fields.Field[Any], ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """``schemas.Text`` refuses NUL; a pattern of its own already does."""
+    if not isinstance(field, schemas.Text) or "pattern" in ret:
+        return {}
+    return {"pattern": _ecma(schemas.NO_NUL_PATTERN)}
+
+
+class _Plugin(MarshmallowPlugin):
+    """apispec's plugin, plus what a schema says of itself as a whole:
+    ``MIN_PROPERTIES`` (a body that must name at least that many fields)."""
+
+    # MarshmallowPlugin's own signature (it adds ``schema`` to BasePlugin's).
+    def schema_helper(  # type: ignore[override]
+        self, name: str, _: Any, schema: Any = None, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        json_schema: dict[str, Any] | None = super().schema_helper(  # type: ignore[no-untyped-call]
+            name, _, schema, **kwargs
+        )
+        min_properties = getattr(schema, "MIN_PROPERTIES", None)
+        if json_schema is not None and min_properties is not None:
+            json_schema["minProperties"] = min_properties
+        return json_schema
 
 
 def _allowed_choices(
@@ -307,7 +374,7 @@ def _allowed_choices(
 
 
 def _new_spec() -> APISpec:
-    plugin = MarshmallowPlugin()
+    plugin = _Plugin()
     spec = APISpec(
         title="HITA",
         version=__version__,
@@ -316,13 +383,16 @@ def _new_spec() -> APISpec:
         info={
             "description": "Hotel user accounts behind a Redis cache in front of PostgreSQL. "
             "Every error body is `{success: false, error, details?}`; an unknown path "
-            "answers 404, and a known path with another method 405 with `Allow`."
+            "answers 404, and a known path with another method 405 with an `Allow` that "
+            "lists exactly the methods of the path. Every GET also answers HEAD: the same "
+            "status and headers, without the body."
         },
     )
     assert plugin.converter is not None
     # apispec leaves this method unannotated.
     plugin.converter.add_attribute_function(_ecma_anchors)  # type: ignore[no-untyped-call]
     plugin.converter.add_attribute_function(_allowed_choices)  # type: ignore[no-untyped-call]
+    plugin.converter.add_attribute_function(_no_nul)  # type: ignore[no-untyped-call]
     spec.components.security_scheme(
         BEARER_AUTH, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
@@ -333,6 +403,20 @@ def _new_spec() -> APISpec:
     return spec
 
 
+BUSINESS_RULE: Final = "x-business-rule"
+
+
+def _broken_rule(op: Operation) -> dict[str, Any]:
+    """The 422 of an operation, naming its rules; marked ``x-business-rule`` so
+    that tools can tell it from a refusal of the request's shape (schemathesis.toml
+    lets such operations answer it to requests the document calls valid)."""
+    rules = " ".join(op.rules)
+    return {
+        **_error(f"A business rule forbids it; nothing changed. {rules}"),
+        BUSINESS_RULE: True,
+    }
+
+
 def _operation_id(handler: Handler) -> str:
     return f"{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}"
 
@@ -341,8 +425,10 @@ def _operation(handler: Handler, op: Operation, path: str) -> dict[str, Any]:
     if (op.role is None) != is_public(path):
         raise UndocumentedRoute(f"{path}: PUBLIC_PATHS and OPERATIONS disagree on its access")
     responses: dict[str, Any] = {str(op.status): {"description": op.summary, "content": op.ok}}
+    if handler in LINKS:
+        responses[str(op.status)]["links"] = _links(*LINKS[handler])
     for status in sorted(op.error_statuses(path)):
-        responses[str(status)] = ERROR_RESPONSES[status][0]
+        responses[str(status)] = ERROR_RESPONSES[status][0] if status != 422 else _broken_rule(op)
     description = f"{op.who()} {op.notes}".strip()
     operation: dict[str, Any] = {
         "operationId": _operation_id(handler),
@@ -359,6 +445,16 @@ def _operation(handler: Handler, op: Operation, path: str) -> dict[str, Any]:
     return operation
 
 
+def _links(user_id: str, targets: tuple[Handler, ...]) -> dict[str, Any]:
+    return {
+        _operation_id(target): {
+            "operationId": _operation_id(target),
+            "parameters": {"user_id": user_id},
+        }
+        for target in targets
+    }
+
+
 def _path_parameters(path: str) -> list[dict[str, Any]] | None:
     names: list[str] = _PATH_PARAMETER_RE.findall(path)
     unknown = [name for name in names if name not in PATH_PARAMETERS]
@@ -372,10 +468,12 @@ Route = tuple[str, str, Handler]  # method, path template, handler
 
 
 def _routes(router: web.UrlDispatcher) -> tuple[Route, ...]:
+    """Every route but HEAD: HEAD is GET without the body, implicit in HTTP."""
     routes = []
     for route in router.routes():
         assert route.resource is not None, "every route of the router has a resource"
-        routes.append((route.method, route.resource.canonical, route.handler))
+        if route.method != hdrs.METH_HEAD:
+            routes.append((route.method, route.resource.canonical, route.handler))
     return tuple(routes)
 
 
@@ -387,6 +485,10 @@ def _build(routes: tuple[Route, ...]) -> dict[str, Any]:
         if op is None:
             raise UndocumentedRoute(f"{method} {path}: no entry in OPERATIONS")
         paths.setdefault(path, {})[method.lower()] = _operation(handler, op, path)
+    routed = {handler for _, _, handler in routes}
+    for source, (_, targets) in LINKS.items():
+        if source in routed and not routed.issuperset(targets):
+            raise UndocumentedRoute(f"{_operation_id(source)}: a link to an operation not routed")
     for path, operations in paths.items():
         spec.path(path=path, operations=operations, parameters=_path_parameters(path))
     return spec.to_dict()

@@ -8,7 +8,7 @@ number is not a string); query strings are text and are parsed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -19,6 +19,7 @@ from hita.domain.roles import Role
 from hita.domain.users import (
     DEFAULT_PAGE_SIZE,
     MAX_LIST_OFFSET_ROWS,
+    MAX_PAGE,
     MAX_PAGE_SIZE,
     NewUser,
     UserChanges,
@@ -40,8 +41,15 @@ MAX_PERMISSION_CHARS: Final = 100
 MAX_SEARCH_CHARS: Final = 100
 
 
+# The characters of str.isspace(), spelt so that ECMA 262 reads them as Python does.
+SPACE_CHARS: Final = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL_PATTERN: Final = r"\A[^\x00]*\Z"
+NOT_BLANK_PATTERN: Final = rf"\A[^\x00]*[^\x00{SPACE_CHARS}][^\x00]*\Z"
+
+
 class Text(fields.String):
-    """A string PostgreSQL can store: no NUL character (it would be a 500 there)."""
+    """A string PostgreSQL can store: no NUL character (it would be a 500 there).
+    In the document, a ``Text`` without a pattern of its own has ``NO_NUL_PATTERN``."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -68,9 +76,9 @@ class StrictInteger(fields.Integer):
         return value
 
 
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ValidationError("May not be blank.")
+def _not_blank() -> validate.Regexp:
+    """Not only white space (``str.strip`` would leave nothing); no NUL either."""
+    return validate.Regexp(NOT_BLANK_PATTERN, error="May not be blank.")
 
 
 def _username() -> Text:
@@ -86,7 +94,7 @@ def _email() -> fields.Email:
 
 
 def _full_name() -> Text:
-    return Text(validate=[validate.Length(min=1, max=MAX_FULL_NAME_CHARS), _not_blank])
+    return Text(validate=[validate.Length(min=1, max=MAX_FULL_NAME_CHARS), _not_blank()])
 
 
 def _password() -> Text:
@@ -126,7 +134,9 @@ class CreateUserSchema(Schema):
 
 
 class PatchUserSchema(Schema):
-    """PATCH: any of the updatable fields, at least one."""
+    """PATCH: any of the updatable fields, at least one (``minProperties`` in the document)."""
+
+    MIN_PROPERTIES: ClassVar[int] = 1
 
     username = _username()
     email = _email()
@@ -137,7 +147,7 @@ class PatchUserSchema(Schema):
 
     @validates_schema
     def not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data:
+        if len(data) < self.MIN_PROPERTIES:
             raise ValidationError("Give at least one field to change.")
 
     @post_load
@@ -158,7 +168,7 @@ class PutUserSchema(PatchUserSchema):
 class PointsSchema(Schema):
     amount = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_POINTS_AMOUNT))
     reason = Text(
-        required=True, validate=[validate.Length(min=1, max=MAX_REASON_CHARS), _not_blank]
+        required=True, validate=[validate.Length(min=1, max=MAX_REASON_CHARS), _not_blank()]
     )
 
 
@@ -175,18 +185,21 @@ class PermissionSchema(Schema):
 
 
 class PageQuerySchema(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    """``page`` is at most ``MAX_PAGE`` whatever the page size, so that no page
+    starts more than ``MAX_LIST_OFFSET_ROWS`` rows deep."""
+
+    page = fields.Integer(
+        load_default=1,
+        validate=validate.Range(
+            min=1,
+            max=MAX_PAGE,
+            error=f"From 1 to {MAX_PAGE}: pages may start at most {MAX_LIST_OFFSET_ROWS} "
+            "rows deep; narrow the filters.",
+        ),
+    )
     page_size = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
-
-    @validates_schema(skip_on_field_errors=True)
-    def bounded_offset(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if (data["page"] - 1) * data["page_size"] > MAX_LIST_OFFSET_ROWS:
-            raise ValidationError(
-                f"Pages may start at most {MAX_LIST_OFFSET_ROWS} rows deep; narrow the filters.",
-                "page",
-            )
 
 
 class UserListQuerySchema(PageQuerySchema):
@@ -198,7 +211,7 @@ class UserListQuerySchema(PageQuerySchema):
         ),
     )
     is_active = fields.Boolean(truthy={"true"}, falsy={"false"})
-    search = Text(validate=[validate.Length(min=1, max=MAX_SEARCH_CHARS), _not_blank])
+    search = Text(validate=[validate.Length(min=1, max=MAX_SEARCH_CHARS), _not_blank()])
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> UserListQuery:

@@ -13,6 +13,9 @@ from hita.domain.typedefs import JsonDict
 DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE_SIZE: Final = 100
 MAX_LIST_OFFSET_ROWS: Final = 10_000  # deepest row a page may start at: OFFSET cost is linear
+# The last page: page 101 of 100 rows starts 10 000 rows deep. One bound for every
+# page size, so that an OpenAPI document (one `maximum` per parameter) can state it.
+MAX_PAGE: Final = MAX_LIST_OFFSET_ROWS // MAX_PAGE_SIZE + 1
 
 
 @dataclass(frozen=True, slots=True)

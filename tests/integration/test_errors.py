@@ -29,7 +29,7 @@ async def test_wrong_method_is_a_json_405_with_allow(
     client = await aiohttp_client(create_app(config))
     response = await client.delete("/v1.0/health")
     assert response.status == 405
-    assert response.headers["Allow"] == "GET"
+    assert response.headers["Allow"] == "GET,HEAD"
     assert await response.json() == {"success": False, "error": "Method not allowed"}
 
 

@@ -1,4 +1,4 @@
-"""CONTRACT.md's role matrix, route by route and caller by caller.
+"""The role matrix of docs/api.md, route by route and caller by caller.
 
 Callers: nobody (401), a plain user acting on another user, a plain user
 acting on itself, an admin, a superadmin. Every answer is checked for

@@ -1,39 +1,48 @@
-"""schemathesis against the service's own OpenAPI document.
+"""schemathesis against the service's own OpenAPI document, with every check.
 
-The real app runs on 127.0.0.1 over the session's PostgreSQL and Redis; every
-operation of the document gets its examples, coverage cases and up to
-``MAX_EXAMPLES`` fuzzed cases (deterministic: the same cases on every run),
-sent with a real admin token (a superadmin's for the superadmin route). Each
-response must not be a 5xx, and must match the document: status code, content
-type, headers and body schema.
+The real app runs on 127.0.0.1 over the session's PostgreSQL and Redis, and
+schemathesis reads the checkout's ``schemathesis.toml`` as ``st run`` does.
+Every check schemathesis has runs on every answer: no 5xx; status, content
+type, headers and body as documented; schema-valid requests accepted (a
+business rule's 422 only where the document marks one), schema-invalid ones
+refused; 405 with an exact ``Allow`` for a method a path lacks; a token
+required where the document says so; and, in the stateful phase, nothing
+found after its delete.
 
-The well-formed ids in paths are aimed at users that exist (the admin itself,
-the superadmin, a few guests), so that the success bodies are checked too;
-the document's example id is left alone, for the 404s. The admin cannot lose
-its access to the fuzzer: the rules forbid deleting or deactivating oneself
-and changing one's own role (test_users_api.py's
-``test_admins_cannot_delete_deactivate_or_demote_themselves``), and an admin
-may not touch a superadmin; ``test_the_callers_outlive_the_fuzzer`` checks it
-after the run.
+- Per operation: the examples, the coverage cases and up to ``MAX_EXAMPLES``
+  fuzzed cases, sent with a real admin token (a superadmin's for the
+  superadmin route). The well-formed ids in paths are aimed at users that
+  exist (the admin itself, the superadmin, a few guests), so that success
+  bodies are checked too; the document's example id is left alone, for the
+  404s.
+- Stateful: up to ``STATEFUL_SCENARIOS`` scenarios of up to
+  ``STATEFUL_STEPS`` calls each, following the document's links (create a
+  user, read it, change it, delete it, give it points and permissions), as
+  the superadmin, who may do all of it.
+
+Everything is derandomized: the same cases on every run, no shrinking (a
+failure is reported as found: shrinking over HTTP has no bound), no example
+database. The callers cannot lose their access to the fuzzer: nobody may
+delete, deactivate or demote themselves, and an admin may not touch a
+superadmin; ``test_the_callers_outlive_the_fuzzer`` checks it after the run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
+import hypothesis
 import orjson
 import pytest
 import requests
 import schemathesis
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.checks import CHECKS, load_all_checks
 
 from hita.app import create_app
 from hita.appkeys import OPENAPI
@@ -45,35 +54,35 @@ from tests.integration.conftest import Account, open_account
 from tests.integration.live import LiveServer
 
 MAX_EXAMPLES: Final = 25  # fuzzed cases per operation, besides the examples and coverage cases
+STATEFUL_SCENARIOS: Final = 30
+STATEFUL_STEPS: Final = 6
+STATEFUL_SUITES: Final = 20  # seeds 0, 1, ...: at most this many suites
 GUESTS: Final = 4
-CHECKS: Final = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
+CONFIG_FILE: Final = Path(__file__).resolve().parents[2] / "schemathesis.toml"
+
+load_all_checks()
+EVERY_CHECK: Final = [check for check in CHECKS.get_all() if not isinstance(check, type)]
 
 # The document exactly as the service builds it (create_app does no I/O);
 # test_the_served_document_is_the_one_fuzzed checks that it is the one served.
 DOCUMENT: Final[dict[str, Any]] = orjson.loads(create_app(make_config())[OPENAPI])
 EXAMPLE_USER_ID: Final = DOCUMENT["components"]["parameters"]["user_id"]["example"]
-SCHEMA: Final = schemathesis.openapi.from_dict(
-    DOCUMENT,
-    config=schemathesis.Config.from_dict(
-        {
-            "generation": {
-                "max-examples": MAX_EXAMPLES,
-                "deterministic": True,
-                # A failure is reported as found: shrinking it over HTTP has no bound.
-                "no-shrink": True,
-                "database": "none",
-                # The token is ours (a real one), never a generated one.
-                "with-security-parameters": False,
-            }
-        }
-    ),
+# schemathesis.toml as `st run` reads it, plus how this suite generates.
+CONFIG: Final = schemathesis.Config.from_dict(
+    {
+        **tomllib.loads(CONFIG_FILE.read_text()),
+        "generation": {
+            "max-examples": MAX_EXAMPLES,
+            "deterministic": True,
+            "no-shrink": True,
+            "database": "none",
+            # The token is ours (a real one), never a generated one.
+            "with-security-parameters": False,
+        },
+    }
 )
+# A copy: schemathesis adds the links it infers to the document it is given.
+SCHEMA: Final = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=CONFIG)
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,23 @@ def live(database_url: str, redis_url: str, schema_tables: list[str]) -> Iterato
         yield Live(server, session, admin, superadmin, known)
 
 
+def test_every_check_runs() -> None:
+    names = {check.__name__ for check in EVERY_CHECK}
+    assert {
+        "not_a_server_error",
+        "positive_data_acceptance",
+        "negative_data_rejection",
+        "allow_header_conformance",
+        "unsupported_method",
+        "response_schema_conformance",
+        "use_after_free",
+        "ensure_resource_availability",
+        "ignored_auth",
+    } <= names
+    assert len(names) >= 14
+    assert len(EVERY_CHECK) == len(CHECKS.get_all())  # every one a function to pass along
+
+
 @SCHEMA.parametrize()
 def test_the_service_keeps_its_document(case: schemathesis.Case[Any], live: Live) -> None:
     live.aim(case)
@@ -117,8 +143,65 @@ def test_the_service_keeps_its_document(case: schemathesis.Case[Any], live: Live
         base_url=live.server.base_url,
         session=live.session,
         headers=live.headers_for(case),
-        checks=CHECKS,
+        checks=EVERY_CHECK,
     )
+
+
+def test_the_document_links_a_user_to_what_is_done_with_it() -> None:
+    links = [
+        link
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict) and "responses" in operation
+        for response in operation["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert len(links) > 20
+
+
+def test_workflows_along_the_links_keep_the_document(live: Live) -> None:
+    """Suites of scenarios, each with its own fixed seed, until
+    ``STATEFUL_SCENARIOS`` have run. The service's state carries over from one
+    scenario to the next (users created, deleted, changed), so Hypothesis may
+    find that the same choices no longer lead to the same rules
+    (``FlakyStrategyDefinition``): that suite ends there and the next seed goes
+    on, as ``st run`` does. Any failure is raised, also one that a replay did
+    not reproduce (``FlakyFailure``)."""
+    scenarios = 0
+
+    # A RecordingStateMachine: the stateful checks see the scenario's earlier calls.
+    class Workflow(SCHEMA.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
+            return {
+                "base_url": live.server.base_url,
+                "session": live.session,
+                "headers": live.superadmin.headers,
+            }
+
+        def before_call(self, case: schemathesis.Case[Any]) -> None:
+            self.called = True
+            super().before_call(case)
+
+        def teardown(self) -> None:
+            nonlocal scenarios
+            scenarios += getattr(self, "called", False)  # Hypothesis tries empty ones too
+            super().teardown()
+
+    settings = hypothesis.settings(
+        max_examples=STATEFUL_SCENARIOS,
+        stateful_step_count=STATEFUL_STEPS,
+        database=None,
+        phases=[hypothesis.Phase.generate],
+        deadline=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    for seed in range(STATEFUL_SUITES):
+        Workflow.rule_order_seed = seed
+        with contextlib.suppress(hypothesis.errors.FlakyStrategyDefinition):
+            hypothesis.seed(seed)(Workflow).run(settings=settings)
+        if scenarios >= STATEFUL_SCENARIOS:
+            break
+    assert scenarios >= STATEFUL_SCENARIOS
 
 
 def test_the_served_document_is_the_one_fuzzed(live: Live) -> None:
