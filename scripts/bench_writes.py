@@ -1,0 +1,221 @@
+"""What the consistency protocol costs: user updates and cached reads, before and after.
+
+Runs one ``hita serve`` (production profile) from each source tree given with
+``--tree`` (e.g. a worktree of the commit before the protocol, and this
+checkout) on a PostgreSQL and a Redis the script starts, and measures, in
+interleaved rounds: PATCH of a user's name (writes/s, p50, p99) and GET of a
+user's details with an admin token (reads/s, p50, p99), each for a fixed
+time at a fixed concurrency. Medians over rounds; all traffic to 127.0.0.1.
+
+    git worktree add /tmp/hita-before <commit>
+    .venv/bin/python scripts/bench_writes.py --tree /tmp/hita-before --tree . \\
+        --seconds 8 --rounds 3 --report docs/bench-writes.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import jwt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hita.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+
+SECRET = secrets.token_hex(32)
+USERS = 1_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def reset(database_url: str) -> None:
+    """An empty schema: the tree under test applies its own migrations."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+
+
+async def fill(database_url: str) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        ids = [f"{3000000000 + i}" for i in range(USERS)]
+        await conn.copy_records_to_table(
+            "users",
+            records=[
+                (uid, f"bench{i}", f"bench{i}@bench.example", "Bench", "x", "user")
+                for i, uid in enumerate(ids)
+            ]
+            + [("1000000000", "bench.admin", "admin@bench.example", "Admin", "x", "admin")],
+            columns=["id", "username", "email", "full_name", "password_hash", "role"],
+        )
+        return ids
+    finally:
+        await conn.close()
+
+
+def serve(tree: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    python = tree / ".venv" / "bin" / "python"
+    out = log.open("ab")
+    return subprocess.Popen(
+        [str(python if python.exists() else sys.executable), "-m", "hita", "serve"],
+        env={**env, "PYTHONPATH": str(tree)},
+        cwd=tree,
+        stdout=out,
+        stderr=out,
+    )
+
+
+async def healthy(base: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(f"{base}/v1.0/health") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{base} did not start")
+
+
+async def load(
+    base: str, ids: list[str], kind: str, seconds: float, concurrency: int
+) -> tuple[float, float, float]:
+    now = int(time.time())
+    admin = jwt.encode(
+        {"sub": "1000000000", "role": "admin", "iat": now, "exp": now + 3600},
+        SECRET,
+        algorithm="HS256",
+    )
+    headers = {"Authorization": f"Bearer {admin}"}
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    counter = 0
+
+    async def worker(session: aiohttp.ClientSession, offset: int) -> None:
+        nonlocal counter
+        n = offset
+        while time.monotonic() < stop:
+            uid = ids[n % len(ids)]
+            n += concurrency
+            started = time.perf_counter()
+            if kind == "write":
+                counter += 1
+                request = session.patch(
+                    f"{base}/v1.0/user/update/{uid}",
+                    json={"full_name": f"Bench {counter}"},
+                    headers=headers,
+                )
+            else:
+                request = session.get(f"{base}/v1.0/user/{uid}", headers=headers)
+            async with request as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{kind}: {response.status}")
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        began = time.monotonic()
+        await asyncio.gather(*(worker(session, i) for i in range(concurrency)))
+        elapsed = time.monotonic() - began
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="bench-writes-", dir=ROOT / ".hita"))
+    postgres = EmbeddedPostgres(root / "pg", database="bench", durable=False)
+    redis = EmbeddedRedis(root / "redis", port=free_port())
+    postgres.start()
+    redis.start()
+    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HITA_", "REDIS", "DB_"))}
+        env.update(
+            HITA_ENV="production",
+            DATABASE_URL=postgres.url,
+            REDIS_URL=redis.url,
+            JWT_SECRET=SECRET,
+            HOST="127.0.0.1",
+            LOG_LEVEL="ERROR",
+            HITA_DATA_DIR=str(root / "data"),
+            DB_AUTO_MIGRATE="true",
+            STATS_REFRESH_ENABLED="false",
+            WARMUP_ON_START="false",
+        )
+        trees = [Path(t).resolve() for t in args.tree]  # noqa: ASYNC240 - before any load
+        for round_ in range(args.rounds):
+            for tree in trees:
+                await reset(postgres.url)
+                port = free_port()
+                proc = serve(tree, {**env, "PORT": str(port)}, root / "serve.log")
+                base = f"http://127.0.0.1:{port}"
+                try:
+                    await healthy(base)
+                    ids = await fill(postgres.url)
+                    await load(base, ids, "read", 2, args.concurrency)  # warm the cache
+                    for kind in ("write", "read"):
+                        figure = await load(base, ids, kind, args.seconds, args.concurrency)
+                        results.setdefault((tree.name, kind), []).append(figure)
+                        print(
+                            f"round {round_ + 1} {tree} {kind}: {figure[0]:.0f}/s"
+                            f" p50 {figure[1]:.1f} ms p99 {figure[2]:.1f} ms",
+                            flush=True,
+                        )
+                finally:
+                    proc.send_signal(signal.SIGINT)
+                    proc.wait(30)
+    finally:
+        redis.stop()
+        postgres.stop()
+    lines = [
+        "| tree | operation | req/s (median) | p50 ms | p99 ms |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for (tree_name, kind), figures in results.items():
+        lines.append(
+            f"| `{tree_name}` | {'PATCH user' if kind == 'write' else 'GET user'} |"
+            f" {statistics.median(f[0] for f in figures):,.0f} |"
+            f" {statistics.median(f[1] for f in figures):.1f} |"
+            f" {statistics.median(f[2] for f in figures):.1f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    if args.report:
+        await asyncio.to_thread(Path(args.report).write_text, table + "\n")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", action="append", required=True, help="a HITA source tree")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--report", default=None)
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
