@@ -34,8 +34,10 @@ from hita.appkeys import (
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
+from hita.cache.near import NearCache
+from hita.cache.tracking import Tracking
 from hita.config import Config
-from hita.constants import COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
+from hita.constants import CACHE_TYPES, COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.migrate import apply_migrations
 from hita.errors import DatabaseUnavailable, HitaError
@@ -76,6 +78,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         stack.push_async_callback(cache.aclose)
         app[CACHE] = cache
+        if config.cache.l1_enabled and config.redis.url is not None:
+            tracking = Tracking(
+                config.redis.url,
+                [f"{config.redis.key_prefix}{name}:" for name in CACHE_TYPES],
+                cache.tracked_keys,
+            )
+            cache.attach_near(
+                NearCache(config.cache.l1_max_entries, config.cache.l1_max_bytes), tracking
+            )
+            await stack.enter_async_context(running(tracking.run_forever(), "cache-tracking"))
 
         cache_keys = CacheKeys(cache)
         app[CACHE_KEYS] = cache_keys

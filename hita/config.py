@@ -87,6 +87,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "then how long it waits for PostgreSQL to deliver it to every instance, ms",
     ),
     _s("CACHE_OUTBOX_SWEEP_MS", c.OUTBOX_SWEEP_MS, "how often the outbox is swept, ms"),
+    _s("CACHE_L1_ENABLED", "true", "an in-process near cache kept coherent by Redis tracking"),
+    _s("CACHE_L1_MAX_ENTRIES", c.L1_MAX_ENTRIES, "near cache: most entries"),
+    _s("CACHE_L1_MAX_BYTES", c.L1_MAX_BYTES, "near cache: most bytes of stored entries"),
     _s("USER_STATS_TTL", c.USER_STATS_TTL_S, "user statistics TTL, seconds"),
     _s("USER_LIST_TTL", c.USER_LIST_TTL_S, "user list TTL, seconds"),
     _s("USER_DETAILS_TTL", c.USER_DETAILS_TTL_S, "user details TTL, seconds"),
@@ -170,6 +173,9 @@ class CacheConfig:
     invalidation_budget_s: float
     outbox_barrier_s: float
     outbox_sweep_s: float
+    l1_enabled: bool
+    l1_max_entries: int
+    l1_max_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +347,9 @@ def _cache(values: _Values) -> CacheConfig:
         invalidation_budget_s=values.integer("CACHE_INVALIDATION_BUDGET_MS") / 1000,
         outbox_barrier_s=values.integer("CACHE_OUTBOX_BARRIER_MS") / 1000,
         outbox_sweep_s=values.integer("CACHE_OUTBOX_SWEEP_MS", minimum=10) / 1000,
+        l1_enabled=values.flag("CACHE_L1_ENABLED"),
+        l1_max_entries=values.integer("CACHE_L1_MAX_ENTRIES", minimum=1),
+        l1_max_bytes=values.integer("CACHE_L1_MAX_BYTES", minimum=1024),
     )
 
 

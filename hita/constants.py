@@ -78,3 +78,5 @@ JWT_MIN_SECRET_BYTES: Final = 32
 MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB
 DEV_JWT_SECRET: Final = "hita-development-secret-do-not-use-in-production"  # noqa: S105
 VERIFIED_TOKENS_MAX: Final = 10_000  # tokens whose verified claims are kept until exp
+L1_MAX_ENTRIES: Final = 10_000  # entries of the in-process near cache
+L1_MAX_BYTES: Final = 32 * 1024 * 1024  # 32 MiB of stored entries, at most

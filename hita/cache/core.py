@@ -25,8 +25,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from hita.cache import scripts
 from hita.cache.breaker import BreakerState, CircuitBreaker
 from hita.cache.keys import KeyBuilder
-from hita.cache.pending import PendingInvalidations
+from hita.cache.near import NearCache
+from hita.cache.pending import Invalidation, PendingInvalidations
 from hita.cache.stats import CacheStats
+from hita.cache.tracking import Tracking
 from hita.config import CacheConfig
 from hita.tasks import cancel_and_wait
 
@@ -93,6 +95,8 @@ class CacheCore:
         self._clock = clock
         self._rng = rng
         self._tasks: set[asyncio.Task[None]] = set()
+        self.near: NearCache | None = None  # L1, when attached with its tracking
+        self.tracking: Tracking | None = None
         self._read_script = redis.register_script(scripts.READ)
         self._fill_script = redis.register_script(scripts.FILL)
         self._release_script = redis.register_script(scripts.RELEASE)
@@ -102,6 +106,38 @@ class CacheCore:
     @property
     def redis(self) -> Redis:
         return self._redis
+
+    def attach_near(self, near: NearCache, tracking: Tracking) -> None:
+        """Serve hits from ``near`` while ``tracking`` keeps it coherent."""
+        self.near, self.tracking = near, tracking
+
+    def tracked_keys(self, keys: list[str] | None) -> None:
+        """Redis says ``keys`` changed (None: everything, or tracking was lost)."""
+        if self.near is not None:
+            if keys is None:
+                self.near.flush()
+            else:
+                self.near.invalidate(keys)
+
+    def _usable_near(self) -> NearCache | None:
+        """L1, if it may serve now: tracking connected, breaker closed, and every
+        invalidation message already received processed."""
+        near, tracking = self.near, self.tracking
+        if near is None or tracking is None or self.breaker.state is not BreakerState.CLOSED:
+            return None
+        return near if tracking.drain() else None
+
+    def _forget_near(self, invalidation: Invalidation) -> None:
+        """Our own invalidation: out of L1 at once, before Redis even answers."""
+        if self.near is None:
+            return
+        if invalidation.patterns:
+            self.near.flush()
+            return
+        self.near.invalidate(
+            [n.generation_key for n in invalidation.namespaces]
+            + [k.redis_key for k in invalidation.keys]
+        )
 
     @property
     def available(self) -> bool:
@@ -113,6 +149,8 @@ class CacheCore:
 
     def _on_transition(self, old: BreakerState, new: BreakerState) -> None:
         self.stats.breaker_transitions[f"{old.value}->{new.value}"] += 1
+        if new is BreakerState.OPEN and self.near is not None:
+            self.near.flush()  # Redis is in trouble: L1 waits until it is well again
         for listener in self._transition_listeners:
             listener(old, new)
 

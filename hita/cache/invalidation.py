@@ -53,6 +53,7 @@ class Invalidator(CacheCore):
             return True
         self._count(invalidation, cause)
         ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        self._forget_near(invalidation)
         budget = self.config.invalidation_budget_s if budget_s is None else budget_s
         if await self._apply_within(invalidation, budget):
             self.pending.applied(invalidation, ticket)
@@ -67,6 +68,7 @@ class Invalidator(CacheCore):
             return
         self._count(invalidation, cause)
         self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        self._forget_near(invalidation)
         self._kick_applier()
 
     async def apply_now(self, invalidation: Invalidation) -> bool:
@@ -82,6 +84,7 @@ class Invalidator(CacheCore):
         self.stats.invalidated(family, cause)
         invalidation = Invalidation(patterns=(pattern,))
         ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        self._forget_near(invalidation)
         result = await self._call(
             family, "delete_pattern", lambda: self._unlink_matching(pattern), force=True
         )

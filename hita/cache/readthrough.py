@@ -25,6 +25,7 @@ import orjson
 from hita.cache.codec import MISS, Entry, decode, encode, new_token
 from hita.cache.core import CacheCore, _Failed, ms, text
 from hita.cache.keys import AnyKey, Key, NamespacedKey
+from hita.cache.near import NearCache
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class _Read:
     token: str = ""  # lease token: ours after a miss, another reader's when busy
     entry: Entry | None = None
     pttl_ms: int = -1
+    raw: bytes = b""  # a hit's stored bytes
+    generation: str | None = None  # a namespaced key's generation, as read
 
 
 class ReadThrough(CacheCore):
@@ -83,6 +86,12 @@ class ReadThrough(CacheCore):
         if self.pending.covers(key):
             counters.misses += 1
             return await self._load_bypassing(key, loader)
+        near = self._usable_near()
+        if near is not None:
+            value = self._near_value(near, key)
+            if value is not MISS:
+                counters.hits += 1
+                return cast(T, value)
         deadline = self._clock() + self.config.lease_wait_ms / 1000
         delay = LEASE_POLL_FIRST_S
         waited = False
@@ -137,6 +146,31 @@ class ReadThrough(CacheCore):
             )
         return value
 
+    def _near_value(self, near: NearCache, key: AnyKey) -> Any:
+        if isinstance(key, Key):
+            data_key = key.redis_key
+        else:
+            generation = near.generation(key.namespace.generation_key)
+            if generation is None:
+                return MISS
+            data_key = key.namespace.data_key(generation, key.suffix)
+        raw = near.get(data_key)
+        entry = None if raw is None else decode(raw)
+        return MISS if entry is None else self._value(key, entry)
+
+    def _keep_near(self, key: AnyKey, read: _Read, began: int | None) -> None:
+        """A hit read from Redis goes into L1, unless its key (or namespace) was
+        invalidated while it was in flight."""
+        near = self._usable_near()
+        if near is None or began is None or read.status != HIT or not read.raw:
+            return
+        if isinstance(key, Key):
+            near.put(read.data_key, read.raw, began)
+        elif read.generation is not None:
+            generation_key = key.namespace.generation_key
+            near.put_generation(generation_key, read.generation, began)
+            near.put(read.data_key, read.raw, began, generation_key)
+
     async def _load_bypassing(self, key: AnyKey, loader: Callable[[], Awaitable[T]]) -> T:
         """A suspect entry: the loader's answer, never Redis's. Except when this
         process is only blind (not told of a change to this very entry) and the
@@ -158,6 +192,7 @@ class ReadThrough(CacheCore):
         """One entry: plain GETs when it is there (a hit costs no script), the
         READ script (generation, lease) when it is not."""
         epoch = self.pending.epoch
+        began = self.near.seq if self.near is not None else None
         read = await self._call(key.cache_type, "get", lambda: self._read_plain(key))
         if isinstance(read, _Failed):
             return None
@@ -173,6 +208,7 @@ class ReadThrough(CacheCore):
             if read.status == MISSED and read.token:
                 self._spawn(self._release(key, read))
             return None
+        self._keep_near(key, read, began)
         return read
 
     async def _read_plain(self, key: AnyKey) -> _Read | None:
@@ -199,7 +235,14 @@ class ReadThrough(CacheCore):
         entry = decode(replies[0])
         if entry is None:
             return None
-        return _Read(HIT, data_key, entry=entry, pttl_ms=int(replies[1]))
+        return _Read(
+            HIT,
+            data_key,
+            entry=entry,
+            pttl_ms=int(replies[1]),
+            raw=replies[0],
+            generation=generation,
+        )
 
     async def _read_scripted(self, key: AnyKey, lease: bool) -> _Read:
         token = new_token() if lease else ""
@@ -212,6 +255,7 @@ class ReadThrough(CacheCore):
             args = [ns.data_prefix, key.suffix, new_token(), token, lease_ms]
         result = await self._read_script(keys=keys, args=args)
         status = int(result[0])
+        generation: str | None = None
         if isinstance(key, Key):
             data_key = key.redis_key
         else:
@@ -219,7 +263,14 @@ class ReadThrough(CacheCore):
             self._remember_generation(key.namespace.generation_key, generation)
             data_key = key.namespace.data_key(generation, key.suffix)
         if status == HIT:
-            return _Read(HIT, data_key, entry=decode(result[2]), pttl_ms=int(result[3]))
+            return _Read(
+                HIT,
+                data_key,
+                entry=decode(result[2]),
+                pttl_ms=int(result[3]),
+                raw=result[2],
+                generation=generation,
+            )
         return _Read(status, data_key, token=text(result[2]) if len(result) > 2 else "")
 
     def _remember_generation(self, generation_key: str, generation: str) -> None:

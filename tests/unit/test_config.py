@@ -69,6 +69,9 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             invalidation_budget_s=0.75,
             outbox_barrier_s=1.0,
             outbox_sweep_s=1.0,
+            l1_enabled=True,
+            l1_max_entries=10_000,
+            l1_max_bytes=32 * 1024 * 1024,
         ),
         refresh=RefreshConfig(
             enabled=True,

@@ -1,0 +1,127 @@
+"""L1: a near cache in process, in front of Redis, kept coherent by Redis.
+
+Entries are the stored bytes of Redis entries (decoded on every hit, so no
+caller can change a cached value), least recently used out first, bounded in
+entries and in bytes. It is only consulted while ``Tracking`` (Redis's
+server-assisted client-side caching, BCAST on our prefixes) is connected and
+the breaker is closed; every invalidation message received is processed
+before a hit is served, and a value read from Redis is kept only if no
+invalidation of its key arrived while it was being read.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final
+
+FORGET_AFTER: Final = 10_000  # invalidated keys remembered, to fence in-flight reads
+
+
+@dataclass(slots=True)
+class NearStats:
+    hits: int = 0
+    stores: int = 0
+    evictions: int = 0
+    invalidations: int = 0
+    flushes: int = 0
+
+
+@dataclass(slots=True)
+class NearCache:
+    max_entries: int
+    max_bytes: int
+    stats: NearStats = field(default_factory=NearStats)
+    seq: int = 0  # grows with every invalidation processed
+    _entries: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+    _bytes: int = 0
+    _generations: dict[str, str] = field(default_factory=dict)  # generation key -> token
+    _by_generation: dict[str, set[str]] = field(default_factory=dict)  # gen key -> data keys
+    _owner: dict[str, str] = field(default_factory=dict)  # data key -> its generation key
+    _invalidated: dict[str, int] = field(default_factory=dict)  # key -> seq when invalidated
+    _floor: int = 0  # reads begun before this seq may not store (``_invalidated`` was reset)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        raw = self._entries.get(key)
+        if raw is not None:
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+        return raw
+
+    def generation(self, generation_key: str) -> str | None:
+        return self._generations.get(generation_key)
+
+    # -- stores, fenced by what was invalidated meanwhile -------------------------
+
+    def may_store(self, began: int, *keys: str) -> bool:
+        """Did no invalidation of ``keys`` arrive since ``began`` (a ``seq``)?"""
+        if began < self._floor:
+            return False
+        return all(self._invalidated.get(k, -1) < began for k in keys)
+
+    def put(self, key: str, raw: bytes, began: int, generation_key: str | None = None) -> None:
+        fence = (key,) if generation_key is None else (key, generation_key)
+        if len(raw) > self.max_bytes or not self.may_store(began, *fence):
+            return
+        self._drop(key)
+        self._entries[key] = raw
+        self._bytes += len(raw)
+        if generation_key is not None:
+            self._owner[key] = generation_key
+            self._by_generation.setdefault(generation_key, set()).add(key)
+        self.stats.stores += 1
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+            self.stats.evictions += 1
+
+    def put_generation(self, generation_key: str, token: str, began: int) -> None:
+        if self.may_store(began, generation_key):
+            self._generations[generation_key] = token
+
+    # -- invalidations -------------------------------------------------------------
+
+    def invalidate(self, keys: list[str]) -> None:
+        """Redis says these keys changed (or our own invalidation is under way)."""
+        self.seq += 1
+        self.stats.invalidations += 1
+        if len(self._invalidated) + len(keys) > FORGET_AFTER:
+            self._invalidated.clear()
+            self._floor = self.seq
+        for key in keys:
+            self._invalidated[key] = self.seq
+            self._drop(key)
+            if self._generations.pop(key, None) is not None or key in self._by_generation:
+                for data_key in self._by_generation.pop(key, set()):
+                    self._drop(data_key)
+
+    def flush(self) -> None:
+        """Forget everything (tracking lost, Redis flushed, breaker opened)."""
+        self.seq += 1
+        self.stats.flushes += 1
+        self._entries.clear()
+        self._bytes = 0
+        self._generations.clear()
+        self._by_generation.clear()
+        self._owner.clear()
+        self._invalidated.clear()
+        self._floor = self.seq
+
+    def _drop(self, key: str) -> None:
+        raw = self._entries.pop(key, None)
+        if raw is not None:
+            self._bytes -= len(raw)
+        owner = self._owner.pop(key, None)
+        if owner is not None:
+            members = self._by_generation.get(owner)
+            if members is not None:
+                members.discard(key)
