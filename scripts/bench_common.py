@@ -21,6 +21,20 @@ from hita.embedded import EmbeddedRedis
 BENCH_ROOT: Final = PROJECT_ROOT / ".hita" / "bench"
 REPORT: Final = PROJECT_ROOT / "docs" / "benchmarks.md"
 L1_SETTING: Final = "CACHE_L1_ENABLED"
+# A realistic user details document, about 400 bytes of JSON.
+DOCUMENT: Final = {
+    "id": "1000000042",
+    "username": "amelie.fontaine42",
+    "email": "amelie.fontaine42@example.org",
+    "full_name": "Amélie Fontaine",
+    "role": "user",
+    "is_active": True,
+    "points": 12_840,
+    "permissions": ["booking:read", "booking:write", "spa:book"],
+    "created_at": "2025-03-14T09:26:53.589Z",
+    "updated_at": "2026-10-02T17:45:12.004Z",
+    "last_login_at": "2026-11-20T08:01:44.321Z",
+}
 
 
 def has_l1_setting() -> bool:
