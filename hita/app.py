@@ -11,6 +11,7 @@ from aiohttp import web
 
 from hita.api.auth import auth_middleware
 from hita.api.errors import error_middleware
+from hita.api.etag import etag_middleware
 from hita.api.invalidation import cache_invalidation_middleware
 from hita.api.middlewares import request_context_middleware
 from hita.api.openapi import document_bytes
@@ -123,6 +124,7 @@ def create_app(config: Config) -> web.Application:
             # Outside the error middleware, so it sees the final status of every response.
             cache_invalidation_middleware(),
             error_middleware,
+            etag_middleware,
             auth_middleware(config.auth.jwt_secret),
         ],
     )

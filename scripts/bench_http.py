@@ -448,9 +448,11 @@ class Series:
     ratios: list[float] = dataclasses.field(default_factory=list)
 
 
-def measure(w: World, seconds: float, reps: int) -> tuple[dict[str, Series], list[Run]]:
+def measure(
+    w: World, seconds: float, reps: int, only: list[str]
+) -> tuple[dict[str, Series], list[Run]]:
     hello = Target(HELLO, w.peers + "/hello")
-    chosen = targets(w)
+    chosen = [t for t in targets(w) if not only or any(o in t.name for o in only)]
     redis = SyncRedis.from_url(w.redis_url)
     series = {t.name: Series() for t in chosen}
     hellos: list[Run] = []
@@ -641,6 +643,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each wrk run")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument(
+        "--only", action="append", default=[], help="measure the handlers whose name holds this"
+    )
     parser.add_argument("--profile", type=float, metavar="SECONDS", help="profile instead")
     parser.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
     parser.add_argument("--serve-peers", nargs=3, metavar=("PORT", "REDIS_URL", "IDS"))
@@ -664,7 +669,7 @@ def main() -> int:
                 stack.enter_context(peers_server(w))
                 for l1 in l1_variants():
                     stack.enter_context(hita_server(w, l1))
-                series, hellos = measure(w, args.seconds, args.reps)
+                series, hellos = measure(w, args.seconds, args.reps, args.only)
             body = report(series, hellos, args, command)
             heading = HEADING
     print(body)

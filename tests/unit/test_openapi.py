@@ -12,6 +12,7 @@ from openapi_spec_validator import validate
 
 from hita.api import openapi
 from hita.api.auth import is_public
+from hita.api.etag import CACHED_READ_ROUTES
 from hita.app import create_app
 from hita.appkeys import OPENAPI
 from tests.conftest import make_config
@@ -120,7 +121,7 @@ def test_every_error_is_the_contract_body(document: dict[str, Any]) -> None:
 
 
 def test_every_operation_has_a_success_and_only_known_statuses(document: dict[str, Any]) -> None:
-    known = {"200", "201", "400", "401", "403", "404", "409", "413", "422", "503"}
+    known = {"200", "201", "304", "400", "401", "403", "404", "409", "413", "422", "503"}
     for key, operation in operations(document).items():
         statuses = set(operation["responses"])
         assert statuses <= known, key
@@ -153,3 +154,15 @@ def test_metrics_are_text_and_the_document_is_json(document: dict[str, Any]) -> 
     assert metrics == {"text/plain": {"schema": {"type": "string"}}}
     own = document["paths"]["/v1.0/openapi.json"]["get"]["responses"]["200"]["content"]
     assert list(own) == ["application/json"]
+
+
+def test_the_cached_reads_document_their_etag_and_304(document: dict[str, Any]) -> None:
+    tagged = {key for key, op in operations(document).items() if "304" in op["responses"]}
+    assert tagged == {("GET", path) for path in CACHED_READ_ROUTES}
+    for key in tagged:
+        operation = operations(document)[key]
+        assert operation["responses"]["200"]["headers"]["ETag"]["required"] is True, key
+        assert "content" not in operation["responses"]["304"], key
+        assert "ETag" in operation["responses"]["304"]["headers"], key
+        names = [p.get("name") for p in operation["parameters"]]
+        assert "If-None-Match" in names, key
