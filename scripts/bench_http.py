@@ -56,6 +56,7 @@ from hita.db.migrate import apply_migrations
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 from hita.services import seeding
+from hita.runtime import new_event_loop
 from hita.services.tokens import Tokens
 
 from bench_common import (
