@@ -59,6 +59,7 @@ USER_ID: Final = str(DOCUMENT["id"])
 TTL_S: Final = 600
 KEYS: Final = 64  # one warm key per task, so no library can merge concurrent reads of one key
 RAW: Final = "raw redis.asyncio GET + orjson.loads"
+RAW_TIMED: Final = "the same, with HITA's per-call socket timeout (REDIS_SOCKET_TIMEOUT_MS)"
 
 Call = Callable[[int], Awaitable[object]]  # the argument picks one of KEYS warm keys
 
@@ -90,6 +91,16 @@ async def _raw(url: str, stack: AsyncExitStack, calls: dict[str, Call]) -> None:
         return orjson.loads(await raw.get(f"bench:raw:{i}") or b"null")
 
     calls[RAW] = raw_get
+
+    # The same read with HITA's per-call timeout: redis-py then arms an
+    # asyncio timeout around every command it sends.
+    timed = Redis.from_url(url, socket_timeout=hita_config(url, None).redis.socket_timeout_s)
+    stack.push_async_callback(timed.aclose)
+
+    async def timed_get(i: int) -> object:
+        return orjson.loads(await timed.get(f"bench:raw:{i}") or b"null")
+
+    calls[RAW_TIMED] = timed_get
 
 
 async def _hita(url: str, l1: bool | None, stack: AsyncExitStack, calls: dict[str, Call]) -> None:

@@ -34,6 +34,7 @@ import json
 import os
 import pstats
 import random
+import re
 import shlex
 import signal
 import statistics
@@ -56,7 +57,6 @@ from hita.db.migrate import apply_migrations
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 from hita.services import seeding
-from hita.runtime import new_event_loop
 from hita.services.tokens import Tokens
 
 from bench_common import (
@@ -198,6 +198,16 @@ class Run:
     p99_ms: float
     errors: int
     commands: dict[str, int]
+    cpu_us: float  # the server process's CPU time (user + system) per request
+
+
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @dataclasses.dataclass
@@ -209,7 +219,34 @@ class World:
     ids: list[str]
     token: str
     peers: str = ""
-    hita: dict[bool | None, str] = dataclasses.field(default_factory=dict)
+    hita: dict[str, str] = dataclasses.field(default_factory=dict)  # variant label -> base URL
+    pids: dict[str, int] = dataclasses.field(default_factory=dict)  # base URL -> server PID
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One HITA process: its label in the table, settings, and source tree."""
+
+    label: str
+    env: dict[str, str]
+    tree: Path | None = None  # another checkout (PYTHONPATH); None: this one
+
+    @classmethod
+    def for_l1(cls, l1: bool | None) -> Variant:
+        env = {} if l1 is None else {L1_SETTING: "true" if l1 else "false"}
+        return cls(l1_label(l1), env)
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``LABEL=DIR[;NAME=VALUE...]`` (``--hita-tree``)."""
+        head, *settings = text.split(";")
+        label, _, tree = head.partition("=")
+        env = dict(item.split("=", 1) for item in settings if item)
+        return cls(f", {label}", env, Path(tree).resolve())
+
+
+def default_variants() -> list[Variant]:
+    return [Variant.for_l1(l1) for l1 in l1_variants()]
 
 
 def pin_self() -> bool:
@@ -226,12 +263,22 @@ def pinned(argv: list[str]) -> list[str]:
 
 @contextmanager
 def process(
-    argv: list[str], env: dict[str, str], log_path: Path, *, stop: int = signal.SIGTERM
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    stop: int = signal.SIGTERM,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A child we own by PID: stopped (then killed if need be) on exit."""
     with log_path.open("ab") as log_file:
         child = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield child
@@ -264,7 +311,7 @@ def wait_http(url: str, child: subprocess.Popen[bytes], log_path: Path) -> None:
     asyncio.run(poll())
 
 
-def hita_env(world: World, port: int, l1: bool | None) -> dict[str, str]:
+def hita_env(world: World, port: int, variant: Variant) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env.update(
         HITA_ENV="production",
@@ -275,8 +322,9 @@ def hita_env(world: World, port: int, l1: bool | None) -> dict[str, str]:
         HOST="127.0.0.1",
         PORT=str(port),
     )
-    if l1 is not None:
-        env[L1_SETTING] = "true" if l1 else "false"
+    env.update(variant.env)
+    if variant.tree is not None:
+        env["PYTHONPATH"] = str(variant.tree)
     return env
 
 
@@ -323,21 +371,24 @@ def peers_server(w: World) -> Iterator[None]:
     with process(pinned(argv), dict(os.environ), log_path) as child:
         wait_http(f"http://127.0.0.1:{port}/hello", child, log_path)
         w.peers = f"http://127.0.0.1:{port}"
+        w.pids[w.peers] = child.pid
         yield
 
 
 @contextmanager
 def hita_server(
-    w: World, l1: bool | None, *, profile: Path | None = None
+    w: World, variant: Variant, *, profile: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     port = free_port()
-    log_path = w.root / f"hita{l1_label(l1).replace(', ', '-').replace(' ', '-')}.log"
+    log_path = w.root / f"hita{re.sub(r'[^A-Za-z0-9]+', '-', variant.label)}.log"
     argv = [PYTHON, "-m", "hita", "serve"]
     if profile is not None:
         argv = [PYTHON, __file__, "--serve-profiled", str(profile)]
-    with process(pinned(argv), hita_env(w, port, l1), log_path, stop=signal.SIGINT) as child:
+    env = hita_env(w, port, variant)
+    with process(pinned(argv), env, log_path, stop=signal.SIGINT, cwd=variant.tree) as child:
         wait_http(f"http://127.0.0.1:{port}/v1.0/health", child, log_path)
-        w.hita[l1] = f"http://127.0.0.1:{port}"
+        w.hita[variant.label] = f"http://127.0.0.1:{port}"
+        w.pids[w.hita[variant.label]] = child.pid
         yield child
 
 
@@ -383,8 +434,11 @@ def wrk(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
     argv += [base, "--", "/" + path]
     if "{id}" in path:
         argv.append(str(w.ids_file))
+    pid = w.pids[base.rstrip("/")]
     redis.config_resetstat()
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before
     commands = commandstats(redis)
     line = next(x for x in out.splitlines() if x.startswith("BENCH "))
     data = json.loads(line.removeprefix("BENCH "))
@@ -395,6 +449,7 @@ def wrk(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
         p99_ms=data["p99_us"] / 1000,
         errors=data["errors"] + data["status_errors"],
         commands=commands,
+        cpu_us=cpu / max(data["requests"], 1) * 1e6,
     )
 
 
@@ -426,18 +481,14 @@ def targets(w: World) -> list[Target]:
         Target("aiocache `@cached` hit, no auth", w.peers + "/aiocache/{id}"),
         Target("cashews `@cache` hit, no auth", w.peers + "/cashews/{id}"),
     ]
-    for l1, base in w.hita.items():
+    for label, base in w.hita.items():
         found += [
-            Target(f"HITA `GET /v1.0/user/{{id}}`{l1_label(l1)}", base + "/v1.0/user/{id}", auth),
+            Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth),
             Target(
-                f"HITA `GET /v1.0/dashboard/stats`{l1_label(l1)}",
-                base + "/v1.0/dashboard/stats",
-                auth,
+                f"HITA `GET /v1.0/dashboard/stats`{label}", base + "/v1.0/dashboard/stats", auth
             ),
             Target(
-                f"HITA `GET /v1.0/user/list?page=1`{l1_label(l1)}",
-                base + "/v1.0/user/list?page=1",
-                auth,
+                f"HITA `GET /v1.0/user/list?page=1`{label}", base + "/v1.0/user/list?page=1", auth
             ),
         ]
     return found
@@ -447,6 +498,7 @@ def targets(w: World) -> list[Target]:
 class Series:
     runs: list[Run] = dataclasses.field(default_factory=list)
     ratios: list[float] = dataclasses.field(default_factory=list)
+    cpu_ratios: list[float] = dataclasses.field(default_factory=list)  # hello's CPU / this CPU
 
 
 def measure(
@@ -470,9 +522,11 @@ def measure(
             hellos.append(after)
             series[target.name].runs.append(run)
             series[target.name].ratios.append(run.rps / ((before.rps + after.rps) / 2))
+            series[target.name].cpu_ratios.append(((before.cpu_us + after.cpu_us) / 2) / run.cpu_us)
             print(
                 f"rep {rep + 1}/{reps} {target.name}: {run.rps:,.0f} req/s"
-                f" ({series[target.name].ratios[-1]:.2f}x hello), p99 {run.p99_ms:.1f} ms",
+                f" ({series[target.name].ratios[-1]:.2f}x hello), p99 {run.p99_ms:.1f} ms,"
+                f" {run.cpu_us:.0f} CPU µs/request ({series[target.name].cpu_ratios[-1]:.2f}x)",
                 flush=True,
             )
             before = after
@@ -495,11 +549,13 @@ def per_request(run: Run) -> str:
 def table(series: dict[str, Series], hellos: list[Run]) -> list[str]:
     hello_rps = statistics.median(r.rps for r in hellos)
     hello_p99 = statistics.median(r.p99_ms for r in hellos)
+    hello_cpu = statistics.median(r.cpu_us for r in hellos)
     rows = [
-        "| handler | req/s (median) | x hello (paired) | p99 | Redis commands per request |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| handler | req/s (median) | x hello (paired) | p99 | server CPU µs per request"
+        " | x hello by CPU | Redis commands per request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         f"| aiohttp hello world, `web.json_response` (the ceiling) | {hello_rps:,.0f} | 1.00"
-        f" | {hello_p99:.1f} ms | 0 |",
+        f" | {hello_p99:.1f} ms | {hello_cpu:.0f} | 1.00 | 0 |",
     ]
     for name, s in series.items():
         mid = sorted(s.runs, key=lambda r: r.rps)[len(s.runs) // 2]
@@ -507,9 +563,10 @@ def table(series: dict[str, Series], hellos: list[Run]) -> list[str]:
         note = f" ({errors} errors)" if errors else ""
         rps = statistics.median(r.rps for r in s.runs)
         p99 = statistics.median(r.p99_ms for r in s.runs)
+        cpu = statistics.median(r.cpu_us for r in s.runs)
         rows.append(
             f"| {name}{note} | {rps:,.0f} | **{statistics.median(s.ratios):.2f}** | {p99:.1f} ms"
-            f" | {per_request(mid)} |"
+            f" | {cpu:.0f} | {statistics.median(s.cpu_ratios):.2f} | {per_request(mid)} |"
         )
     return rows
 
@@ -541,6 +598,10 @@ def report(
             "(every id read once) so the runs measure cache hits; the user route cycles over",
             "every seeded id with a wrk Lua script. HITA runs `hita serve` with",
             "`HITA_ENV=production` (JSON access log lines, to a file) and an admin token.",
+            "`server CPU µs per request` is the server process's user + system CPU time",
+            "(/proc/<pid>/stat) over the run divided by its requests; `x hello by CPU` is the",
+            "paired hello runs' CPU per request divided by this one's. On a shared core it is",
+            "steadier than req/s, since time spent waiting for the CPU does not count.",
             "Redis commands per request: INFO commandstats after CONFIG RESETSTAT, divided",
             "by wrk's request count (the median-req/s repetition), per command; Redis counts",
             "the commands a Lua script runs too (an EVALSHA's GET and PTTL).",
@@ -595,11 +656,10 @@ def profile_parts(path: Path) -> tuple[int, list[tuple[str, float]], list[str]]:
     return requests, rows, top_rows
 
 
-def run_profile(w: World, seconds: float, command: str) -> str:
+def run_profile(w: World, variant: Variant, seconds: float, command: str) -> str:
     out = w.root / "hita.prof"
     out.unlink(missing_ok=True)
-    l1 = l1_variants()[-1]
-    with hita_server(w, l1, profile=out) as child:
+    with hita_server(w, variant, profile=out) as child:
         target = targets(w)[3]  # HITA's user route
         warm(w, target)
         redis = SyncRedis.from_url(w.redis_url)
@@ -649,6 +709,13 @@ def main() -> int:
     )
     parser.add_argument("--profile", type=float, metavar="SECONDS", help="profile instead")
     parser.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
+    parser.add_argument(
+        "--hita-tree",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR[;NAME=VALUE...]",
+        help="serve HITA from another checkout (with these settings) instead; repeatable",
+    )
     parser.add_argument("--serve-peers", nargs=3, metavar=("PORT", "REDIS_URL", "IDS"))
     parser.add_argument("--serve-profiled", type=Path, metavar="OUT")
     args = parser.parse_args()
@@ -660,16 +727,17 @@ def main() -> int:
     if not pin_self():
         print("warning: fewer than 2 CPUs; nothing is pinned", file=sys.stderr)
     command = shlex.join(["python", "scripts/bench_http.py", *sys.argv[1:]])
+    variants = [Variant.parse(t) for t in args.hita_tree] or default_variants()
     with world(args.users) as w:
         if args.profile:
             with peers_server(w):
-                body = run_profile(w, args.profile, command)
+                body = run_profile(w, variants[-1], args.profile, command)
             heading = PROFILE_HEADING
         else:
             with ExitStack() as stack:
                 stack.enter_context(peers_server(w))
-                for l1 in l1_variants():
-                    stack.enter_context(hita_server(w, l1))
+                for variant in variants:
+                    stack.enter_context(hita_server(w, variant))
                 series, hellos = measure(w, args.seconds, args.reps, args.only)
             body = report(series, hellos, args, command)
             heading = HEADING
