@@ -12,7 +12,7 @@ from hita.config import Config
 from hita.constants import SHUTDOWN_TIMEOUT_S
 from hita.embedded import embedded_dependencies
 from hita.logs import skip_unused_record_fields
-from hita.runtime import frozen_heap, new_event_loop
+from hita.runtime import frozen_heap
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,7 +33,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
             port=resolved.http.port,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            loop=new_event_loop(),
             print=lambda _: print(
                 f"HITA serving on http://{resolved.http.host}:{resolved.http.port}"
                 " (Ctrl-C to stop)",
