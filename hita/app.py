@@ -120,7 +120,7 @@ def create_app(config: Config) -> web.Application:
             "max_field_size": MAX_HEADER_FIELD_BYTES,
         },
         middlewares=[
-            request_context_middleware,
+            request_context_middleware(access_log=config.http.access_log),
             # Outside the error middleware, so it sees the final status of every response.
             cache_invalidation_middleware(),
             error_middleware,

@@ -622,7 +622,7 @@ PARTS: Final = (
     (
         "request-id, access log and metrics middleware",
         "middlewares.py",
-        "request_context_middleware",
+        "request_context",
     ),
     ("  access log line (logging)", "logging/__init__.py", "info"),
     ("  Prometheus counters (Metrics.observe_request)", "metrics.py", "observe_request"),
