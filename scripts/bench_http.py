@@ -619,21 +619,30 @@ PARTS: Final = (
         "web_protocol.py",
         "_handle_request",
     ),
-    (
-        "request-id, access log and metrics middleware",
-        "middlewares.py",
-        "request_context",
-    ),
+    ("request context middleware (id, metrics, access line)", "middlewares.py", "request_context"),
     ("  access log line (logging)", "logging/__init__.py", "info"),
-    ("  Prometheus counters (Metrics.observe_request)", "metrics.py", "observe_request"),
+    ("  Prometheus (Metrics.observe_request)", "metrics.py", "observe_request"),
     ("invalidation middleware", "invalidation.py", "invalidate_after"),
     ("error middleware", "errors.py", "error_middleware"),
+    ("ETag middleware", "etag.py", "etag_middleware"),
+    ("  ETag digest (etag_of)", "etag.py", "etag_of"),
     ("auth middleware", "auth.py", "authenticate"),
-    ("  JWT verification (PyJWT decode)", "api_jwt.py", "decode_complete"),
-    ("  token's user check (check_subject)", "auth.py", "check_subject"),
+    (
+        "  aiohttp-jwt (token, PyJWT, the user check, the handler)",
+        "middleware.py",
+        "jwt_middleware",
+    ),
+    ("    PyJWT decode and verify", "api_jwt.py", "decode_complete"),
+    ("    token's user check (check_subject)", "auth.py", "check_subject"),
     ("handler get_user", "handlers/users.py", "get_user"),
-    ("  RedisCache.get_or_load (both reads)", "cache/client.py", "get_or_load"),
     ("  JSON response (json_ok)", "responses.py", "json_ok"),
+    (
+        "RedisCache.get_or_load, both reads (token check + handler)",
+        "cache/client.py",
+        "get_or_load",
+    ),
+    ("  redis-py: EVALSHA (Script.__call__)", "commands/core.py", "__call__"),
+    ("  redis-py: execute_command", "asyncio/client.py", "execute_command"),
     ("aiohttp: write the response (StreamResponse.prepare)", "web_response.py", "prepare"),
 )
 
@@ -681,9 +690,12 @@ def run_profile(w: World, variant: Variant, seconds: float, command: str) -> str
             f" for {seconds:g} s, all of them profiled (cProfile on: {run.rps:,.0f} req/s;"
             f" {requests:,} token checks counted)",
             "",
-            "| part of a request | µs per request (cumulative, CPU time under cProfile) |",
-            "| --- | ---: |",
-            *(f"| {label} | {us:.1f} |" for label, us in parts),
+            "| part of a request | µs per request (cumulative, under cProfile) | share |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {label.replace('  ', '&nbsp;&nbsp;')} | {us:.1f} | {us / parts[0][1]:.0%} |"
+                for label, us in parts
+            ),
             "",
             "The hardest hitters by own time (tottime), µs per request:",
             "",
