@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 USERS ?= 100000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench chaos coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http chaos coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
+	touch $(BENCH_STAMP)
 
 install: $(STAMP) ## create .venv and install HITA with its dev and embedded extras
 
@@ -43,6 +48,13 @@ seed: $(STAMP) ## load USERS realistic users (default 100000)
 
 bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 	$(BIN)/python scripts/bench_dashboard.py
+
+bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashews, aiocache (~2 min)
+	$(BIN)/python scripts/bench_cache.py
+
+bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (~15 min; needs wrk)
+	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
+	$(BIN)/python scripts/bench_http.py
 
 chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 9 minutes, every read checked; writes docs/chaos.md
 	$(BIN)/python scripts/chaos.py --minutes 9 --report docs/chaos.md

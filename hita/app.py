@@ -11,6 +11,7 @@ from aiohttp import web
 
 from hita.api.auth import auth_middleware
 from hita.api.errors import error_middleware
+from hita.api.etag import etag_middleware
 from hita.api.invalidation import cache_invalidation_middleware
 from hita.api.middlewares import request_context_middleware
 from hita.api.openapi import document_bytes
@@ -152,10 +153,11 @@ def create_app(config: Config) -> web.Application:
             "max_field_size": MAX_HEADER_FIELD_BYTES,
         },
         middlewares=[
-            request_context_middleware,
+            request_context_middleware(access_log=config.http.access_log),
             # Outside the error middleware, so it sees the final status of every response.
             cache_invalidation_middleware(),
             error_middleware,
+            etag_middleware,
             auth_middleware(config.auth.jwt_secret),
         ],
     )

@@ -49,6 +49,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("CLIENT_MAX_SIZE", c.CLIENT_MAX_SIZE_BYTES, "largest request body accepted, bytes"),
     _s("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     _s("LOG_FORMAT", "text", "text (readable lines) or json (one object per line)"),
+    _s("ACCESS_LOG", "true", "one INFO line per request (logger hita.access)"),
     _s("DATABASE_URL", None, "PostgreSQL DSN; unset: start the embedded PostgreSQL"),
     _s("DB_POOL_MIN_SIZE", c.DB_POOL_MIN_SIZE, "asyncpg pool: connections kept open"),
     _s("DB_POOL_MAX_SIZE", c.DB_POOL_MAX_SIZE, "asyncpg pool: most connections"),
@@ -115,6 +116,7 @@ class HttpConfig:
     host: str
     port: int
     client_max_size: int
+    access_log: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +394,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
             host=values.text("HOST"),
             port=values.integer("PORT"),
             client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
+            access_log=values.flag("ACCESS_LOG"),
         ),
         database=DatabaseConfig(
             url=database_url,

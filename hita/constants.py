@@ -69,6 +69,9 @@ CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
 # with this, a token over MAX_TOKEN_BYTES reaches the auth layer and gets our 401.
 MAX_HEADER_FIELD_BYTES: Final = 16 * 1024  # 16 KiB
 SHUTDOWN_TIMEOUT_S: Final = 10.0
+# If-None-Match values past either bound are ignored (a full 200 answer).
+MAX_IF_NONE_MATCH_BYTES: Final = 2048  # 2 KiB, dozens of tags
+MAX_IF_NONE_MATCH_TAGS: Final = 32
 
 # Auth.
 JWT_ALGORITHM: Final = "HS256"

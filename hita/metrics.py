@@ -21,6 +21,9 @@ from hita.services.refresh import StatsRefresher
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHOD_LABELS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
 _COUNTERS: Final = ("hits", "misses", "errors", "sets", "lease_waits", "early_refreshes")
 
 
@@ -115,6 +118,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def watch_cache(self, cache: RedisCache) -> None:
         self.registry.register(CacheCollector(cache))
@@ -123,8 +127,21 @@ class Metrics:
         self.registry.register(RefreshCollector(refresher))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        """Count one request. The label children are looked up once per
+        (method, route, status) and kept: ``labels()`` validates and locks on
+        every call. Methods outside ``METHOD_LABELS`` count as ``OTHER``, so
+        clients cannot grow the label set with made-up methods."""
+        method = method if method in METHOD_LABELS else "OTHER"
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -47,8 +47,9 @@ from hita.services.passwords import Passwords
 from hita.services.tokens import Tokens
 from hita.services.users import UserService
 
+from bench_common import REPORT, write_section
+
 BENCH_ROOT: Final = PROJECT_ROOT / ".hita" / "bench"
-REPORT: Final = PROJECT_ROOT / "docs" / "benchmarks.md"
 WARMUP_RUNS: Final = 3
 SEED: Final = 20_241_217  # the same data set every run
 DEFAULT_SIZES: Final = "10000,100000,1000000"
@@ -223,18 +224,17 @@ def ratio_rows(results: list[Result]) -> list[str]:
     return rows
 
 
+HEADING: Final = "Dashboard statistics: cache versus SQL (scripts/bench_dashboard.py)"
+
+
 def report(results: list[Result], facts: dict[str, str], command: str) -> str:
     return "\n".join(
         [
-            "# Benchmarks",
-            "",
-            "Written by `scripts/bench_dashboard.py` (`make bench`); rerun it to refresh.",
-            "",
-            f"Command: `{command}`",
+            f"Command: `{command}` (what `make bench` runs)",
             "",
             *(f"- {name}: {value}" for name, value in facts.items()),
             "",
-            "## Dashboard statistics: cache versus SQL (medians, same run)",
+            "Medians, same run:",
             "",
             "| users | SQL (ms) | cache hit (ms) | ratio | HTTP miss (ms) | HTTP hit (ms) |"
             " HTTP ratio |",
@@ -247,7 +247,7 @@ def report(results: list[Result], facts: dict[str, str], command: str) -> str:
             "running app on 127.0.0.1 (token check, routing, JSON): a miss is measured",
             "right after invalidating the dashboard namespace, so it pays the SQL.",
             "",
-            "## Every path",
+            "### Every path",
             "",
             "| users | path | runs | median (ms) | p95 (ms) |",
             "| ---: | --- | ---: | ---: | ---: |",
@@ -255,7 +255,6 @@ def report(results: list[Result], facts: dict[str, str], command: str) -> str:
                 f"| {r.users:,} | {r.path} | {r.runs} | {r.median_ms:.3f} | {r.p95_ms:.3f} |"
                 for r in results
             ),
-            "",
         ]
     )
 
@@ -275,8 +274,7 @@ def main() -> int:
     with servers(config) as resolved:
         results, facts = asyncio.run(bench(resolved, sizes, args.runs))
     command = shlex.join(["python", "scripts/bench_dashboard.py", *sys.argv[1:]])
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(report(results, facts, command))
+    write_section(HEADING, report(results, facts, command))
     print(f"written to {REPORT.relative_to(PROJECT_ROOT)}")
     return 0
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from hita.api.typedefs import Handler
 from hita.appkeys import METRICS
@@ -28,22 +29,30 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-@web.middleware
-async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    offered = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = offered if _CLIENT_REQUEST_ID_RE.fullmatch(offered) else uuid.uuid4().hex
-    token = request_id_var.set(request_id)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
-    finally:
-        elapsed = time.perf_counter() - started
-        request.app[METRICS].observe_request(
-            request.method, route_template(request), status, elapsed
-        )
-        log.info("%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
-        request_id_var.reset(token)
+def request_context_middleware(*, access_log: bool = True) -> Middleware:
+    """The request id, the per-route metrics and (unless ``access_log`` is off)
+    one access line for every request."""
+
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        # 128 random bits as 32 hex digits, like uuid4().hex at a fifth of its cost.
+        request_id = offered if _CLIENT_REQUEST_ID_RE.fullmatch(offered) else os.urandom(16).hex()
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            request.app[METRICS].observe_request(
+                request.method, route_template(request), status, elapsed
+            )
+            if access_log:
+                log.info("%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
+            request_id_var.reset(token)
+
+    return request_context

@@ -34,6 +34,7 @@ from hita import __version__
 from hita.api import health, metrics, schemas
 from hita.api import openapi_schemas as out
 from hita.api.auth import is_public
+from hita.api.etag import CACHED_READ_ROUTES
 from hita.api.handlers import auth, cache, permissions, points, stats, users
 from hita.api.typedefs import Handler
 from hita.appkeys import OPENAPI
@@ -421,12 +422,39 @@ def _operation_id(handler: Handler) -> str:
     return f"{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}"
 
 
-def _operation(handler: Handler, op: Operation, path: str) -> dict[str, Any]:
+_ETAG_HEADER: Final = {
+    "description": "A strong entity tag of this answer's body (BLAKE2b-128 of its bytes).",
+    "required": True,
+    "schema": {"type": "string", "pattern": '^"[0-9a-f]{32}"$'},
+}
+_IF_NONE_MATCH: Final = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "description": "Entity tags from earlier answers (or `*`); when one matches the current "
+    "answer, 304 with no body. A malformed or over-long value is ignored.",
+    "schema": {"type": "string"},
+}
+_NOT_MODIFIED: Final = {
+    "description": "Not modified: the answer still has the tag given in If-None-Match. No body.",
+    "headers": {"ETag": _ETAG_HEADER},
+}
+
+
+def _cached_read(method: str, path: str) -> bool:
+    return method == "GET" and path in CACHED_READ_ROUTES
+
+
+def _operation(handler: Handler, op: Operation, method: str, path: str) -> dict[str, Any]:
     if (op.role is None) != is_public(path):
         raise UndocumentedRoute(f"{path}: PUBLIC_PATHS and OPERATIONS disagree on its access")
-    responses: dict[str, Any] = {str(op.status): {"description": op.summary, "content": op.ok}}
+    ok: dict[str, Any] = {"description": op.summary, "content": op.ok}
+    responses: dict[str, Any] = {str(op.status): ok}
     if handler in LINKS:
-        responses[str(op.status)]["links"] = _links(*LINKS[handler])
+        ok["links"] = _links(*LINKS[handler])
+    if _cached_read(method, path):
+        ok["headers"] = {"ETag": _ETAG_HEADER}
+        responses["304"] = _NOT_MODIFIED
     for status in sorted(op.error_statuses(path)):
         responses[str(status)] = ERROR_RESPONSES[status][0] if status != 422 else _broken_rule(op)
     description = f"{op.who()} {op.notes}".strip()
@@ -438,8 +466,13 @@ def _operation(handler: Handler, op: Operation, path: str) -> dict[str, Any]:
         "security": [] if op.role is None else [{BEARER_AUTH: []}],
         "responses": responses,
     }
+    parameters: list[dict[str, Any]] = []
     if op.query is not None:
-        operation["parameters"] = [{"in": "query", "schema": op.query}]
+        parameters.append({"in": "query", "schema": op.query})
+    if _cached_read(method, path):
+        parameters.append(_IF_NONE_MATCH)
+    if parameters:
+        operation["parameters"] = parameters
     if op.body is not None:
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": op.body}}}
     return operation
@@ -484,7 +517,7 @@ def _build(routes: tuple[Route, ...]) -> dict[str, Any]:
         op = OPERATIONS.get(handler)
         if op is None:
             raise UndocumentedRoute(f"{method} {path}: no entry in OPERATIONS")
-        paths.setdefault(path, {})[method.lower()] = _operation(handler, op, path)
+        paths.setdefault(path, {})[method.lower()] = _operation(handler, op, method, path)
     routed = {handler for _, _, handler in routes}
     for source, (_, targets) in LINKS.items():
         if source in routed and not routed.issuperset(targets):

@@ -11,6 +11,8 @@ from hita.cli.seed_cmd import seed_demo_if_empty
 from hita.config import Config
 from hita.constants import SHUTDOWN_TIMEOUT_S
 from hita.embedded import embedded_dependencies
+from hita.logs import skip_unused_record_fields
+from hita.runtime import frozen_heap
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,11 +21,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    skip_unused_record_fields()
     with embedded_dependencies(config) as resolved:
         if config.database.url is None and not config.is_production:
             seed_demo_if_empty(resolved)
+        app = create_app(resolved)
+        app.cleanup_ctx.append(frozen_heap)
         web.run_app(
-            create_app(resolved),
+            app,
             host=resolved.http.host,
             port=resolved.http.port,
             access_log=None,

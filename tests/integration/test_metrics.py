@@ -53,6 +53,16 @@ async def test_http_requests_are_counted_per_route_template_not_per_path(world: 
     )
 
 
+async def test_methods_beyond_http_s_own_share_one_label(world: World) -> None:
+    for method in ("PROPFIND", "MKCOL", "PURGE"):  # the parser knows them; we do not
+        response = await world.client.request(method, "/v1.0/health")
+        assert response.status == 405
+    samples = await scrape(world)
+    methods = {labels["method"] for labels, _ in samples["hita_http_requests_total"]}
+    assert not methods & {"PROPFIND", "MKCOL", "PURGE"}
+    assert value(samples, "hita_http_requests_total", method="OTHER", status="405") == 3
+
+
 async def test_cache_figures_per_type_breaker_pending_and_refresh(world: World) -> None:
     admin = await world.make_user(Role.ADMIN)
     guest = await world.make_user()

@@ -32,7 +32,7 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
         data_dir=Path(".hita"),
         log_level="INFO",
         log_format="text",
-        http=HttpConfig(host="127.0.0.1", port=8080, client_max_size=1024 * 1024),
+        http=HttpConfig(host="127.0.0.1", port=8080, client_max_size=1024 * 1024, access_log=True),
         database=DatabaseConfig(
             url=None,
             pool_min_size=2,

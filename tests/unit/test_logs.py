@@ -5,7 +5,13 @@ import logging
 
 import pytest
 
-from hita.logs import JsonFormatter, RequestIdFilter, request_id_var, setup_logging
+from hita.logs import (
+    JsonFormatter,
+    RequestIdFilter,
+    request_id_var,
+    setup_logging,
+    skip_unused_record_fields,
+)
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:
@@ -54,3 +60,28 @@ def test_setup_picks_the_format_and_quiets_aiohttp_jwt(fmt: str, formatter: type
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+def test_lean_records_still_make_whole_json_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # restored after the test
+    skip_unused_record_fields()
+    records: list[logging.LogRecord] = []
+    logger = logging.getLogger("hita.test.lean")
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning("hi %s", "x")
+    finally:
+        logger.removeHandler(handler)
+    (rec,) = records
+    assert (rec.lineno, rec.thread, rec.process) == (0, None, None)  # nothing computed
+    RequestIdFilter().filter(rec)
+    entry = json.loads(JsonFormatter().format(rec))
+    assert entry["message"] == "hi x"
+    assert entry["level"] == "WARNING"

@@ -17,6 +17,7 @@ from schemathesis.core.result import Ok
 from hita import errors
 from hita.api import openapi, schemas
 from hita.api.auth import is_public
+from hita.api.etag import CACHED_READ_ROUTES
 from hita.app import create_app
 from hita.appkeys import OPENAPI
 from hita.domain.users import MAX_LIST_OFFSET_ROWS, MAX_PAGE, MAX_PAGE_SIZE
@@ -131,7 +132,7 @@ def test_every_error_is_the_contract_body(document: dict[str, Any]) -> None:
 
 
 def test_every_operation_has_a_success_and_only_known_statuses(document: dict[str, Any]) -> None:
-    known = {"200", "201", "400", "401", "403", "404", "409", "413", "422", "503"}
+    known = {"200", "201", "304", "400", "401", "403", "404", "409", "413", "422", "503"}
     for key, operation in operations(document).items():
         statuses = set(operation["responses"])
         assert statuses <= known, key
@@ -289,3 +290,15 @@ def test_links_lead_from_a_user_to_what_is_done_with_it(document: dict[str, Any]
         assert link["operationId"] in ids
         assert "{user_id}" in ids[link["operationId"]][1]
         assert link["parameters"] == {"user_id": "$response.body#/user/id"}
+
+
+def test_the_cached_reads_document_their_etag_and_304(document: dict[str, Any]) -> None:
+    tagged = {key for key, op in operations(document).items() if "304" in op["responses"]}
+    assert tagged == {("GET", path) for path in CACHED_READ_ROUTES}
+    for key in tagged:
+        operation = operations(document)[key]
+        assert operation["responses"]["200"]["headers"]["ETag"]["required"] is True, key
+        assert "content" not in operation["responses"]["304"], key
+        assert "ETag" in operation["responses"]["304"]["headers"], key
+        names = [p.get("name") for p in operation["parameters"]]
+        assert "If-None-Match" in names, key
