@@ -66,7 +66,7 @@ class NearCache:
         """Did no invalidation of ``keys`` arrive since ``began`` (a ``seq``)?"""
         if began < self._floor:
             return False
-        return all(self._invalidated.get(k, -1) < began for k in keys)
+        return all(self._invalidated.get(k, -1) <= began for k in keys)
 
     def put(self, key: str, raw: bytes, began: int, generation_key: str | None = None) -> None:
         fence = (key,) if generation_key is None else (key, generation_key)
