@@ -107,6 +107,7 @@ def _update(summary: str, body: Schema) -> Operation:
 _NO_USER: Final = frozenset({404})
 _PAGE_DEPTH: Final = f"A page may start at most {MAX_LIST_OFFSET_ROWS} rows deep."
 _CACHE_UNAVAILABLE: Final = frozenset({503})
+_SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 for an admin)."
 
 OPERATIONS: Final[Mapping[Handler, Operation]] = {
     health.health: Operation(
@@ -172,7 +173,12 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         notes=_PAGE_DEPTH,
     ),
     points.add_points: _admin(
-        "points", "Add loyalty points", out.PointsChangeSchema, body=schemas.POINTS, errors=_NO_USER
+        "points",
+        "Add loyalty points",
+        out.PointsChangeSchema,
+        body=schemas.POINTS,
+        errors=_NO_USER,
+        notes=_SUPERADMIN_TARGET,
     ),
     points.redeem_points: _self_or_admin(
         "points",
@@ -180,7 +186,8 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         out.PointsChangeSchema,
         body=schemas.POINTS,
         errors=frozenset({404, 422}),
-        notes="422 when the amount is above the balance; nothing changes then.",
+        notes="422 when the amount is above the balance; nothing changes then. "
+        + _SUPERADMIN_TARGET,
     ),
     points.points_history: _self_or_admin(
         "points",
@@ -198,6 +205,7 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         out.PermissionsSchema,
         body=schemas.PERMISSION,
         errors=_NO_USER,
+        notes=_SUPERADMIN_TARGET,
     ),
     permissions.revoke_permission: _admin(
         "permissions",
@@ -205,6 +213,7 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         out.PermissionsSchema,
         body=schemas.PERMISSION,
         errors=_NO_USER,
+        notes=_SUPERADMIN_TARGET,
     ),
     cache.health: Operation(
         "cache", "Cache health", _json(out.CacheHealthSchema), errors=_CACHE_UNAVAILABLE
