@@ -36,7 +36,7 @@ from hita.cache.keys import KeyBuilder
 from hita.config import Config
 from hita.constants import MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
-from hita.db.migrate import apply_migrations
+from hita.db.migrate import apply_migrations, check_migrated
 from hita.errors import HitaError
 from hita.metrics import Metrics
 from hita.services.auth import AuthService
@@ -61,9 +61,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(config.database)
         stack.push_async_callback(close_pool, pool)
         database = Database(pool, config.database.acquire_timeout_s)
-        if config.database.auto_migrate:
-            async with database.connection() as conn:
+        async with database.connection() as conn:
+            if config.database.auto_migrate:
                 await apply_migrations(conn)
+            else:
+                await check_migrated(conn)  # a release runs `hita migrate` first
         app[DATABASE] = database
 
         cache = RedisCache(

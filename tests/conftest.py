@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -109,6 +110,19 @@ async def clean_database(database_url: str, schema_tables: list[str]) -> str:
     """The test database with every table emptied; returns its URL."""
     await empty_database(database_url, schema_tables)
     return database_url
+
+
+@pytest.fixture
+async def unmigrated_database(database_url: str) -> str:
+    """A database of its own on the test server, with no table at all; its URL."""
+    name = "hita_unmigrated"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
 
 
 @pytest.fixture

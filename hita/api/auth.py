@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # Anchored: aiohttp-jwt tests them with re.match against request.path.
 PUBLIC_PATHS: Final = (
     r"^/v1\.0/health$",
+    r"^/v1\.0/health/live$",
     r"^/v1\.0/auth/login$",
     r"^/v1\.0/cache/health$",
     r"^/metrics$",

@@ -61,6 +61,7 @@ class Operation:
     query: Schema | None = None
     status: int = 200
     errors: frozenset[int] = frozenset()  # beyond those that follow from the above
+    unavailable: type[Schema] | None = None  # a 503 body of its own, not the shared one
     notes: str = ""
 
     def error_statuses(self, path: str) -> frozenset[int]:
@@ -112,9 +113,19 @@ _SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 fo
 OPERATIONS: Final[Mapping[Handler, Operation]] = {
     health.health: Operation(
         "operations",
-        "Liveness of the process, with the state of PostgreSQL and Redis",
+        "Readiness for a load balancer, with the state of PostgreSQL and Redis",
         _json(out.HealthSchema),
-        notes="200 while the process runs; `status` is `degraded` when a dependency is down.",
+        errors=frozenset({503}),
+        unavailable=out.HealthUnavailableSchema,
+        notes="200 while PostgreSQL answers (`status` is `degraded` when only Redis is "
+        "down: every route but the cache endpoints still works); 503 when PostgreSQL "
+        "cannot be used, so that a load balancer sends traffic elsewhere.",
+    ),
+    health.live: Operation(
+        "operations",
+        "Liveness: the process answers HTTP (no dependency is asked)",
+        _json(out.LivenessSchema),
+        notes="For an orchestrator's liveness probe: 200 whenever the process serves.",
     ),
     auth.login: Operation(
         "auth",
@@ -352,6 +363,8 @@ def _operation(handler: Handler, op: Operation, path: str) -> dict[str, Any]:
     responses: dict[str, Any] = {str(op.status): {"description": op.summary, "content": op.ok}}
     for status in sorted(op.error_statuses(path)):
         responses[str(status)] = ERROR_RESPONSES[status][0]
+    if op.unavailable is not None:
+        responses["503"] = _error(op.unavailable.__doc__ or op.summary, op.unavailable)
     description = f"{op.who()} {op.notes}".strip()
     operation: dict[str, Any] = {
         "operationId": _operation_id(handler),

@@ -17,6 +17,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(
         [
             web.get(f"{p}/health", health.health, allow_head=False),
+            web.get(f"{p}/health/live", health.live, allow_head=False),
             web.post(f"{p}/auth/login", auth.login),
             web.post(f"{p}/user/create", users.create_user),
             web.get(f"{p}/user/list", users.list_users, allow_head=False),
