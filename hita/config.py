@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from hita import constants as c
 
@@ -210,7 +210,7 @@ class _Values:
             raise ConfigError(f"{name} is required")
         return value
 
-    def integer(self, name: str, *, minimum: int = 0) -> int:
+    def integer(self, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
         text = self.text(name)
         try:
             value = int(text)
@@ -218,6 +218,8 @@ class _Values:
             raise ConfigError(f"{name} must be an integer, not {text!r}") from None
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, not {value}")
         return value
 
     def number(self, name: str, *, minimum: float = 0.0) -> float:
@@ -264,19 +266,36 @@ def read_profile(directory: Path, env: str) -> dict[str, str]:
     return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}
 
 
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    """A URL that parses, with one of ``schemes`` and a valid port if any: a value
+    that cannot work is a configuration error at once, never a retried connection."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL: {exc}") from None
+    if parts.scheme not in schemes:
+        wanted = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name} must be a URL starting with {wanted}")
+    return url
+
+
+def database_url_from(values: _Values) -> str | None:
+    url = values.optional("DATABASE_URL")
+    return None if url is None else _check_url("DATABASE_URL", url, ("postgresql", "postgres"))
+
+
 def redis_url_from(values: _Values) -> str | None:
     """REDIS_URL wins; else REDIS_HOST/PORT/DB/PASSWORD as in the seed; else None."""
     url = values.optional("REDIS_URL")
     if url is not None:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-        return url
+        return _check_url("REDIS_URL", url, ("redis", "rediss", "unix"))
     host = values.optional("REDIS_HOST")
     if host is None:
         return None
     password = values.optional("REDIS_PASSWORD")
     auth = f":{quote(password, safe='')}@" if password else ""
-    port = values.integer("REDIS_PORT", minimum=1)
+    port = values.integer("REDIS_PORT", minimum=1, maximum=c.MAX_PORT)
     db = values.integer("REDIS_DB")
     return f"redis://{auth}{host}:{port}/{db}"
 
@@ -301,6 +320,17 @@ def _auth(values: _Values, env: str) -> AuthConfig:
         argon2_time_cost=values.integer("ARGON2_TIME_COST", minimum=1),
         argon2_memory_kib=values.integer("ARGON2_MEMORY_KIB", minimum=8),
         argon2_parallelism=values.integer("ARGON2_PARALLELISM", minimum=1),
+    )
+
+
+def _http(values: _Values) -> HttpConfig:
+    host = values.text("HOST").strip()
+    if not host:
+        raise ConfigError("HOST must name an address to bind, such as 127.0.0.1")
+    return HttpConfig(
+        host=host,
+        port=values.integer("PORT", minimum=1, maximum=c.MAX_PORT),
+        client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
     )
 
 
@@ -352,25 +382,27 @@ def load_config(environ: Mapping[str, str]) -> Config:
     raw.update({k: v for k, v in environ.items() if k in _SETTING_NAMES})
     values = _Values(raw)
 
-    database_url = values.optional("DATABASE_URL")
+    database_url = database_url_from(values)
     redis_url = redis_url_from(values)
     if env == "production" and (database_url is None or redis_url is None):
         raise ConfigError("production needs DATABASE_URL and REDIS_URL (or REDIS_HOST)")
+    pool_min_size = values.integer("DB_POOL_MIN_SIZE")
+    pool_max_size = values.integer("DB_POOL_MAX_SIZE", minimum=1)
+    if pool_min_size > pool_max_size:
+        raise ConfigError(
+            f"DB_POOL_MIN_SIZE ({pool_min_size}) must not exceed DB_POOL_MAX_SIZE ({pool_max_size})"
+        )
     cache = _cache(values)
     return Config(
         env=env,
         data_dir=Path(values.text("HITA_DATA_DIR")),
         log_level=values.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=values.choice("LOG_FORMAT", ("text", "json")),
-        http=HttpConfig(
-            host=values.text("HOST"),
-            port=values.integer("PORT"),
-            client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
-        ),
+        http=_http(values),
         database=DatabaseConfig(
             url=database_url,
-            pool_min_size=values.integer("DB_POOL_MIN_SIZE"),
-            pool_max_size=values.integer("DB_POOL_MAX_SIZE", minimum=1),
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
             connect_timeout_s=values.number("DB_CONNECT_TIMEOUT_S", minimum=0.1),
             command_timeout_s=values.number("DB_COMMAND_TIMEOUT_S", minimum=0.1),
             acquire_timeout_s=values.number("DB_ACQUIRE_TIMEOUT_S", minimum=0.1),

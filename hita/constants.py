@@ -55,6 +55,7 @@ DB_STARTUP_ATTEMPTS: Final = 3
 # HTTP.
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
+MAX_PORT: Final = 65_535
 CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
 # Largest request line and header field. aiohttp's default (8190 bytes) would
 # answer an over-long token with its own plain-text 400 before our code runs;

@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     setup_logging(config.log_level, config.log_format)
     try:
         code: int = args.run(args, config)
+    except ConfigError as exc:  # found once a server is asked, e.g. a DSN asyncpg refuses
+        print(f"hita: configuration error: {exc}", file=sys.stderr)
+        return 2
     except HitaError as exc:
         print(f"hita: {exc}", file=sys.stderr)
         return 1

@@ -183,8 +183,20 @@ def test_secrets_stay_out_of_the_repr() -> None:
         ({"HITA_ENV": "staging"}, "HITA_ENV must be one of"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of"),
         ({"STATS_REFRESH_ENABLED": "maybe"}, "must be true or false"),
-        ({"REDIS_URL": "http://x"}, "REDIS_URL must start with"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL must be a URL starting with"),
         ({"CACHE_KEY_PREFIX": "a*"}, "CACHE_KEY_PREFIX may hold only"),
+        ({"PORT": "70000"}, "PORT must be at most 65535, not 70000"),
+        ({"PORT": "0"}, "PORT must be at least 1"),
+        ({"HOST": " "}, "HOST must name an address"),
+        ({"REDIS_HOST": "r", "REDIS_PORT": "65536"}, "REDIS_PORT must be at most 65535"),
+        (
+            {"DB_POOL_MIN_SIZE": "30", "DB_POOL_MAX_SIZE": "20"},
+            r"DB_POOL_MIN_SIZE \(30\) must not exceed DB_POOL_MAX_SIZE \(20\)",
+        ),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a URL starting with postgresql://"),
+        ({"DATABASE_URL": "postgresql://h:99999/d"}, "DATABASE_URL is not a valid URL"),
+        ({"DATABASE_URL": "mysql://h/d"}, "DATABASE_URL must be a URL starting with"),
+        ({"REDIS_URL": "redis://h:port/0"}, "REDIS_URL is not a valid URL"),
     ],
 )
 def test_bad_values_are_named_in_the_error(environ: dict[str, str], message: str) -> None:
