@@ -33,7 +33,7 @@ from hita.appkeys import (
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
-from hita.config import Config
+from hita.config import Config, ConfigError
 from hita.constants import MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.migrate import apply_migrations, check_migrated
@@ -114,6 +114,8 @@ async def _warm(warmup: CacheWarmupService) -> None:
 
 
 def create_app(config: Config) -> web.Application:
+    if not config.auth.jwt_secret:
+        raise ConfigError("no token-signing secret: set JWT_SECRET (see hita.devsecret)")
     app = web.Application(
         client_max_size=config.http.client_max_size,
         handler_args={

@@ -8,6 +8,7 @@ tests build whole ``Config`` objects and compare them.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -87,7 +88,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("STATS_REFRESH_JITTER", 0.1, "random fraction added to or taken from each interval"),
     _s("WARMUP_ON_START", "true", "warm the essential caches when the service starts"),
     _s("WARMUP_TIMEOUT_S", 5.0, "how long start-up waits for the cache warm-up, seconds"),
-    _s("JWT_SECRET", None, "HS256 signing secret; required (32+ bytes) in production"),
+    _s(
+        "JWT_SECRET",
+        None,
+        "HS256 signing secret, 32+ bytes; required in production and on a non-loopback HOST"
+        " (unset: a random one kept in HITA_DATA_DIR/jwt-secret)",
+    ),
     _s("JWT_TTL_S", c.JWT_TTL_S, "access token lifetime, seconds"),
     _s("ARGON2_TIME_COST", 3, "argon2id passes"),
     _s("ARGON2_MEMORY_KIB", 65536, "argon2id memory, KiB"),
@@ -307,15 +313,33 @@ def _key_prefix(prefix: str) -> str:
     return prefix
 
 
-def _auth(values: _Values, env: str) -> AuthConfig:
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a name other than localhost
+    might resolve to anything, so it counts as reachable from outside)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth(values: _Values, env: str, host: str) -> AuthConfig:
+    """``jwt_secret`` is empty when JWT_SECRET is unset, which is allowed only
+    outside production on a loopback address: ``hita.devsecret`` then supplies
+    the data folder's own random secret."""
     secret = values.optional("JWT_SECRET")
-    if env == "production":
-        if secret is None or secret == c.DEV_JWT_SECRET:
-            raise ConfigError("JWT_SECRET must be set to a real secret in production")
-        if len(secret.encode()) < c.JWT_MIN_SECRET_BYTES:
-            raise ConfigError(f"JWT_SECRET must be at least {c.JWT_MIN_SECRET_BYTES} bytes")
+    if secret is None and env == "production":
+        raise ConfigError("JWT_SECRET must be set to a real secret in production")
+    if secret is None and not is_loopback(host):
+        raise ConfigError(
+            f"HOST {host} is not a loopback address: set JWT_SECRET"
+            f" ({c.JWT_MIN_SECRET_BYTES}+ bytes) to serve beyond this machine"
+        )
+    if secret is not None and len(secret.encode()) < c.JWT_MIN_SECRET_BYTES:
+        raise ConfigError(f"JWT_SECRET must be at least {c.JWT_MIN_SECRET_BYTES} bytes")
     return AuthConfig(
-        jwt_secret=secret or c.DEV_JWT_SECRET,
+        jwt_secret=secret or "",
         jwt_ttl_s=values.integer("JWT_TTL_S", minimum=1),
         argon2_time_cost=values.integer("ARGON2_TIME_COST", minimum=1),
         argon2_memory_kib=values.integer("ARGON2_MEMORY_KIB", minimum=8),
@@ -393,12 +417,13 @@ def load_config(environ: Mapping[str, str]) -> Config:
             f"DB_POOL_MIN_SIZE ({pool_min_size}) must not exceed DB_POOL_MAX_SIZE ({pool_max_size})"
         )
     cache = _cache(values)
+    http = _http(values)
     return Config(
         env=env,
         data_dir=Path(values.text("HITA_DATA_DIR")),
         log_level=values.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=values.choice("LOG_FORMAT", ("text", "json")),
-        http=_http(values),
+        http=http,
         database=DatabaseConfig(
             url=database_url,
             pool_min_size=pool_min_size,
@@ -419,7 +444,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         ),
         cache=cache,
         refresh=_refresh(values, cache.ttls),
-        auth=_auth(values, env),
+        auth=_auth(values, env, http.host),
     )
 
 

@@ -69,4 +69,3 @@ JWT_TOKEN_TYPE: Final = "Bearer"  # noqa: S105 - a scheme name, not a secret
 JWT_TTL_S: Final = 3600  # 1 hour
 JWT_MIN_SECRET_BYTES: Final = 32
 MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB
-DEV_JWT_SECRET: Final = "hita-development-secret-do-not-use-in-production"  # noqa: S105

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from hita.config import PROJECT_ROOT, Config, load_config
 from hita.db.migrate import apply_migrations
+from hita.devsecret import with_jwt_secret
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 
 TEST_ROOT = PROJECT_ROOT / ".hita" / "test"
@@ -133,9 +134,10 @@ async def clean_redis(redis_url: str) -> str:
 
 
 def make_config(**overrides: str) -> Config:
+    """The test profile; without JWT_SECRET, signed with the test folder's own secret."""
     environ = {"HITA_ENV": "test", "HITA_DATA_DIR": str(TEST_ROOT)}
     environ.update(overrides)
-    return load_config(environ)
+    return with_jwt_secret(load_config(environ))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from hita.app import create_app
 from hita.cli.seed_cmd import seed_demo_if_empty
 from hita.config import Config
 from hita.constants import SHUTDOWN_TIMEOUT_S
+from hita.devsecret import with_jwt_secret
 from hita.embedded import embedded_dependencies
 from hita.errors import HitaError
 
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     sock = bind(config.http.host, config.http.port)
+    config = with_jwt_secret(config)
     with sock, embedded_dependencies(config) as resolved:
         if config.database.url is None and not config.is_production:
             seed_demo_if_empty(resolved)

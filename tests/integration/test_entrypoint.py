@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -124,6 +125,9 @@ def test_serve_starts_embedded_servers_and_sigint_leaves_nothing_behind(data_dir
             proc.wait()
     output = log_path.read_text()
     assert "Traceback" not in output, output
+    secret = data_dir / "jwt-secret"  # generated on first start, private to this folder
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert len(secret.read_text().strip()) >= 64
     assert "Loaded 300 demo users" in output
     assert "demo.superadmin" in output
     assert processes_using(data_dir) == []

@@ -84,8 +84,19 @@ def test_a_port_in_use_is_one_line(
             "DATABASE_URL cannot be used: `sslmode` parameter must be one of: disable, allow,"
             " prefer, require, verify-ca, verify-full",
         ),
+        (
+            {"HOST": "0.0.0.0"},
+            "HOST 0.0.0.0 is not a loopback address: set JWT_SECRET (32+ bytes) to serve"
+            " beyond this machine",
+        ),
     ],
-    ids=["port out of range", "pool sizes", "dsn that does not parse", "dsn asyncpg refuses"],
+    ids=[
+        "port out of range",
+        "pool sizes",
+        "dsn that does not parse",
+        "dsn asyncpg refuses",
+        "public address without a secret",
+    ],
 )
 def test_a_bad_setting_is_one_line_at_once(
     data_dir: Path, setting: dict[str, str], line: str
