@@ -32,6 +32,7 @@ from hita.appkeys import (
 )
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
+from hita.cache.counters import WindowCounters
 from hita.cache.keys import KeyBuilder
 from hita.config import Config, ConfigError
 from hita.constants import MAX_HEADER_FIELD_BYTES
@@ -43,6 +44,7 @@ from hita.services.auth import AuthService
 from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
 from hita.services.cached_users import CachedUserService
+from hita.services.login_throttle import LoginThrottle
 from hita.services.passwords import Passwords
 from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
@@ -84,7 +86,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[USER_SERVICE] = users
         app[POINTS_SERVICE] = PointsService(database)
         app[PERMISSION_SERVICE] = PermissionService(database)
-        app[AUTH_SERVICE] = AuthService(database, passwords, Tokens(config.auth))
+        throttle = LoginThrottle(
+            WindowCounters(cache.redis, config.redis.key_prefix), config.login_throttle
+        )
+        app[AUTH_SERVICE] = AuthService(database, passwords, Tokens(config.auth), throttle)
 
         warmup = CacheWarmupService(users)
         app[WARMUP] = warmup

@@ -95,6 +95,28 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         " (unset: a random one kept in HITA_DATA_DIR/jwt-secret)",
     ),
     _s("JWT_TTL_S", c.JWT_TTL_S, "access token lifetime, seconds"),
+    _s("LOGIN_THROTTLE_ENABLED", "true", "answer 429 to logins after too many failures"),
+    _s(
+        "LOGIN_MAX_FAILURES_PER_USER",
+        c.LOGIN_MAX_FAILURES_PER_USER,
+        "failed logins per username in a window before 429",
+    ),
+    _s(
+        "LOGIN_MAX_FAILURES_PER_ADDRESS",
+        c.LOGIN_MAX_FAILURES_PER_ADDRESS,
+        "failed logins per client address in a window before 429",
+    ),
+    _s("LOGIN_THROTTLE_WINDOW_S", c.LOGIN_THROTTLE_WINDOW_S, "throttling window, seconds"),
+    _s(
+        "LOGIN_THROTTLE_LOCAL_MAX_KEYS",
+        c.LOGIN_THROTTLE_LOCAL_MAX_KEYS,
+        "counters kept in process while Redis is away",
+    ),
+    _s(
+        "TRUST_X_FORWARDED_FOR",
+        "false",
+        "client address from the last X-Forwarded-For entry (behind one reverse proxy)",
+    ),
     _s("ARGON2_TIME_COST", 3, "argon2id passes"),
     _s("ARGON2_MEMORY_KIB", 65536, "argon2id memory, KiB"),
     _s("ARGON2_PARALLELISM", 4, "argon2id lanes"),
@@ -183,6 +205,16 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginThrottleConfig:
+    enabled: bool
+    max_failures_per_user: int
+    max_failures_per_address: int
+    window_s: int
+    local_max_keys: int
+    trust_forwarded_for: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     env: str
     data_dir: Path
@@ -194,6 +226,7 @@ class Config:
     cache: CacheConfig
     refresh: RefreshConfig
     auth: AuthConfig
+    login_throttle: LoginThrottleConfig
 
     @property
     def is_production(self) -> bool:
@@ -445,6 +478,14 @@ def load_config(environ: Mapping[str, str]) -> Config:
         cache=cache,
         refresh=_refresh(values, cache.ttls),
         auth=_auth(values, env, http.host),
+        login_throttle=LoginThrottleConfig(
+            enabled=values.flag("LOGIN_THROTTLE_ENABLED"),
+            max_failures_per_user=values.integer("LOGIN_MAX_FAILURES_PER_USER", minimum=1),
+            max_failures_per_address=values.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", minimum=1),
+            window_s=values.integer("LOGIN_THROTTLE_WINDOW_S", minimum=1),
+            local_max_keys=values.integer("LOGIN_THROTTLE_LOCAL_MAX_KEYS", minimum=1),
+            trust_forwarded_for=values.flag("TRUST_X_FORWARDED_FOR"),
+        ),
     )
 
 

@@ -69,3 +69,9 @@ JWT_TOKEN_TYPE: Final = "Bearer"  # noqa: S105 - a scheme name, not a secret
 JWT_TTL_S: Final = 3600  # 1 hour
 JWT_MIN_SECRET_BYTES: Final = 32
 MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB
+
+# Failed-login throttling.
+LOGIN_MAX_FAILURES_PER_USER: Final = 5  # per username and window
+LOGIN_MAX_FAILURES_PER_ADDRESS: Final = 50  # per client address and window (NAT: generous)
+LOGIN_THROTTLE_WINDOW_S: Final = 300  # 5 minutes
+LOGIN_THROTTLE_LOCAL_MAX_KEYS: Final = 10_000  # in-process counters while Redis is away

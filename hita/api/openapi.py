@@ -132,8 +132,11 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         "Log in with a username and password, for an access token",
         _json(out.TokenSchema),
         body=schemas.LOGIN,
-        errors=frozenset({401, 403, 503}),
-        notes="401 for a wrong username or password, 403 for a deactivated user.",
+        errors=frozenset({401, 403, 429, 503}),
+        notes="401 for a wrong username or password, 403 for a deactivated user; 429 with "
+        "`Retry-After` (seconds) after too many failed logins for the username or from the "
+        "client address in a window (`LOGIN_MAX_FAILURES_PER_USER`, "
+        "`LOGIN_MAX_FAILURES_PER_ADDRESS`, `LOGIN_THROTTLE_WINDOW_S`), whatever the password.",
     ),
     users.create_user: _admin(
         "users",
@@ -287,6 +290,19 @@ ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
     409: ("Conflict", _error("The username or email is taken.")),
     413: ("PayloadTooLarge", _error("The request body is too large.")),
     422: ("BusinessRuleViolation", _error("A business rule forbids it; nothing changed.")),
+    429: (
+        "TooManyRequests",
+        {
+            **_error("Too many failed logins; `Retry-After` says when to try again."),
+            "headers": {
+                "Retry-After": {
+                    "required": True,
+                    "description": "Seconds until the throttling window closes.",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+    ),
     503: (
         "Unavailable",
         _error(

@@ -15,6 +15,7 @@ from hita.config import (
     ConfigError,
     DatabaseConfig,
     HttpConfig,
+    LoginThrottleConfig,
     RedisConfig,
     RefreshConfig,
     load_config,
@@ -79,6 +80,14 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             argon2_time_cost=3,
             argon2_memory_kib=65536,
             argon2_parallelism=4,
+        ),
+        login_throttle=LoginThrottleConfig(
+            enabled=True,
+            max_failures_per_user=5,
+            max_failures_per_address=50,
+            window_s=300,
+            local_max_keys=10_000,
+            trust_forwarded_for=False,
         ),
     )
 

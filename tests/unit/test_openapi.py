@@ -120,7 +120,7 @@ def test_every_error_is_the_contract_body(document: dict[str, Any]) -> None:
 
 
 def test_every_operation_has_a_success_and_only_known_statuses(document: dict[str, Any]) -> None:
-    known = {"200", "201", "400", "401", "403", "404", "409", "413", "422", "503"}
+    known = {"200", "201", "400", "401", "403", "404", "409", "413", "422", "429", "503"}
     for key, operation in operations(document).items():
         statuses = set(operation["responses"])
         assert statuses <= known, key
