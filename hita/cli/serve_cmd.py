@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     sock = bind(config.http.host, config.http.port)
     config = with_jwt_secret(config)
-    with sock, embedded_dependencies(config) as resolved:
+    with sock, embedded_dependencies(config, long_lived=True) as resolved:
         if config.database.url is None and not config.is_production:
             seed_demo_if_empty(resolved)
         web.run_app(
