@@ -429,15 +429,37 @@ def _refresh(values: _Values, ttls: CacheTTLs) -> RefreshConfig:
     )
 
 
-def load_config(environ: Mapping[str, str]) -> Config:
-    """Build the configuration from ``environ`` (usually ``os.environ``)."""
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One setting's effective raw value and where it came from."""
+
+    setting: Setting
+    value: str | None
+    source: str  # "environment", "profile" or "default"
+
+
+def resolve(environ: Mapping[str, str]) -> tuple[str, list[Resolved]]:
+    """The profile name, and every setting with its value and source, in the
+    precedence ``load_config`` applies: default, then profile, then environment."""
     env = environ.get("HITA_ENV") or "development"
     if env not in ENVIRONMENTS:
         raise ConfigError(f"HITA_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-    raw: dict[str, str | None] = {s.name: s.default for s in SETTINGS}
-    raw.update(read_profile(config_dir(environ), env))
-    raw.update({k: v for k, v in environ.items() if k in _SETTING_NAMES})
-    values = _Values(raw)
+    profile = read_profile(config_dir(environ), env)
+    rows = []
+    for setting in SETTINGS:
+        if setting.name in environ:
+            rows.append(Resolved(setting, environ[setting.name], "environment"))
+        elif setting.name in profile:
+            rows.append(Resolved(setting, profile[setting.name], "profile"))
+        else:
+            rows.append(Resolved(setting, setting.default, "default"))
+    return env, rows
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Build the configuration from ``environ`` (usually ``os.environ``)."""
+    env, rows = resolve(environ)
+    values = _Values({row.setting.name: row.value for row in rows})
 
     database_url = database_url_from(values)
     redis_url = redis_url_from(values)
