@@ -78,7 +78,10 @@ async def test_the_loop_keeps_going_and_stops_cleanly_when_cancelled(
     refresh = Refresh(fail_first=1)
     refresher = StatsRefresher(fake_backend.make(), refresh, 0.02, 0.1)
     task = asyncio.create_task(refresher.run_forever())
-    await asyncio.sleep(0.15)
+    for _ in range(500):  # until two runs followed the failure (not a fixed 150 ms)
+        if refresher.counters.runs >= 2:
+            break
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
