@@ -128,7 +128,7 @@ def test_serve_starts_embedded_servers_and_sigint_leaves_nothing_behind(data_dir
     secret = data_dir / "jwt-secret"  # generated on first start, private to this folder
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert len(secret.read_text().strip()) >= 64
-    assert "Loaded 300 demo users" in output
+    assert "Loaded 303 demo users (300 guests and staff, and the demo logins)" in output
     assert "demo.superadmin" in output
     assert processes_using(data_dir) == []
 
