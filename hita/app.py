@@ -34,13 +34,14 @@ from hita.appkeys import (
 )
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
+from hita.cache.counters import WindowCounters
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
 from hita.cache.tracking import Tracking
-from hita.config import Config
+from hita.config import Config, ConfigError
 from hita.constants import CACHE_TYPES, COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
-from hita.db.migrate import apply_migrations
+from hita.db.migrate import apply_migrations, check_migrated
 from hita.errors import DatabaseUnavailable, HitaError
 from hita.metrics import Metrics
 from hita.services.auth import AuthService
@@ -48,6 +49,7 @@ from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
 from hita.services.cached_users import CachedUserService
 from hita.services.coherence import CacheCoherence
+from hita.services.login_throttle import LoginThrottle
 from hita.services.passwords import Passwords
 from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
@@ -66,49 +68,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(config.database)
         stack.push_async_callback(close_pool, pool)
         database = Database(pool, config.database.acquire_timeout_s)
-        if config.database.auto_migrate:
-            async with database.connection() as conn:
+        async with database.connection() as conn:
+            if config.database.auto_migrate:
                 await apply_migrations(conn)
+            else:
+                await check_migrated(conn)  # a release runs `hita migrate` first
         app[DATABASE] = database
 
-        cache = RedisCache(
-            create_redis(config.redis),
-            config.cache,
-            KeyBuilder(config.redis.key_prefix),
-            stale_ok=(DatabaseUnavailable,),
-        )
-        stack.push_async_callback(cache.aclose)
+        cache = await _open_cache(config, stack)
         app[CACHE] = cache
-        if config.cache.l1_enabled and config.redis.url is not None:
-            tracking = Tracking(
-                config.redis.url,
-                [f"{config.redis.key_prefix}{name}:" for name in CACHE_TYPES],
-                cache.tracked_keys,
-            )
-            cache.attach_near(
-                NearCache(config.cache.l1_max_entries, config.cache.l1_max_bytes), tracking
-            )
-            await stack.enter_async_context(running(tracking.run_forever(), "cache-tracking"))
-
         cache_keys = CacheKeys(cache)
         app[CACHE_KEYS] = cache_keys
         app[METRICS].watch_cache(cache)
 
-        # Every change, by any instance or by hand, reaches this instance's cache.
-        coherence = CacheCoherence(
-            cache_keys,
-            database,
-            config.database.url or "",
-            connect_timeout_s=config.database.connect_timeout_s,
-        )
-        app[COHERENCE] = coherence
-        await stack.enter_async_context(running(coherence.listen_forever(), "cache-coherence"))
-        await stack.enter_async_context(running(coherence.sweep_forever(), "outbox-sweep"))
-        try:  # until then the cache is not trusted: reads go to PostgreSQL
-            async with asyncio.timeout(COHERENCE_READY_S):
-                await coherence.ready.wait()
-        except TimeoutError:
-            log.warning("invalidation channel not ready; reading PostgreSQL until it is")
+        app[COHERENCE] = await _open_coherence(config, cache_keys, database, stack)
 
         passwords = Passwords(config.auth)
         stack.callback(passwords.close)
@@ -116,7 +89,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[USER_SERVICE] = users
         app[POINTS_SERVICE] = PointsService(database)
         app[PERMISSION_SERVICE] = PermissionService(database)
-        app[AUTH_SERVICE] = AuthService(database, passwords, Tokens(config.auth))
+        throttle = LoginThrottle(
+            WindowCounters(cache.redis, config.redis.key_prefix), config.login_throttle
+        )
+        app[AUTH_SERVICE] = AuthService(database, passwords, Tokens(config.auth), throttle)
 
         warmup = CacheWarmupService(users)
         app[WARMUP] = warmup
@@ -138,6 +114,49 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         log.info("closing resources")
 
 
+async def _open_cache(config: Config, stack: AsyncExitStack) -> RedisCache:
+    """The Redis cache, with its L1 near cache and tracking when enabled."""
+    cache = RedisCache(
+        create_redis(config.redis),
+        config.cache,
+        KeyBuilder(config.redis.key_prefix),
+        stale_ok=(DatabaseUnavailable,),
+    )
+    stack.push_async_callback(cache.aclose)
+    if config.cache.l1_enabled and config.redis.url is not None:
+        tracking = Tracking(
+            config.redis.url,
+            [f"{config.redis.key_prefix}{name}:" for name in CACHE_TYPES],
+            cache.tracked_keys,
+        )
+        cache.attach_near(
+            NearCache(config.cache.l1_max_entries, config.cache.l1_max_bytes), tracking
+        )
+        await stack.enter_async_context(running(tracking.run_forever(), "cache-tracking"))
+    return cache
+
+
+async def _open_coherence(
+    config: Config, cache_keys: CacheKeys, database: Database, stack: AsyncExitStack
+) -> CacheCoherence:
+    """Every change, by any instance or by hand, reaches this instance's cache.
+    Until the channel is up the cache is not trusted: reads go to PostgreSQL."""
+    coherence = CacheCoherence(
+        cache_keys,
+        database,
+        config.database.url or "",
+        connect_timeout_s=config.database.connect_timeout_s,
+    )
+    await stack.enter_async_context(running(coherence.listen_forever(), "cache-coherence"))
+    await stack.enter_async_context(running(coherence.sweep_forever(), "outbox-sweep"))
+    try:
+        async with asyncio.timeout(COHERENCE_READY_S):
+            await coherence.ready.wait()
+    except TimeoutError:
+        log.warning("invalidation channel not ready; reading PostgreSQL until it is")
+    return coherence
+
+
 async def _warm(warmup: CacheWarmupService) -> None:
     try:
         await warmup.warm_essential_caches()
@@ -146,6 +165,8 @@ async def _warm(warmup: CacheWarmupService) -> None:
 
 
 def create_app(config: Config) -> web.Application:
+    if not config.auth.jwt_secret:
+        raise ConfigError("no token-signing secret: set JWT_SECRET (see hita.devsecret)")
     app = web.Application(
         client_max_size=config.http.client_max_size,
         handler_args={

@@ -8,13 +8,14 @@ tests build whole ``Config`` objects and compare them.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from hita import constants as c
 
@@ -102,8 +103,35 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("STATS_REFRESH_JITTER", 0.1, "random fraction added to or taken from each interval"),
     _s("WARMUP_ON_START", "true", "warm the essential caches when the service starts"),
     _s("WARMUP_TIMEOUT_S", 5.0, "how long start-up waits for the cache warm-up, seconds"),
-    _s("JWT_SECRET", None, "HS256 signing secret; required (32+ bytes) in production"),
+    _s(
+        "JWT_SECRET",
+        None,
+        "HS256 signing secret, 32+ bytes; required in production and on a non-loopback HOST"
+        " (unset: a random one kept in HITA_DATA_DIR/jwt-secret)",
+    ),
     _s("JWT_TTL_S", c.JWT_TTL_S, "access token lifetime, seconds"),
+    _s("LOGIN_THROTTLE_ENABLED", "true", "answer 429 to logins after too many failures"),
+    _s(
+        "LOGIN_MAX_FAILURES_PER_USER",
+        c.LOGIN_MAX_FAILURES_PER_USER,
+        "failed logins per username in a window before 429",
+    ),
+    _s(
+        "LOGIN_MAX_FAILURES_PER_ADDRESS",
+        c.LOGIN_MAX_FAILURES_PER_ADDRESS,
+        "failed logins per client address in a window before 429",
+    ),
+    _s("LOGIN_THROTTLE_WINDOW_S", c.LOGIN_THROTTLE_WINDOW_S, "throttling window, seconds"),
+    _s(
+        "LOGIN_THROTTLE_LOCAL_MAX_KEYS",
+        c.LOGIN_THROTTLE_LOCAL_MAX_KEYS,
+        "counters kept in process while Redis is away",
+    ),
+    _s(
+        "TRUST_X_FORWARDED_FOR",
+        "false",
+        "client address from the last X-Forwarded-For entry (behind one reverse proxy)",
+    ),
     _s("ARGON2_TIME_COST", 3, "argon2id passes"),
     _s("ARGON2_MEMORY_KIB", 65536, "argon2id memory, KiB"),
     _s("ARGON2_PARALLELISM", 4, "argon2id lanes"),
@@ -199,6 +227,16 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginThrottleConfig:
+    enabled: bool
+    max_failures_per_user: int
+    max_failures_per_address: int
+    window_s: int
+    local_max_keys: int
+    trust_forwarded_for: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     env: str
     data_dir: Path
@@ -210,6 +248,7 @@ class Config:
     cache: CacheConfig
     refresh: RefreshConfig
     auth: AuthConfig
+    login_throttle: LoginThrottleConfig
 
     @property
     def is_production(self) -> bool:
@@ -232,7 +271,7 @@ class _Values:
             raise ConfigError(f"{name} is required")
         return value
 
-    def integer(self, name: str, *, minimum: int = 0) -> int:
+    def integer(self, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
         text = self.text(name)
         try:
             value = int(text)
@@ -240,6 +279,8 @@ class _Values:
             raise ConfigError(f"{name} must be an integer, not {text!r}") from None
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, not {value}")
         return value
 
     def number(self, name: str, *, minimum: float = 0.0) -> float:
@@ -286,19 +327,36 @@ def read_profile(directory: Path, env: str) -> dict[str, str]:
     return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}
 
 
+def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    """A URL that parses, with one of ``schemes`` and a valid port if any: a value
+    that cannot work is a configuration error at once, never a retried connection."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL: {exc}") from None
+    if parts.scheme not in schemes:
+        wanted = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name} must be a URL starting with {wanted}")
+    return url
+
+
+def database_url_from(values: _Values) -> str | None:
+    url = values.optional("DATABASE_URL")
+    return None if url is None else _check_url("DATABASE_URL", url, ("postgresql", "postgres"))
+
+
 def redis_url_from(values: _Values) -> str | None:
     """REDIS_URL wins; else REDIS_HOST/PORT/DB/PASSWORD as in the seed; else None."""
     url = values.optional("REDIS_URL")
     if url is not None:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-        return url
+        return _check_url("REDIS_URL", url, ("redis", "rediss", "unix"))
     host = values.optional("REDIS_HOST")
     if host is None:
         return None
     password = values.optional("REDIS_PASSWORD")
     auth = f":{quote(password, safe='')}@" if password else ""
-    port = values.integer("REDIS_PORT", minimum=1)
+    port = values.integer("REDIS_PORT", minimum=1, maximum=c.MAX_PORT)
     db = values.integer("REDIS_DB")
     return f"redis://{auth}{host}:{port}/{db}"
 
@@ -310,19 +368,49 @@ def _key_prefix(prefix: str) -> str:
     return prefix
 
 
-def _auth(values: _Values, env: str) -> AuthConfig:
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a name other than localhost
+    might resolve to anything, so it counts as reachable from outside)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth(values: _Values, env: str, host: str) -> AuthConfig:
+    """``jwt_secret`` is empty when JWT_SECRET is unset, which is allowed only
+    outside production on a loopback address: ``hita.devsecret`` then supplies
+    the data folder's own random secret."""
     secret = values.optional("JWT_SECRET")
-    if env == "production":
-        if secret is None or secret == c.DEV_JWT_SECRET:
-            raise ConfigError("JWT_SECRET must be set to a real secret in production")
-        if len(secret.encode()) < c.JWT_MIN_SECRET_BYTES:
-            raise ConfigError(f"JWT_SECRET must be at least {c.JWT_MIN_SECRET_BYTES} bytes")
+    if secret is None and env == "production":
+        raise ConfigError("JWT_SECRET must be set to a real secret in production")
+    if secret is None and not is_loopback(host):
+        raise ConfigError(
+            f"HOST {host} is not a loopback address: set JWT_SECRET"
+            f" ({c.JWT_MIN_SECRET_BYTES}+ bytes) to serve beyond this machine"
+        )
+    if secret is not None and len(secret.encode()) < c.JWT_MIN_SECRET_BYTES:
+        raise ConfigError(f"JWT_SECRET must be at least {c.JWT_MIN_SECRET_BYTES} bytes")
     return AuthConfig(
-        jwt_secret=secret or c.DEV_JWT_SECRET,
+        jwt_secret=secret or "",
         jwt_ttl_s=values.integer("JWT_TTL_S", minimum=1),
         argon2_time_cost=values.integer("ARGON2_TIME_COST", minimum=1),
         argon2_memory_kib=values.integer("ARGON2_MEMORY_KIB", minimum=8),
         argon2_parallelism=values.integer("ARGON2_PARALLELISM", minimum=1),
+    )
+
+
+def _http(values: _Values) -> HttpConfig:
+    host = values.text("HOST").strip()
+    if not host:
+        raise ConfigError("HOST must name an address to bind, such as 127.0.0.1")
+    return HttpConfig(
+        host=host,
+        port=values.integer("PORT", minimum=1, maximum=c.MAX_PORT),
+        client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
+        access_log=values.flag("ACCESS_LOG"),
     )
 
 
@@ -370,36 +458,60 @@ def _refresh(values: _Values, ttls: CacheTTLs) -> RefreshConfig:
     )
 
 
-def load_config(environ: Mapping[str, str]) -> Config:
-    """Build the configuration from ``environ`` (usually ``os.environ``)."""
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One setting's effective raw value and where it came from."""
+
+    setting: Setting
+    value: str | None
+    source: str  # "environment", "profile" or "default"
+
+
+def resolve(environ: Mapping[str, str]) -> tuple[str, list[Resolved]]:
+    """The profile name, and every setting with its value and source, in the
+    precedence ``load_config`` applies: default, then profile, then environment."""
     env = environ.get("HITA_ENV") or "development"
     if env not in ENVIRONMENTS:
         raise ConfigError(f"HITA_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-    raw: dict[str, str | None] = {s.name: s.default for s in SETTINGS}
-    raw.update(read_profile(config_dir(environ), env))
-    raw.update({k: v for k, v in environ.items() if k in _SETTING_NAMES})
-    values = _Values(raw)
+    profile = read_profile(config_dir(environ), env)
+    rows = []
+    for setting in SETTINGS:
+        if setting.name in environ:
+            rows.append(Resolved(setting, environ[setting.name], "environment"))
+        elif setting.name in profile:
+            rows.append(Resolved(setting, profile[setting.name], "profile"))
+        else:
+            rows.append(Resolved(setting, setting.default, "default"))
+    return env, rows
 
-    database_url = values.optional("DATABASE_URL")
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Build the configuration from ``environ`` (usually ``os.environ``)."""
+    env, rows = resolve(environ)
+    values = _Values({row.setting.name: row.value for row in rows})
+
+    database_url = database_url_from(values)
     redis_url = redis_url_from(values)
     if env == "production" and (database_url is None or redis_url is None):
         raise ConfigError("production needs DATABASE_URL and REDIS_URL (or REDIS_HOST)")
+    pool_min_size = values.integer("DB_POOL_MIN_SIZE")
+    pool_max_size = values.integer("DB_POOL_MAX_SIZE", minimum=1)
+    if pool_min_size > pool_max_size:
+        raise ConfigError(
+            f"DB_POOL_MIN_SIZE ({pool_min_size}) must not exceed DB_POOL_MAX_SIZE ({pool_max_size})"
+        )
     cache = _cache(values)
+    http = _http(values)
     return Config(
         env=env,
         data_dir=Path(values.text("HITA_DATA_DIR")),
         log_level=values.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=values.choice("LOG_FORMAT", ("text", "json")),
-        http=HttpConfig(
-            host=values.text("HOST"),
-            port=values.integer("PORT"),
-            client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
-            access_log=values.flag("ACCESS_LOG"),
-        ),
+        http=http,
         database=DatabaseConfig(
             url=database_url,
-            pool_min_size=values.integer("DB_POOL_MIN_SIZE"),
-            pool_max_size=values.integer("DB_POOL_MAX_SIZE", minimum=1),
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
             connect_timeout_s=values.number("DB_CONNECT_TIMEOUT_S", minimum=0.1),
             command_timeout_s=values.number("DB_COMMAND_TIMEOUT_S", minimum=0.1),
             acquire_timeout_s=values.number("DB_ACQUIRE_TIMEOUT_S", minimum=0.1),
@@ -416,7 +528,15 @@ def load_config(environ: Mapping[str, str]) -> Config:
         ),
         cache=cache,
         refresh=_refresh(values, cache.ttls),
-        auth=_auth(values, env),
+        auth=_auth(values, env, http.host),
+        login_throttle=LoginThrottleConfig(
+            enabled=values.flag("LOGIN_THROTTLE_ENABLED"),
+            max_failures_per_user=values.integer("LOGIN_MAX_FAILURES_PER_USER", minimum=1),
+            max_failures_per_address=values.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", minimum=1),
+            window_s=values.integer("LOGIN_THROTTLE_WINDOW_S", minimum=1),
+            local_max_keys=values.integer("LOGIN_THROTTLE_LOCAL_MAX_KEYS", minimum=1),
+            trust_forwarded_for=values.flag("TRUST_X_FORWARDED_FOR"),
+        ),
     )
 
 

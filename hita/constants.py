@@ -63,6 +63,7 @@ DB_STARTUP_ATTEMPTS: Final = 3
 # HTTP.
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
+MAX_PORT: Final = 65_535
 CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
 # Largest request line and header field. aiohttp's default (8190 bytes) would
 # answer an over-long token with its own plain-text 400 before our code runs;
@@ -79,7 +80,12 @@ JWT_TOKEN_TYPE: Final = "Bearer"  # noqa: S105 - a scheme name, not a secret
 JWT_TTL_S: Final = 3600  # 1 hour
 JWT_MIN_SECRET_BYTES: Final = 32
 MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB
-DEV_JWT_SECRET: Final = "hita-development-secret-do-not-use-in-production"  # noqa: S105
 VERIFIED_TOKENS_MAX: Final = 10_000  # tokens whose verified claims are kept until exp
 L1_MAX_ENTRIES: Final = 10_000  # entries of the in-process near cache
 L1_MAX_BYTES: Final = 32 * 1024 * 1024  # 32 MiB of stored entries, at most
+
+# Failed-login throttling.
+LOGIN_MAX_FAILURES_PER_USER: Final = 5  # per username and window
+LOGIN_MAX_FAILURES_PER_ADDRESS: Final = 50  # per client address and window (NAT: generous)
+LOGIN_THROTTLE_WINDOW_S: Final = 300  # 5 minutes
+LOGIN_THROTTLE_LOCAL_MAX_KEYS: Final = 10_000  # in-process counters while Redis is away

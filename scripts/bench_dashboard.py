@@ -38,6 +38,7 @@ from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
 from hita.config import PROJECT_ROOT, Config, load_config
 from hita.db.database import Database, open_database
+from hita.devsecret import with_jwt_secret
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 from hita.services import seeding
@@ -270,7 +271,7 @@ def main() -> int:
     environ = dict(os.environ)
     environ.setdefault("HITA_ENV", "development")
     environ.update(WARMUP_ON_START="false", STATS_REFRESH_ENABLED="false", LOG_LEVEL="WARNING")
-    config = load_config(environ)
+    config = with_jwt_secret(load_config(environ))
     with servers(config) as resolved:
         results, facts = asyncio.run(bench(resolved, sizes, args.runs))
     command = shlex.join(["python", "scripts/bench_dashboard.py", *sys.argv[1:]])

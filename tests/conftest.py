@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 
 from hita.config import PROJECT_ROOT, Config, load_config
 from hita.db.migrate import apply_migrations
+from hita.devsecret import with_jwt_secret
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 
 TEST_ROOT = PROJECT_ROOT / ".hita" / "test"
@@ -112,6 +114,19 @@ async def clean_database(database_url: str, schema_tables: list[str]) -> str:
 
 
 @pytest.fixture
+async def unmigrated_database(database_url: str) -> str:
+    """A database of its own on the test server, with no table at all; its URL."""
+    name = "hita_unmigrated"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture
 async def clean_redis(redis_url: str) -> str:
     """The test Redis database, emptied; returns its URL."""
     await empty_redis(redis_url)
@@ -119,9 +134,10 @@ async def clean_redis(redis_url: str) -> str:
 
 
 def make_config(**overrides: str) -> Config:
+    """The test profile; without JWT_SECRET, signed with the test folder's own secret."""
     environ = {"HITA_ENV": "test", "HITA_DATA_DIR": str(TEST_ROOT)}
     environ.update(overrides)
-    return load_config(environ)
+    return with_jwt_secret(load_config(environ))
 
 
 @pytest.fixture

@@ -47,12 +47,15 @@ log = logging.getLogger(__name__)
 # Anchored: aiohttp-jwt tests them with re.match against request.path.
 PUBLIC_PATHS: Final = (
     r"^/v1\.0/health$",
+    r"^/v1\.0/health/live$",
     r"^/v1\.0/auth/login$",
     r"^/v1\.0/cache/health$",
     r"^/metrics$",
     r"^/v1\.0/openapi\.json$",
 )
 _PUBLIC_RES: Final = tuple(re.compile(p) for p in PUBLIC_PATHS)
+# RFC 6750's b64token: what a bearer token may be made of (ASCII only).
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 class InvalidToken(NotAuthenticated):
@@ -65,15 +68,19 @@ def is_public(path: str) -> bool:
 
 def bearer_token(request: web.Request) -> str:
     """The token of ``Authorization: Bearer <token>``: exactly two parts, the
-    scheme in any case, a token of at most ``MAX_TOKEN_BYTES``."""
+    scheme in any case, a token of at most ``MAX_TOKEN_BYTES`` made of RFC 6750's
+    token characters. aiohttp hands over bytes that are not UTF-8 as lone
+    surrogates; such a value is refused here like any other malformed one."""
     headers = request.headers.getall(hdrs.AUTHORIZATION, [])
     if not headers:
         raise NotAuthenticated("Missing authorization token")
     parts = headers[0].split()
     if len(headers) > 1 or len(parts) != 2 or parts[0].lower() != JWT_TOKEN_TYPE.lower():
         raise NotAuthenticated("Invalid authorization header")
-    if len(parts[1].encode()) > MAX_TOKEN_BYTES:
+    if len(parts[1]) > MAX_TOKEN_BYTES:  # one character is at least one byte
         raise InvalidToken("Token too large")
+    if not _TOKEN_RE.fullmatch(parts[1]):
+        raise InvalidToken()
     return parts[1]
 
 

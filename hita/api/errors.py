@@ -16,6 +16,7 @@ from aiohttp import web
 from hita import errors
 from hita.api.responses import json_error
 from hita.api.typedefs import Handler
+from hita.services.login_throttle import LoginThrottled
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ ERROR_TO_HTTP_STATUS: Final[dict[type[errors.HitaError], int]] = {
     errors.Conflict: 409,
     errors.BusinessRuleViolation: 422,
     errors.DependencyUnavailable: 503,
+    LoginThrottled: 429,
 }
 
 _HTTP_MESSAGES: Final = {
@@ -50,10 +52,11 @@ def error_response(exc: errors.HitaError) -> web.Response:
         extra["details"] = exc.details
     if isinstance(exc, errors.CacheUnavailable):
         extra["cache_available"] = False
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     response = json_error(status, exc.public_message, **extra)
-    if headers:
-        response.headers.update(headers)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, LoginThrottled):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 

@@ -1,4 +1,13 @@
-"""``GET /v1.0/health``: liveness, with the state of each dependency inside."""
+"""Health routes for load balancers and orchestrators.
+
+``GET /v1.0/health`` is readiness: 200 while PostgreSQL answers (the status
+says ``degraded`` when only Redis is away, since every route but the cache
+endpoints keeps working from PostgreSQL), 503 when PostgreSQL cannot be used,
+so that a load balancer stops sending traffic here. ``GET /v1.0/health/live``
+is liveness: 200 whenever the process serves HTTP, without touching any
+dependency, so that an orchestrator does not restart a process that is only
+waiting for its database.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,9 @@ import asyncio
 
 from aiohttp import web
 
-from hita.api.responses import json_ok
+from hita.api.responses import json_ok, json_response
 from hita.appkeys import CACHE, DATABASE
+from hita.errors import DatabaseUnavailable
 
 
 def _state(ok: bool) -> dict[str, str]:
@@ -15,13 +25,17 @@ def _state(ok: bool) -> dict[str, str]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Anyone. Readiness, with the state of each dependency."""
     database_ok, cache_ok = await asyncio.gather(
         request.app[DATABASE].ping(), request.app[CACHE].ping()
     )
-    return json_ok(
-        {
-            "status": "ok" if database_ok and cache_ok else "degraded",
-            "database": _state(database_ok),
-            "cache": _state(cache_ok),
-        }
-    )
+    states = {"database": _state(database_ok), "cache": _state(cache_ok)}
+    if not database_ok:
+        body = {"success": False, "error": DatabaseUnavailable.message, "status": "unavailable"}
+        return json_response({**body, **states}, 503)
+    return json_ok({"status": "ok" if cache_ok else "degraded", **states})
+
+
+async def live(request: web.Request) -> web.Response:
+    """Anyone. Liveness: the process answers HTTP; no dependency is asked."""
+    return json_ok({"status": "ok"})

@@ -69,6 +69,7 @@ class Operation:
     query: Schema | None = None
     status: int = 200
     errors: frozenset[int] = frozenset()  # beyond those that follow from the above
+    unavailable: type[Schema] | None = None  # a 503 body of its own, not the shared one
     notes: str = ""
     # Business rules a well-formed request may still break (422): they depend on who
     # calls or on the stored data, so no schema can state them.
@@ -125,21 +126,35 @@ _PAGE_DEPTH: Final = (
     f"than {MAX_LIST_OFFSET_ROWS} rows deep (narrow the filters to see further)."
 )
 _CACHE_UNAVAILABLE: Final = frozenset({503})
+_SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 for an admin)."
 
 OPERATIONS: Final[Mapping[Handler, Operation]] = {
     health.health: Operation(
         "operations",
-        "Liveness of the process, with the state of PostgreSQL and Redis",
+        "Readiness for a load balancer, with the state of PostgreSQL and Redis",
         _json(out.HealthSchema),
-        notes="200 while the process runs; `status` is `degraded` when a dependency is down.",
+        errors=frozenset({503}),
+        unavailable=out.HealthUnavailableSchema,
+        notes="200 while PostgreSQL answers (`status` is `degraded` when only Redis is "
+        "down: every route but the cache endpoints still works); 503 when PostgreSQL "
+        "cannot be used, so that a load balancer sends traffic elsewhere.",
+    ),
+    health.live: Operation(
+        "operations",
+        "Liveness: the process answers HTTP (no dependency is asked)",
+        _json(out.LivenessSchema),
+        notes="For an orchestrator's liveness probe: 200 whenever the process serves.",
     ),
     auth.login: Operation(
         "auth",
         "Log in with a username and password, for an access token",
         _json(out.TokenSchema),
         body=schemas.LOGIN,
-        errors=frozenset({401, 403, 503}),
-        notes="401 for a wrong username or password, 403 for a deactivated user.",
+        errors=frozenset({401, 403, 429, 503}),
+        notes="401 for a wrong username or password, 403 for a deactivated user; 429 with "
+        "`Retry-After` (seconds) after too many failed logins for the username or from the "
+        "client address in a window (`LOGIN_MAX_FAILURES_PER_USER`, "
+        "`LOGIN_MAX_FAILURES_PER_ADDRESS`, `LOGIN_THROTTLE_WINDOW_S`), whatever the password.",
     ),
     users.create_user: _admin(
         "users",
@@ -190,7 +205,12 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         notes=_PAGE_DEPTH,
     ),
     points.add_points: _admin(
-        "points", "Add loyalty points", out.PointsChangeSchema, body=schemas.POINTS, errors=_NO_USER
+        "points",
+        "Add loyalty points",
+        out.PointsChangeSchema,
+        body=schemas.POINTS,
+        errors=_NO_USER,
+        notes=_SUPERADMIN_TARGET,
     ),
     points.redeem_points: _self_or_admin(
         "points",
@@ -199,6 +219,7 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         body=schemas.POINTS,
         errors=_NO_USER,
         rules=("The amount may not be above the balance.",),
+        notes=_SUPERADMIN_TARGET,
     ),
     points.points_history: _self_or_admin(
         "points",
@@ -217,6 +238,7 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         out.PermissionsSchema,
         body=schemas.PERMISSION,
         errors=_NO_USER,
+        notes=_SUPERADMIN_TARGET,
     ),
     permissions.revoke_permission: _admin(
         "permissions",
@@ -224,6 +246,7 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
         out.PermissionsSchema,
         body=schemas.PERMISSION,
         errors=_NO_USER,
+        notes=_SUPERADMIN_TARGET,
     ),
     cache.health: Operation(
         "cache", "Cache health", _json(out.CacheHealthSchema), errors=_CACHE_UNAVAILABLE
@@ -307,6 +330,19 @@ ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
     404: ("NotFound", _error("No such user.")),
     409: ("Conflict", _error("The username or email is taken.")),
     413: ("PayloadTooLarge", _error("The request body is too large.")),
+    429: (
+        "TooManyRequests",
+        {
+            **_error("Too many failed logins; `Retry-After` says when to try again."),
+            "headers": {
+                "Retry-After": {
+                    "required": True,
+                    "description": "Seconds until the throttling window closes.",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+    ),
     503: (
         "Unavailable",
         _error(
@@ -457,6 +493,8 @@ def _operation(handler: Handler, op: Operation, method: str, path: str) -> dict[
         responses["304"] = _NOT_MODIFIED
     for status in sorted(op.error_statuses(path)):
         responses[str(status)] = ERROR_RESPONSES[status][0] if status != 422 else _broken_rule(op)
+    if op.unavailable is not None:
+        responses["503"] = _error(op.unavailable.__doc__ or op.summary, op.unavailable)
     description = f"{op.who()} {op.notes}".strip()
     operation: dict[str, Any] = {
         "operationId": _operation_id(handler),

@@ -227,6 +227,19 @@ class HealthSchema(Schema):
     cache = _nested(DependencyStateSchema)
 
 
+class HealthUnavailableSchema(ErrorSchema):
+    """503 from ``/health``: PostgreSQL cannot be used; the states as for a 200."""
+
+    status = _one_of("unavailable")
+    database = _nested(DependencyStateSchema)
+    cache = _nested(DependencyStateSchema)
+
+
+class LivenessSchema(Schema):
+    success = _flag(True)
+    status = _one_of("ok")
+
+
 # -- cache management (the seed's bodies, with our additions) -----------------
 
 

@@ -30,6 +30,7 @@ _P: Final = API_PREFIX
 
 ROUTES: Final[Sequence[tuple[str, str, Handler]]] = (
     (GET, f"{_P}/health", health.health),
+    (GET, f"{_P}/health/live", health.live),
     (POST, f"{_P}/auth/login", auth.login),
     (POST, f"{_P}/user/create", users.create_user),
     (GET, f"{_P}/user/list", users.list_users),

@@ -25,14 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.environ = os.environ if environ is None else environ  # `hita config` shows sources
     try:
-        config = load_config(os.environ if environ is None else environ)
+        config = load_config(args.environ)
     except ConfigError as exc:
         print(f"hita: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
     try:
         code: int = args.run(args, config)
+    except ConfigError as exc:  # found once a server is asked, e.g. a DSN asyncpg refuses
+        print(f"hita: configuration error: {exc}", file=sys.stderr)
+        return 2
     except HitaError as exc:
         print(f"hita: {exc}", file=sys.stderr)
         return 1

@@ -97,22 +97,28 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-async def _seed_demo_if_empty(config: Config) -> str | None:
+async def _seed_demo_if_empty(config: Config) -> tuple[int, str] | None:
     async with open_database(config.database) as database:
         if await database.fetchval("SELECT to_regclass('users') IS NULL"):
             return None  # not migrated (DB_AUTO_MIGRATE=false): nothing to seed into yet
         if await database.fetchval("SELECT EXISTS (SELECT 1 FROM users)"):
             return None
         result = await _seed(database, config, DEMO_USERS, None)
+        users = int(await database.fetchval("SELECT count(*) FROM users"))
     await invalidate_user_caches(config)
-    return seeding.logins_text(result, base_url(config))
+    return users, seeding.logins_text(result, base_url(config))
 
 
 def seed_demo_if_empty(config: Config) -> None:
     """The first `make run` on the embedded database: a small demo data set."""
-    text = asyncio.run(_seed_demo_if_empty(config))
-    if text is not None:
+    seeded = asyncio.run(_seed_demo_if_empty(config))
+    if seeded is not None:
+        users, text = seeded
         path = write_logins(config, text)
-        print(f"Loaded {DEMO_USERS} demo users. {text}(also written to {path})", flush=True)
+        print(
+            f"Loaded {users} demo users ({DEMO_USERS} guests and staff, and the demo logins)."
+            f" {text}(also written to {path})",
+            flush=True,
+        )
     elif logins_path(config).exists():
         print(f"Demo logins: {logins_path(config)}", flush=True)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from hita.config import DatabaseConfig
+from hita.config import ConfigError, DatabaseConfig
 from hita.db.migrate import apply_migrations
 from hita.errors import DatabaseUnavailable
 
@@ -155,6 +155,9 @@ async def create_pool(config: DatabaseConfig) -> asyncpg.Pool:
                 timeout=config.connect_timeout_s,
                 command_timeout=config.command_timeout_s,
             )
+        except (asyncpg.exceptions.ClientConfigurationError, ValueError) as exc:
+            # a DSN asyncpg cannot use: no retry will change that
+            raise ConfigError(f"DATABASE_URL cannot be used: {exc}") from None
         except (
             *UNAVAILABLE_ERRORS,
             asyncpg.exceptions.InvalidCatalogNameError,

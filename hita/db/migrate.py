@@ -16,6 +16,8 @@ from typing import Final
 
 import asyncpg
 
+from hita.errors import HitaError
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
@@ -23,8 +25,12 @@ _LOCK_ID: Final = 0x4849_5441  # "HITA"
 _NAME_RE: Final = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 
-class MigrationError(RuntimeError):
-    pass
+class MigrationError(HitaError):
+    """The migrations on disk and those recorded in the database disagree."""
+
+
+class MigrationsPending(MigrationError):
+    """Automatic migration is off and the database lacks some migrations."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +96,24 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+
+
+async def pending_migrations(
+    conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR
+) -> list[str]:
+    """The names of the migrations not applied yet; reads only, takes no lock."""
+    migrations = discover(directory)
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
+        return [m.name for m in migrations]
+    applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [m.name for m in migrations if m.version not in applied]
+
+
+async def check_migrated(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> None:
+    """Raise ``MigrationsPending`` with the one line to show when any is pending."""
+    pending = await pending_migrations(conn, directory)
+    if pending:
+        raise MigrationsPending(
+            f"the database lacks {len(pending)} migration(s) ({', '.join(pending)}) and"
+            " DB_AUTO_MIGRATE is off: run `hita migrate` first"
+        )

@@ -131,6 +131,14 @@ class UsersRepository:
         )
         return None if row is None else record(row)
 
+    async def role_for_update(self, user_id: str) -> Role | None:
+        """The user's role, the row locked against a role change until the end
+        of the caller's transaction (a lock that still lets others reference it)."""
+        role = await self._db.fetchval(
+            "SELECT role FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id
+        )
+        return None if role is None else Role(role)
+
     async def exists(self, user_id: str) -> bool:
         return bool(
             await self._db.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)

@@ -35,6 +35,17 @@ def check_manage(actor: Principal, target: UserRecord) -> None:
         raise PermissionDenied("Only a superadmin may modify a superadmin")
 
 
+def check_account_change(actor: Principal, target_id: str, target_role: Role) -> None:
+    """Points and permissions: an admin's business, and a superadmin's only for a
+    superadmin (as for every other change to one). The caller may always act on
+    itself where the route allows it (redeeming its own points)."""
+    if actor.user_id == target_id:
+        return
+    _require_admin(actor)
+    if target_role is Role.SUPERADMIN and actor.role is not Role.SUPERADMIN:
+        raise PermissionDenied("Only a superadmin may modify a superadmin")
+
+
 def check_update(
     actor: Principal, target: UserRecord, changed: frozenset[str], new_role: Role | None
 ) -> None:

@@ -2,7 +2,8 @@
 
 ``embedded_dependencies(config)`` starts a server for each dependency whose URL
 the configuration leaves unset, and yields the configuration with those URLs
-filled in; on exit it stops what it started, in reverse order.
+filled in; on exit it stops what it started, in reverse order. One process per
+data folder owns the servers (``hita.embedded.owner``).
 """
 
 from __future__ import annotations
@@ -13,20 +14,32 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from hita.config import Config
+from hita.embedded.owner import Ownership, ServersInUse
 from hita.embedded.postgres import EmbeddedPostgres
 from hita.embedded.redis import EmbeddedRedis
 
-__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "embedded_dependencies"]
+__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "ServersInUse", "embedded_dependencies"]
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
 def embedded_dependencies(
-    config: Config, *, database: bool = True, redis: bool = True
+    config: Config, *, database: bool = True, redis: bool = True, long_lived: bool = False
 ) -> Iterator[Config]:
+    """``long_lived`` (``hita serve``): refuse, rather than use servers that another
+    process owns and will stop (see ``hita.embedded.owner``)."""
     with ExitStack() as stack:
         root = config.data_dir.resolve()
+        needed = (database and config.database.url is None) or (redis and config.redis.url is None)
+        if needed:
+            ownership = Ownership(root)
+            if ownership.claim():
+                stack.callback(ownership.release)  # registered first: released last
+            elif long_lived:
+                raise ownership.refuse()
+            else:
+                log.info("using the embedded servers of %s", ownership.owner())
         if database and config.database.url is None:
             postgres = EmbeddedPostgres(root / "postgres")
             stack.callback(postgres.stop)

@@ -9,6 +9,7 @@ from hita.db.database import Database
 from hita.db.users import UsersRepository
 from hita.domain.typedefs import JsonDict
 from hita.errors import NotAuthenticated, PermissionDenied
+from hita.services.login_throttle import LoginThrottle
 from hita.services.passwords import Passwords
 from hita.services.tokens import Tokens
 
@@ -28,22 +29,38 @@ class AccountDeactivated(PermissionDenied):
 
 
 class AuthService:
-    def __init__(self, database: Database, passwords: Passwords, tokens: Tokens) -> None:
+    def __init__(
+        self,
+        database: Database,
+        passwords: Passwords,
+        tokens: Tokens,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         self._db = database
         self._passwords = passwords
         self._tokens = tokens
+        self._throttle = throttle
 
-    async def login(self, username: str, password: str) -> Login:
+    async def login(self, username: str, password: str, address: str = "") -> Login:
         """The user's id, and ``{"access_token", "token_type": "Bearer", "expires_in"}``.
 
-        An unknown username costs as much time as a wrong password, and both
-        get the same answer; an inactive user learns so only with the right
-        password."""
+        An unknown username costs as much time as a wrong password (the password
+        is checked against a dummy hash), and both get the same answer; an
+        inactive user learns so only with the right password. With a throttle,
+        too many failures for the username or from ``address`` are a
+        ``LoginThrottled`` before any password is checked."""
+        if self._throttle is not None:
+            await self._throttle.check(username, address)
         repo = UsersRepository(self._db)
         credentials = await repo.credentials(username)
         stored = None if credentials is None else credentials.password_hash
-        if credentials is None or not await self._passwords.verify(stored, password):
+        matches = await self._passwords.verify(stored, password)  # always: same time
+        if credentials is None or not matches:
+            if self._throttle is not None:
+                await self._throttle.failed(username, address)
             raise InvalidCredentials()
+        if self._throttle is not None:
+            await self._throttle.succeeded(username)
         if not credentials.is_active:
             raise AccountDeactivated()
         rehash = None

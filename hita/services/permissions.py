@@ -9,7 +9,9 @@ from hita.db.database import Database
 from hita.db.permissions import PermissionsRepository
 from hita.db.users import UsersRepository
 from hita.domain.typedefs import JsonDict
+from hita.domain.users import Principal
 from hita.errors import UserNotFound
+from hita.services.targets import check_may_change
 
 
 def _result(user_id: str, permissions: list[str]) -> JsonDict:
@@ -26,17 +28,17 @@ class PermissionService:
                 raise UserNotFound()
             return _result(user_id, await PermissionsRepository(conn).of_user(user_id))
 
-    async def grant(self, user_id: str, permission: str) -> JsonDict:
+    async def grant(self, actor: Principal, user_id: str, permission: str) -> JsonDict:
         async with self._db.transaction() as conn:
+            await check_may_change(conn, actor, user_id)
             repo = PermissionsRepository(conn)
             if not await repo.grant(user_id, permission):
                 raise UserNotFound()
             return _result(user_id, await repo.of_user(user_id))
 
-    async def revoke(self, user_id: str, permission: str) -> JsonDict:
+    async def revoke(self, actor: Principal, user_id: str, permission: str) -> JsonDict:
         async with self._db.transaction() as conn:
-            if not await UsersRepository(conn).exists(user_id):
-                raise UserNotFound()
+            await check_may_change(conn, actor, user_id)
             repo = PermissionsRepository(conn)
             await repo.revoke(user_id, permission)
             return _result(user_id, await repo.of_user(user_id))

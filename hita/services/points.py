@@ -7,8 +7,9 @@ from hita.db.points import PointsRepository
 from hita.db.users import UsersRepository
 from hita.domain.points import PointsEntry
 from hita.domain.typedefs import JsonDict
-from hita.domain.users import pagination
+from hita.domain.users import Principal, pagination
 from hita.errors import InsufficientPoints, UserNotFound
+from hita.services.targets import check_may_change
 
 
 def _result(entry: PointsEntry) -> JsonDict:
@@ -23,24 +24,24 @@ class PointsService:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def add(self, user_id: str, amount: int, reason: str) -> JsonDict:
+    async def add(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """``{"user_id", "points": new balance, "transaction": {...}}``."""
         async with self._db.transaction() as conn:
+            await check_may_change(conn, actor, user_id)
             points = PointsRepository(conn)
             balance = await points.credit(user_id, amount)
             if balance is None:
                 raise UserNotFound()
             return _result(await points.record(user_id, amount, reason, balance))
 
-    async def redeem(self, user_id: str, amount: int, reason: str) -> JsonDict:
+    async def redeem(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """Like ``add``; a redeem above the balance changes nothing and is a 422.
         The conditional UPDATE and its ledger row commit together or not at all."""
         async with self._db.transaction() as conn:
+            await check_may_change(conn, actor, user_id)
             points = PointsRepository(conn)
             balance = await points.debit(user_id, amount)
             if balance is None:
-                if not await UsersRepository(conn).exists(user_id):
-                    raise UserNotFound()
                 raise InsufficientPoints(f"Insufficient points to redeem {amount}")
             return _result(await points.record(user_id, -amount, reason, balance))
 

@@ -24,6 +24,8 @@ _ROLES: Final = frozenset(r.value for r in Role)
 
 class Tokens:
     def __init__(self, config: AuthConfig) -> None:
+        if not config.jwt_secret:
+            raise ValueError("no token-signing secret (see hita.devsecret)")
         self._secret = config.jwt_secret
         self.ttl_s = config.jwt_ttl_s
 

@@ -245,3 +245,19 @@ def test_cache_commands_fail_clearly_without_redis(clean_database: str) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "hita: Redis cache not available"
+
+
+def test_config_prints_a_table_with_sources_and_no_secret(clean_database: str) -> None:
+    result = hita(
+        clean_database.replace("postgresql://postgres@", "postgresql://postgres:db-pw-9@"),
+        "config",
+        JWT_SECRET="t" * 40,
+        PORT="9001",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "HITA configuration, profile test"
+    assert ["PORT", "9001", "environment"] in [line.split() for line in lines]
+    assert "t" * 40 not in result.stdout
+    assert "db-pw-9" not in result.stdout
+    assert any(line.startswith("database:    postgresql://postgres:***@") for line in lines)

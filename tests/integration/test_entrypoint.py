@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -124,7 +125,10 @@ def test_serve_starts_embedded_servers_and_sigint_leaves_nothing_behind(data_dir
             proc.wait()
     output = log_path.read_text()
     assert "Traceback" not in output, output
-    assert "Loaded 300 demo users" in output
+    secret = data_dir / "jwt-secret"  # generated on first start, private to this folder
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert len(secret.read_text().strip()) >= 64
+    assert "Loaded 303 demo users (300 guests and staff, and the demo logins)" in output
     assert "demo.superadmin" in output
     assert processes_using(data_dir) == []
 
@@ -151,3 +155,69 @@ def test_unreachable_database_fails_fast_with_one_clear_line(data_dir: Path) -> 
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("hita: cannot connect to PostgreSQL at 127.0.0.1:"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def start_serve(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hita", "serve"],
+            env=service_env(data_dir, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> dict[str, object]:
+    started = time.monotonic()
+    while time.monotonic() - started < START_BUDGET_S and proc.poll() is None:
+        health = get_health(port)
+        if health is not None:
+            return health
+        time.sleep(0.2)
+    raise AssertionError(f"no answer from /v1.0/health within {START_BUDGET_S:.0f} s")
+
+
+def test_a_second_serve_in_one_folder_refuses_and_the_first_keeps_its_servers(
+    data_dir: Path,
+) -> None:
+    port = closed_port()
+    first = start_serve(data_dir, port, data_dir / "first.log")
+    try:
+        assert wait_healthy(first, port)["status"] == "ok"
+        second = subprocess.run(
+            [sys.executable, "-m", "hita", "serve"],
+            env=service_env(data_dir, closed_port()),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1, second.stderr
+        assert "Traceback" not in second.stderr
+        [line] = second.stderr.splitlines()
+        assert line.startswith(f"hita: the embedded PostgreSQL and Redis of {data_dir} belong")
+        assert f"(pid {first.pid}, `hita serve`)" in line
+        # A short command may still use the first one's servers.
+        migrate = subprocess.run(
+            [sys.executable, "-m", "hita", "migrate"],
+            env=service_env(data_dir, closed_port()),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert migrate.returncode == 0, migrate.stderr
+        assert migrate.stdout.strip() == "database is up to date"
+        assert get_health(port) == {
+            "success": True,
+            "status": "ok",
+            "database": {"status": "ok"},
+            "cache": {"status": "ok"},
+        }
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=30) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert processes_using(data_dir) == []

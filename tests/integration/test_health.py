@@ -53,3 +53,12 @@ async def test_a_well_formed_client_request_id_is_kept(
     assert response.headers["X-Request-ID"] == "abc-12345678"
     response = await client.get("/v1.0/health", headers={"X-Request-ID": "bad id\u00e9"})
     assert response.headers["X-Request-ID"] != "bad id\u00e9"
+
+
+async def test_liveness_answers_without_a_token(
+    aiohttp_client: AiohttpClient, config: Config
+) -> None:
+    client = await aiohttp_client(create_app(config))
+    response = await client.get("/v1.0/health/live")
+    assert response.status == 200
+    assert await response.json() == {"success": True, "status": "ok"}

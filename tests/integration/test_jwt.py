@@ -277,3 +277,22 @@ async def test_path_variants_never_reach_an_admin_handler_unauthenticated(
 ) -> None:
     assert await raw_request(world, method, target) == status
     assert calls == []
+
+
+async def test_a_token_signed_with_the_once_published_development_secret_is_refused(
+    world: World,
+) -> None:
+    """Before issue 11 every checkout signed with this string from the source."""
+    boss = await world.make_user(Role.SUPERADMIN)
+    now = int(time.time())
+    forged = jwt.encode(
+        {"sub": boss.id, "role": "superadmin", "iat": now, "exp": now + 600},
+        "hita-development-secret-do-not-use-in-production",
+        algorithm="HS256",
+    )
+    response = await world.client.get(
+        "/v1.0/superadmin/users", headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert response.status == 401
+    assert (await response.json())["success"] is False
+    assert (await world.client.get("/v1.0/superadmin/users", headers=boss.headers)).status == 200

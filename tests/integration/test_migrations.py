@@ -9,8 +9,18 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 
-from hita.db.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, discover
+from hita.app import create_app
+from hita.db.migrate import (
+    MIGRATIONS_DIR,
+    MigrationError,
+    MigrationsPending,
+    apply_migrations,
+    discover,
+    pending_migrations,
+)
+from tests.conftest import make_config
 
 
 @pytest.fixture
@@ -81,3 +91,31 @@ def test_badly_named_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "1_users.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=re.escape("NNNN_name.sql")):
         discover(tmp_path)
+
+
+async def test_pending_migrations_are_those_not_recorded(scratch: asyncpg.Connection) -> None:
+    names = [m.name for m in discover()]
+    assert await pending_migrations(scratch) == names
+    await apply_migrations(scratch)
+    assert await pending_migrations(scratch) == []
+    await scratch.execute("DELETE FROM schema_migrations WHERE version = '0002'")
+    assert await pending_migrations(scratch) == ["0002_points_transactions.sql"]
+
+
+async def test_without_auto_migrate_the_app_refuses_an_unmigrated_database(
+    unmigrated_database: str, clean_redis: str
+) -> None:
+    config = make_config(
+        DATABASE_URL=unmigrated_database, REDIS_URL=clean_redis, DB_AUTO_MIGRATE="false"
+    )
+    server = TestServer(create_app(config), host="127.0.0.1")
+    with pytest.raises(MigrationsPending, match=r"run `hita migrate` first") as caught:
+        await server.start_server()
+    await server.close()
+    assert "0001_users.sql" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    conn = await asyncpg.connect(unmigrated_database)
+    try:  # nothing was created behind the operator's back
+        assert await conn.fetchval("SELECT to_regclass('users')") is None
+    finally:
+        await conn.close()

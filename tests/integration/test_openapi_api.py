@@ -138,6 +138,7 @@ async def test_answers_without_redis_match_the_document(
         ("POST", "/v1.0/cache/clear/user/{user_id}", f"/v1.0/cache/clear/user/{admin.id}", 503),
         ("GET", "/v1.0/user/{user_id}", f"/v1.0/user/{admin.id}", 200),
         ("GET", "/v1.0/health", "/v1.0/health", 200),
+        ("GET", "/v1.0/health/live", "/v1.0/health/live", 200),
     ]:
         response = await world.client.request(method, path, headers=admin.headers)
         assert response.status == status, path

@@ -12,17 +12,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from pytest_aiohttp import AiohttpClient
 
 from hita.app import create_app
-from hita.appkeys import USER_SERVICE
+from hita.appkeys import OPENAPI, USER_SERVICE
 from hita.domain.roles import Role
 from hita.domain.users import NewUser, Operator
 from hita.embedded import EmbeddedPostgres
 from hita.services.tokens import Tokens
 from tests.conftest import TEST_ROOT, make_config
 from tests.integration.conftest import PASSWORD
+from tests.integration.test_openapi_api import assert_documented
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +78,19 @@ async def test_requests_get_503_while_postgres_is_down_and_recover(
         assert time.monotonic() - started < OUTAGE_ANSWER_BUDGET_S
         assert response.status == 503
         assert await response.json() == {"success": False, "error": "Database not available"}
-    health = await (await client.get("/v1.0/health")).json()
-    assert health["database"] == {"status": "unavailable"}
+    response = await client.get("/v1.0/health")
+    assert response.status == 503  # a load balancer stops sending traffic here
+    assert await response.json() == {
+        "success": False,
+        "error": "Database not available",
+        "status": "unavailable",
+        "database": {"status": "unavailable"},
+        "cache": {"status": "ok"},
+    }
+    await assert_documented(orjson.loads(app[OPENAPI]), "GET", "/v1.0/health", response)
+    live = await client.get("/v1.0/health/live")  # touches no dependency
+    assert live.status == 200
+    assert await live.json() == {"success": True, "status": "ok"}
 
     private_postgres.start()
     deadline = time.monotonic() + RECOVERY_BUDGET_S
@@ -88,3 +101,4 @@ async def test_requests_get_503_while_postgres_is_down_and_recover(
         if status != 200:
             await asyncio.sleep(0.2)  # polling for the server, not waiting for a side effect
     assert status == 200
+    assert (await client.get("/v1.0/health")).status == 200

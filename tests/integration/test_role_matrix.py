@@ -109,3 +109,51 @@ async def test_role_matrix(world: World, route: Route, caller: str) -> None:
     body = await body_of(response)
     assert response.status == expected(route, caller), body
     assert body["success"] is (response.status < 400)
+
+
+ACCOUNT_CHANGES = [
+    Route("POST", "/v1.0/points/{id}/add", Role.ADMIN),
+    Route("POST", "/v1.0/points/{id}/redeem", Role.ADMIN, self_ok=True),
+    Route("POST", "/v1.0/permissions/{id}/grant", Role.ADMIN),
+    Route("POST", "/v1.0/permissions/{id}/revoke", Role.ADMIN),
+]
+
+
+@pytest.mark.parametrize("caller", ["admin", "superadmin"])
+@pytest.mark.parametrize("route", ACCOUNT_CHANGES, ids=lambda r: f"{r.method} {r.path}")
+async def test_only_a_superadmin_changes_a_superadmins_points_and_permissions(
+    world: World, route: Route, caller: str
+) -> None:
+    target = await world.make_user(Role.SUPERADMIN)
+    boss = await world.make_user(Role.SUPERADMIN)
+    await world.client.post(
+        f"/v1.0/points/{target.id}/add",
+        json={"amount": 100, "reason": "welcome"},
+        headers=boss.headers,
+    )
+    await world.client.post(
+        f"/v1.0/permissions/{target.id}/grant",
+        json={"permission": "reservations.write"},
+        headers=boss.headers,
+    )
+    headers = (
+        boss.headers if caller == "superadmin" else (await world.make_user(Role.ADMIN)).headers
+    )
+    path = route.path.replace("{id}", target.id)
+    before = await body_of(await world.client.get(f"/v1.0/user/{target.id}", headers=boss.headers))
+
+    body = route.body(target)
+    if route.path.endswith("/grant"):
+        body = {"permission": "rooms.read"}  # one it does not hold yet
+    response = await world.client.post(path, json=body, headers=headers)
+
+    answer = await body_of(response)
+    after = await body_of(await world.client.get(f"/v1.0/user/{target.id}", headers=boss.headers))
+    if caller == "admin":
+        assert response.status == 403, answer
+        assert answer["error"] == "Only a superadmin may modify a superadmin"
+        assert after["user"]["points"] == before["user"]["points"] == 100
+        assert after["user"]["permissions"] == before["user"]["permissions"]
+    else:
+        assert response.status == 200, answer
+        assert after["user"] != before["user"]

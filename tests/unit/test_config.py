@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from hita import constants as c
 from hita.config import (
     PROJECT_ROOT,
     AuthConfig,
@@ -16,6 +15,7 @@ from hita.config import (
     ConfigError,
     DatabaseConfig,
     HttpConfig,
+    LoginThrottleConfig,
     RedisConfig,
     RefreshConfig,
     load_config,
@@ -81,11 +81,19 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             warmup_timeout_s=5.0,
         ),
         auth=AuthConfig(
-            jwt_secret=c.DEV_JWT_SECRET,
+            jwt_secret="",  # hita.devsecret supplies the data folder's own
             jwt_ttl_s=3600,
             argon2_time_cost=3,
             argon2_memory_kib=65536,
             argon2_parallelism=4,
+        ),
+        login_throttle=LoginThrottleConfig(
+            enabled=True,
+            max_failures_per_user=5,
+            max_failures_per_address=50,
+            window_s=300,
+            local_max_keys=10_000,
+            trust_forwarded_for=False,
         ),
     )
 
@@ -130,7 +138,6 @@ def test_every_ttl_is_overridable_by_its_environment_variable() -> None:
     ("environ", "message"),
     [
         ({}, "JWT_SECRET must be set"),
-        ({"JWT_SECRET": c.DEV_JWT_SECRET}, "JWT_SECRET must be set"),
         ({"JWT_SECRET": "short"}, "at least 32 bytes"),
     ],
 )
@@ -189,8 +196,20 @@ def test_secrets_stay_out_of_the_repr() -> None:
         ({"HITA_ENV": "staging"}, "HITA_ENV must be one of"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of"),
         ({"STATS_REFRESH_ENABLED": "maybe"}, "must be true or false"),
-        ({"REDIS_URL": "http://x"}, "REDIS_URL must start with"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL must be a URL starting with"),
         ({"CACHE_KEY_PREFIX": "a*"}, "CACHE_KEY_PREFIX may hold only"),
+        ({"PORT": "70000"}, "PORT must be at most 65535, not 70000"),
+        ({"PORT": "0"}, "PORT must be at least 1"),
+        ({"HOST": " "}, "HOST must name an address"),
+        ({"REDIS_HOST": "r", "REDIS_PORT": "65536"}, "REDIS_PORT must be at most 65535"),
+        (
+            {"DB_POOL_MIN_SIZE": "30", "DB_POOL_MAX_SIZE": "20"},
+            r"DB_POOL_MIN_SIZE \(30\) must not exceed DB_POOL_MAX_SIZE \(20\)",
+        ),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a URL starting with postgresql://"),
+        ({"DATABASE_URL": "postgresql://h:99999/d"}, "DATABASE_URL is not a valid URL"),
+        ({"DATABASE_URL": "mysql://h/d"}, "DATABASE_URL must be a URL starting with"),
+        ({"REDIS_URL": "redis://h:port/0"}, "REDIS_URL is not a valid URL"),
     ],
 )
 def test_bad_values_are_named_in_the_error(environ: dict[str, str], message: str) -> None:

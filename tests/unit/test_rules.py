@@ -119,3 +119,28 @@ def test_an_admin_may_not_delete_deactivate_or_demote_itself() -> None:
         rules.check_update(admin, me, frozenset({"role"}), Role.USER)
     rules.check_set_active(admin, me, True)
     rules.check_update(admin, me, frozenset({"full_name", "username"}), None)
+
+
+@pytest.mark.parametrize(
+    ("who", "target_role", "allowed"),
+    [
+        (Role.ADMIN, Role.USER, True),
+        (Role.ADMIN, Role.ADMIN, True),
+        (Role.ADMIN, Role.SUPERADMIN, False),
+        (Role.SUPERADMIN, Role.SUPERADMIN, True),
+        (Role.USER, Role.USER, False),
+    ],
+)
+def test_points_and_permissions_of_a_superadmin_are_a_superadmins_business(
+    who: Role, target_role: Role, allowed: bool
+) -> None:
+    if allowed:
+        rules.check_account_change(actor(who), "1000000002", target_role)
+    else:
+        with pytest.raises(PermissionDenied):
+            rules.check_account_change(actor(who), "1000000002", target_role)
+
+
+def test_anyone_may_change_their_own_account_where_the_route_lets_them() -> None:
+    me = actor(Role.USER)
+    rules.check_account_change(me, me.user_id, Role.USER)  # redeeming one's own points

@@ -15,7 +15,7 @@ GOOD = {"sub": "5779356081", "role": "admin", "iat": 1, "exp": 2}
 
 
 def test_issued_tokens_carry_sub_role_iat_exp() -> None:
-    config = load_config({"JWT_TTL_S": "60"})
+    config = load_config({"JWT_TTL_S": "60", "JWT_SECRET": "s" * 32})
     token = Tokens(config.auth).issue("5779356081", Role.ADMIN, now=1000)
     claims = jwt.decode(
         token, config.auth.jwt_secret, algorithms=[JWT_ALGORITHM], options={"verify_exp": False}

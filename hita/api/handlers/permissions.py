@@ -19,16 +19,20 @@ async def get_permissions(request: web.Request) -> web.Response:
 
 
 async def grant_permission(request: web.Request) -> web.Response:
-    """Admin. ``{permission}``; granting one held already changes nothing."""
-    require_role(request, Role.ADMIN)
+    """Admin (a superadmin for a superadmin). ``{permission}``; granting one held
+    already changes nothing."""
+    caller = require_role(request, Role.ADMIN)
     user_id = schemas.user_id_param(request)
     body = schemas.load(schemas.PERMISSION, await read_json_object(request))
-    return json_ok(await request.app[PERMISSION_SERVICE].grant(user_id, body["permission"]))
+    service = request.app[PERMISSION_SERVICE]
+    return json_ok(await service.grant(caller, user_id, body["permission"]))
 
 
 async def revoke_permission(request: web.Request) -> web.Response:
-    """Admin. ``{permission}``; revoking one not held changes nothing."""
-    require_role(request, Role.ADMIN)
+    """Admin (a superadmin for a superadmin). ``{permission}``; revoking one not
+    held changes nothing."""
+    caller = require_role(request, Role.ADMIN)
     user_id = schemas.user_id_param(request)
     body = schemas.load(schemas.PERMISSION, await read_json_object(request))
-    return json_ok(await request.app[PERMISSION_SERVICE].revoke(user_id, body["permission"]))
+    service = request.app[PERMISSION_SERVICE]
+    return json_ok(await service.revoke(caller, user_id, body["permission"]))

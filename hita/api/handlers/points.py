@@ -16,20 +16,23 @@ from hita.domain.roles import Role
 
 
 async def add_points(request: web.Request) -> web.Response:
-    """Admin. ``{amount, reason}``."""
-    require_role(request, Role.ADMIN)
+    """Admin (a superadmin for a superadmin). ``{amount, reason}``."""
+    caller = require_role(request, Role.ADMIN)
     user_id = schemas.user_id_param(request)
     body = schemas.load(schemas.POINTS, await read_json_object(request))
-    result = await request.app[POINTS_SERVICE].add(user_id, body["amount"], body["reason"])
+    result = await request.app[POINTS_SERVICE].add(caller, user_id, body["amount"], body["reason"])
     return json_ok(result)
 
 
 async def redeem_points(request: web.Request) -> web.Response:
-    """The user itself or an admin. ``{amount, reason}``; 422 above the balance."""
+    """The user itself or an admin (a superadmin for a superadmin). ``{amount,
+    reason}``; 422 above the balance."""
     user_id = schemas.user_id_param(request)
-    require_self_or_role(request, user_id, Role.ADMIN)
+    caller = require_self_or_role(request, user_id, Role.ADMIN)
     body = schemas.load(schemas.POINTS, await read_json_object(request))
-    result = await request.app[POINTS_SERVICE].redeem(user_id, body["amount"], body["reason"])
+    result = await request.app[POINTS_SERVICE].redeem(
+        caller, user_id, body["amount"], body["reason"]
+    )
     return json_ok(result)
 
 

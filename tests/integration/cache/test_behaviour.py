@@ -147,7 +147,10 @@ async def test_concurrent_misses_across_processes_share_one_load(backend: Backen
     a = asyncio.create_task(first.get_or_load(USER, loader, ttl=60))
     await loader.started.wait()
     b = asyncio.create_task(second.get_or_load(USER, loader, ttl=60))
-    await asyncio.sleep(0.03)
+    for _ in range(1000):  # until the second reader found the lease (not a fixed 30 ms)
+        if second.stats["user_details"].lease_waits:
+            break
+        await asyncio.sleep(0.005)
     loader.release.set()
     assert list(await asyncio.gather(a, b)) == [{"v": 2}, {"v": 2}]
     assert loader.calls == 1
@@ -233,13 +236,14 @@ async def test_xfetch_recomputes_a_hot_entry_before_it_expires(backend: Backend)
     stats = KEYS.namespaced("dashboard_stats")
 
     async def slow_first() -> dict[str, int]:
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
         return {"v": 1}
 
-    # 20 ms to compute, 250 ms to live: -20 * log(1e-6) = 276 ms >= what is left.
-    assert await cache.get_or_load(stats, slow_first, ttl=0.25) == {"v": 1}
+    # 100 ms to compute, 1 s to live: -100 * log(1e-6) = 1.38 s >= what is left. (A
+    # busy machine has a whole second, not 250 ms, before the entry would expire.)
+    assert await cache.get_or_load(stats, slow_first, ttl=1.0) == {"v": 1}
     newer = Loader({"v": 2})
-    assert await cache.get_or_load(stats, newer, ttl=0.25) == {"v": 1}  # served at once
+    assert await cache.get_or_load(stats, newer, ttl=1.0) == {"v": 1}  # served at once
     for _ in range(100):
         if cache.stats["dashboard_stats"].early_refreshes:
             break

@@ -190,8 +190,10 @@ async def test_the_cache_reconnects_by_itself_after_redis_restarts(
         assert await cache.get(USER) is MISS
         assert state_of(cache.breaker) is BreakerState.OPEN
         own_redis.start()
-        await asyncio.sleep(0.06)
-        assert await cache.set(USER, "after", ttl=60)
+        for _ in range(50):  # each try after the cool-down; a busy machine may need two
+            await asyncio.sleep(0.06)
+            if await cache.set(USER, "after", ttl=60):
+                break
         assert await cache.get(USER) == "after"
         assert state_of(cache.breaker) is BreakerState.CLOSED
     finally:

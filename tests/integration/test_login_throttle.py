@@ -1,0 +1,195 @@
+"""Login: an unknown username takes as long as a wrong password, and failed
+logins are throttled per username and per client address, in Redis shared by
+every instance, in process while Redis is away."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Final
+
+import pytest
+from aiohttp import ClientResponse
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+
+from hita.app import create_app
+from hita.domain.roles import Role
+from hita.embedded import EmbeddedRedis
+from hita.services.tokens import Tokens
+from tests.conftest import make_config
+from tests.integration.conftest import PASSWORD, World, open_account
+
+LOGIN: Final = "/v1.0/auth/login"
+SAMPLES: Final = 5
+# argon2id costs enough that skipping it shows (about 20-60 ms a check here),
+# little enough that ten logins stay quick.
+REAL_ARGON2: Final = {"ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": "16384"}
+
+
+async def login(client: Any, username: str, password: str, **headers: str) -> ClientResponse:
+    response: ClientResponse = await client.post(
+        LOGIN, json={"username": username, "password": password}, headers=headers
+    )
+    return response
+
+
+async def timed_login(world: World, username: str, password: str) -> float:
+    started = time.perf_counter()
+    response = await login(world.client, username, password)
+    elapsed = time.perf_counter() - started
+    assert response.status == 401
+    return elapsed
+
+
+async def test_unknown_usernames_take_as_long_as_wrong_passwords(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    config = make_config(
+        DATABASE_URL=clean_database, REDIS_URL=clean_redis, DB_AUTO_MIGRATE="false", **REAL_ARGON2
+    )
+    app = create_app(config)
+    world = World(await aiohttp_client(app), app, config, Tokens(config.auth))
+    users = [await world.make_user() for _ in range(SAMPLES)]
+    unknown, wrong = [], []
+    for n, user in enumerate(users):  # interleaved, so that load on the machine hits both
+        unknown.append(await timed_login(world, f"nobody.{n}", PASSWORD))
+        wrong.append(await timed_login(world, user.username, "not the password"))
+    ratio = statistics.median(unknown) / statistics.median(wrong)
+    print(
+        f"median unknown {statistics.median(unknown) * 1000:.1f} ms, wrong password"
+        f" {statistics.median(wrong) * 1000:.1f} ms, ratio {ratio:.2f}"
+    )
+    assert min(ratio, 1 / ratio) >= 0.5, (unknown, wrong)
+
+
+async def throttled_world(
+    aiohttp_client: AiohttpClient, database_url: str, redis_url: str, **settings: str
+) -> World:
+    config = make_config(
+        DATABASE_URL=database_url, REDIS_URL=redis_url, DB_AUTO_MIGRATE="false", **settings
+    )
+    app = create_app(config)
+    return World(await aiohttp_client(app), app, config, Tokens(config.auth))
+
+
+async def assert_throttled(response: ClientResponse, window_s: int) -> None:
+    assert response.status == 429
+    assert await response.json() == {
+        "success": False,
+        "error": "Too many failed logins; try again later",
+    }
+    assert 1 <= int(response.headers["Retry-After"]) <= window_s
+
+
+async def test_failures_for_one_username_are_throttled_whatever_the_password(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    world = await throttled_world(
+        aiohttp_client, clean_database, clean_redis, LOGIN_MAX_FAILURES_PER_USER="3"
+    )
+    guest = await world.make_user()
+    other = await world.make_user()
+    for _ in range(3):
+        assert (await login(world.client, guest.username, "guess")).status == 401
+    await assert_throttled(await login(world.client, guest.username, PASSWORD), 300)
+    await assert_throttled(await login(world.client, guest.username.upper(), "guess"), 300)
+    # Another username from the same address is not affected.
+    assert (await login(world.client, other.username, PASSWORD)).status == 200
+    # An unknown username is throttled the same way: the 429 tells nothing.
+    for _ in range(3):
+        assert (await login(world.client, "nobody.here", "guess")).status == 401
+    await assert_throttled(await login(world.client, "nobody.here", "guess"), 300)
+
+
+async def test_a_successful_login_clears_the_usernames_count(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    world = await throttled_world(
+        aiohttp_client, clean_database, clean_redis, LOGIN_MAX_FAILURES_PER_USER="3"
+    )
+    guest = await world.make_user()
+    for _ in range(2):
+        assert (await login(world.client, guest.username, "typo")).status == 401
+    assert (await login(world.client, guest.username, PASSWORD)).status == 200
+    for _ in range(2):
+        assert (await login(world.client, guest.username, "typo")).status == 401
+    assert (await login(world.client, guest.username, PASSWORD)).status == 200
+
+
+async def test_failures_from_one_address_are_throttled_across_usernames(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    world = await throttled_world(
+        aiohttp_client,
+        clean_database,
+        clean_redis,
+        LOGIN_MAX_FAILURES_PER_ADDRESS="4",
+        LOGIN_THROTTLE_WINDOW_S="120",
+    )
+    guest = await world.make_user()
+    for n in range(4):
+        assert (await login(world.client, f"spray.{n}", "guess")).status == 401
+    await assert_throttled(await login(world.client, guest.username, PASSWORD), 120)
+
+
+async def test_behind_a_trusted_proxy_the_last_forwarded_address_counts(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    world = await throttled_world(
+        aiohttp_client,
+        clean_database,
+        clean_redis,
+        LOGIN_MAX_FAILURES_PER_ADDRESS="2",
+        TRUST_X_FORWARDED_FOR="true",
+    )
+    attacker = {"X-Forwarded-For": "198.51.100.7"}
+    for n in range(2):
+        spoofed = {"X-Forwarded-For": f"10.0.0.{n}, 198.51.100.7"}  # the first entry is a lie
+        assert (await login(world.client, f"spray.{n}", "guess", **spoofed)).status == 401
+    await assert_throttled(await login(world.client, "spray.9", "guess", **attacker), 300)
+    guest = await world.make_user()
+    other_client = {"X-Forwarded-For": "203.0.113.5"}
+    assert (await login(world.client, guest.username, PASSWORD, **other_client)).status == 200
+
+
+async def test_instances_on_one_redis_share_the_counts(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    first = await throttled_world(
+        aiohttp_client, clean_database, clean_redis, LOGIN_MAX_FAILURES_PER_USER="2"
+    )
+    second = await throttled_world(
+        aiohttp_client, clean_database, clean_redis, LOGIN_MAX_FAILURES_PER_USER="2"
+    )
+    guest = await first.make_user()
+    assert (await login(first.client, guest.username, "guess")).status == 401
+    assert (await login(second.client, guest.username, "guess")).status == 401
+    await assert_throttled(await login(first.client, guest.username, PASSWORD), 300)
+    await assert_throttled(await login(second.client, guest.username, PASSWORD), 300)
+    redis = Redis.from_url(clean_redis)
+    try:
+        keys = [k.decode() async for k in redis.scan_iter(match="*login_throttle*")]
+        assert len(keys) == 2  # one username, one address
+        assert guest.username not in " ".join(keys)  # hashed, never the name itself
+        ttls = [await redis.ttl(k) for k in keys]
+        assert all(0 < ttl <= 300 for ttl in ttls), ttls
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.slow
+async def test_without_redis_the_counts_are_kept_in_process(
+    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
+) -> None:
+    world = await throttled_world(
+        aiohttp_client, clean_database, own_redis.url, LOGIN_MAX_FAILURES_PER_USER="3"
+    )
+    guest = await open_account(world.app, world.tokens, Role.USER)
+    own_redis.stop()
+    for _ in range(3):
+        assert (await login(world.client, guest.username, "guess")).status == 401
+    await assert_throttled(await login(world.client, guest.username, PASSWORD), 300)
+    # Back with an empty Redis: the counts kept in process still hold.
+    own_redis.start()
+    await assert_throttled(await login(world.client, guest.username, PASSWORD), 300)
