@@ -136,6 +136,8 @@ async def clean_redis(redis_url: str) -> str:
 def make_config(**overrides: str) -> Config:
     """The test profile; without JWT_SECRET, signed with the test folder's own secret."""
     environ = {"HITA_ENV": "test", "HITA_DATA_DIR": str(TEST_ROOT)}
+    # TEST_CACHE_L1_ENABLED=false runs the suite with the near cache off.
+    environ["CACHE_L1_ENABLED"] = os.environ.get("TEST_CACHE_L1_ENABLED", "true")
     environ.update(overrides)
     return with_jwt_secret(load_config(environ))
 

@@ -57,7 +57,9 @@ async def get(world: World, caller: Account, path: str) -> Any:
 async def test_a_warm_l1_answers_with_no_redis_command_and_a_cold_one_with_no_script(
     aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str, redis: Redis
 ) -> None:
-    world, _ = await two_worlds(aiohttp_client, clean_database, clean_redis)
+    world, _ = await two_worlds(
+        aiohttp_client, clean_database, clean_redis, CACHE_L1_ENABLED="true"
+    )
     await tracking_on(world)
     admin = await world.make_user(Role.ADMIN)
     guest = await world.make_user()
@@ -148,7 +150,9 @@ async def write_and_read(
 async def two_with_l1(
     aiohttp_client: AiohttpClient, database_url: str, redis_url: str, **overrides: str
 ) -> tuple[World, World, Account, Account, Account]:
-    a, b = await two_worlds(aiohttp_client, database_url, redis_url, **overrides)
+    a, b = await two_worlds(
+        aiohttp_client, database_url, redis_url, CACHE_L1_ENABLED="true", **overrides
+    )
     await tracking_on(a, b)
     admin = await a.make_user(Role.ADMIN)
     guest = await a.make_user()
