@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
-from hita.cache import scripts
+from hita.cache import scripts, topology
 from hita.cache.breaker import BreakerState, CircuitBreaker
 from hita.cache.codec import MISS, Entry, decode, encode, new_token
+from hita.cache.connection import RedisClient
 from hita.cache.inspect import KeyCounts, RedisInfo
 from hita.cache.keys import AnyKey, Key, KeyBuilder, Namespace, NamespacedKey, check_name
 from hita.cache.pending import PendingInvalidations
@@ -45,13 +43,7 @@ LEASE_POLL_MAX_S: Final = 0.05
 RETRY_PENDING_FIRST_S: Final = 0.05
 
 # Errors that mean "Redis is not reachable right now": they open the breaker.
-OUTAGE_ERRORS: Final = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    OSError,
-    TimeoutError,
-)
+OUTAGE_ERRORS: Final = topology.OUTAGE_ERRORS
 
 HIT: Final = 1
 MISSED: Final = 0
@@ -88,7 +80,7 @@ def _text(value: bytes | str) -> str:
 class RedisCache:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         config: CacheConfig,
         keys: KeyBuilder | None = None,
         *,
@@ -123,7 +115,7 @@ class RedisCache:
     # -- plumbing -------------------------------------------------------------
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         return self._redis
 
     @property
@@ -172,7 +164,7 @@ class RedisCache:
         """The truth about Redis right now, whatever the breaker thinks."""
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
-                return bool(await self._redis.ping())
+                return await topology.ping(self._redis)
         except (RedisError, OSError, TimeoutError):
             return False
 
@@ -181,8 +173,7 @@ class RedisCache:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._redis.aclose()
-        await self._redis.connection_pool.aclose()
+        await topology.close(self._redis)
 
     # -- the seed's operations -------------------------------------------------
 
@@ -322,7 +313,7 @@ class RedisCache:
             for namespace in namespaces:
                 pipe.set(namespace.generation_key, new_token())
             for key in keys:
-                pipe.unlink(key.redis_key)
+                pipe.execute_command("UNLINK", key.redis_key)  # one slot per command
             await pipe.execute()
 
     async def claim_slot(self, job: str, slot_s: float) -> int | None:
@@ -341,7 +332,7 @@ class RedisCache:
 
     async def server_info(self) -> RedisInfo | None:
         """INFO, parsed; None when Redis cannot be reached (or the breaker is open)."""
-        result = await self._call("info", "info", self._redis.info)
+        result = await self._call("info", "info", lambda: topology.info(self._redis))
         return None if isinstance(result, _Failed) else RedisInfo.parse(result)
 
     async def count_keys(self, families: Iterable[str], budget_s: float) -> KeyCounts | None:
@@ -353,13 +344,13 @@ class RedisCache:
         async def scan() -> KeyCounts:
             counts = KeyCounts(dict.fromkeys(sorted(wanted), 0))
             deadline = self._clock() + budget_s
-            async for name in self._redis.scan_iter(match=f"{prefix}*", count=SCAN_COUNT):
+            async for name in topology.scan_keys(self._redis, f"{prefix}*", SCAN_COUNT):
                 counts.scanned += 1
                 family = name.decode(errors="replace").removeprefix(prefix).partition(":")[0]
                 if family in wanted:
                     counts.add(family)
                 if counts.scanned % SCAN_COUNT == 0 and self._clock() > deadline:
-                    counts.extrapolate(await self._redis.dbsize())
+                    counts.extrapolate(await topology.dbsize(self._redis))
                     break
             return counts
 
@@ -637,16 +628,7 @@ class RedisCache:
         return name
 
     async def _unlink_matching(self, pattern: str) -> int:
-        removed = 0
-        batch: list[bytes] = []
-        async for name in self._redis.scan_iter(match=pattern, count=SCAN_COUNT):
-            batch.append(name)
-            if len(batch) >= UNLINK_BATCH:
-                removed += await self._redis.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += await self._redis.unlink(*batch)
-        return removed
+        return await topology.unlink_matching(self._redis, pattern, SCAN_COUNT, UNLINK_BATCH)
 
 
 def _ms(seconds: float) -> int:
