@@ -47,11 +47,15 @@ class BoundedRedisCluster(RedisCluster):
       when a primary fails) while other commands are in flight recycles their
       connections under them. Here one task reloads it alone, once the commands
       in flight have finished; the others wait for it.
+    * A pipeline that fails to reach a node does not mark the map stale (only
+      its retries would, and there are none): here it does, so the invalidation
+      pipelines find a promoted replica like single commands do.
     """
 
-    def __init__(self, *, pool_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, *, pool_timeout_s: float, reload_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._pool_timeout_s = pool_timeout_s
+        self._reload_timeout_s = reload_timeout_s
         self._max_in_flight = int(kwargs["max_connections"])
         self._permits = asyncio.Semaphore(self._max_in_flight)
         self._reload_lock = asyncio.Lock()
@@ -62,8 +66,12 @@ class BoundedRedisCluster(RedisCluster):
             yield
             return
         try:
-            async with asyncio.timeout(self._pool_timeout_s):
+            async with asyncio.timeout(self._reload_timeout_s):
                 await self._reload_if_stale()
+        except TimeoutError:
+            raise RedisConnectionError("Redis Cluster slot map reload timed out") from None
+        try:
+            async with asyncio.timeout(self._pool_timeout_s):
                 await self._permits.acquire()
         except TimeoutError:
             raise RedisConnectionError("no free Redis Cluster connection") from None
@@ -75,6 +83,10 @@ class BoundedRedisCluster(RedisCluster):
         finally:
             _HOLDS_PERMIT.reset(held)
             self._permits.release()
+
+    def mark_stale(self) -> None:
+        """Reload the slot map before the next command."""
+        self._initialize = True
 
     def _stale(self) -> bool:
         """Whether the next command would reload the slot map."""
@@ -110,7 +122,11 @@ class BoundedClusterPipeline(ClusterPipeline):
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         async with self.cluster_client.permit():
-            return await super().execute(raise_on_error, allow_redirections)
+            try:
+                return await super().execute(raise_on_error, allow_redirections)
+            except RedisCluster.ERRORS_ALLOW_RETRY:
+                self.cluster_client.mark_stale()
+                raise
 
 
 def create_redis(config: RedisConfig) -> RedisClient:
@@ -148,6 +164,8 @@ def _cluster(config: RedisConfig) -> RedisCluster:
         startup_nodes=[ClusterNode(host, port) for host, port in config.nodes],
         max_connections=config.max_connections,  # per node, and commands in flight
         pool_timeout_s=config.pool_timeout_s,
+        # drain the commands in flight, then CLUSTER SLOTS and COMMAND
+        reload_timeout_s=config.pool_timeout_s + 2 * config.socket_timeout_s,
         retry=Retry(NoBackoff(), 0),
         socket_timeout=config.socket_timeout_s,
         socket_connect_timeout=config.connect_timeout_s,
