@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 USERS ?= 100000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-workers coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ seed: $(STAMP) ## load USERS realistic users (default 100000)
 
 bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 	$(BIN)/python scripts/bench_dashboard.py
+
+bench-workers: $(STAMP) ## requests/s with 1 and 2 workers (wrk), into docs/benchmarks.md
+	$(BIN)/python scripts/bench_workers.py
 
 coverage: $(STAMP) ## the test suite with a coverage report
 	$(BIN)/pytest --cov --cov-report=term
