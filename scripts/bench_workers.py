@@ -219,6 +219,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]]:
     environ = {**os.environ, "HITA_DATA_DIR": str(data_dir), "HITA_ENV": "development"}
     config = load_config(environ)
     runs: list[Run] = []
+    load_before = os.getloadavg()  # other work on the machine skews every figure
     try:
         with embedded_dependencies(config) as resolved:
             env = {
@@ -256,6 +257,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]]:
         "Python": platform.python_version(),
         "wrk": f"1 thread, {args.connections} connections, {args.duration} s, CPUs {args.wrk_cpus}",
         "server": f"CPUs {args.server_cpus}",
+        "load average before (1, 5, 15 min)": ", ".join(f"{x:.1f}" for x in load_before),
     }
     return runs, facts
 

@@ -144,7 +144,10 @@ async def test_concurrent_misses_across_processes_share_one_load(backend: Backen
     a = asyncio.create_task(first.get_or_load(USER, loader, ttl=60))
     await loader.started.wait()
     b = asyncio.create_task(second.get_or_load(USER, loader, ttl=60))
-    await asyncio.sleep(0.03)
+    for _ in range(500):  # until the second instance waits on the lease (a cold
+        if second.stats["user_details"].lease_waits:  # cluster client first loads its map)
+            break
+        await asyncio.sleep(0.01)
     loader.release.set()
     assert list(await asyncio.gather(a, b)) == [{"v": 2}, {"v": 2}]
     assert loader.calls == 1
