@@ -82,6 +82,7 @@ async def test_detailed_health_has_every_field_of_the_seed(world: World) -> None
         "performance",
         "redis_version",
         "redis_mode",
+        "redis_nodes",
         "service_statistics",
     }
     assert set(stats["key_counts"]) == KEY_COUNT_KEYS
@@ -97,6 +98,7 @@ async def test_detailed_health_has_every_field_of_the_seed(world: World) -> None
     }
     assert {"keyspace_hits", "keyspace_misses", "hit_rate"} <= set(stats["performance"])
     assert stats["redis_mode"] == "standalone"
+    assert stats["redis_nodes"] == 1
     assert stats["service_statistics"]["breaker_state"] == "closed"
 
 
