@@ -9,7 +9,8 @@ Tests marked ``cluster`` or ``sentinel`` also get, once per session, a local
 3-primary + 3-replica Redis Cluster or a master + replica + 3 sentinels
 (``tests/topologies.py``). Redis is emptied between tests by SCAN + UNLINK on
 every primary, never FLUSHDB, and when the session ends every node's INFO
-commandstats must show no KEYS, FLUSHDB or FLUSHALL.
+commandstats must show no KEYS, FLUSHDB or FLUSHALL (and, on the cluster, INFO
+errorstats no CROSSSLOT).
 """
 
 from __future__ import annotations
@@ -162,6 +163,17 @@ def forbidden_calls(urls: list[str]) -> dict[str, dict[str, int]]:
     return found
 
 
+def crossslot_errors(urls: list[str]) -> dict[str, int]:
+    """CROSSSLOT errors per node since it started, from INFO errorstats."""
+    found: dict[str, int] = {}
+    for url in urls:
+        with SyncRedis.from_url(url, socket_timeout=TEST_CLIENT_TIMEOUT_S) as client:
+            stats = client.info("errorstats")
+        if "errorstat_CROSSSLOT" in stats:
+            found[url] = int(stats["errorstat_CROSSSLOT"]["count"])
+    return found
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(session_dir: Path) -> Iterator[RedisClusterServers]:
     """A 3-primary + 3-replica Redis Cluster for the session."""
@@ -171,6 +183,7 @@ def redis_cluster(session_dir: Path) -> Iterator[RedisClusterServers]:
         yield servers
         running = [node.url for node in servers.nodes if node.running()]
         assert forbidden_calls(running) == {}, "KEYS or FLUSH* reached the cluster"
+        assert crossslot_errors(running) == {}, "a command or script crossed slots"
     finally:
         servers.stop()
 

@@ -27,7 +27,14 @@ from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS
 from hita.domain.roles import Role
 from hita.services.tokens import Tokens
-from tests.conftest import RedisTarget, cluster_target, make_config, sentinel_target
+from tests.conftest import (
+    RedisTarget,
+    cluster_target,
+    crossslot_errors,
+    forbidden_calls,
+    make_config,
+    sentinel_target,
+)
 from tests.integration.conftest import Account, World
 from tests.topologies import (
     SENTINEL_DOWN_AFTER_MS,
@@ -198,6 +205,9 @@ def own_cluster(session_dir: Path) -> Iterator[RedisClusterServers]:
     try:
         servers.start()
         yield servers
+        survivors = [node.url for node in servers.nodes if node.running()]
+        assert forbidden_calls(survivors) == {}
+        assert crossslot_errors(survivors) == {}
     finally:
         servers.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -263,6 +273,8 @@ def own_sentinel(session_dir: Path) -> Iterator[SentinelServers]:
     try:
         servers.start()
         yield servers
+        survivors = [node.url for node in servers.data_nodes if node.running()]
+        assert forbidden_calls(survivors) == {}
     finally:
         servers.stop()
         shutil.rmtree(root, ignore_errors=True)
