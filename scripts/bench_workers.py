@@ -12,7 +12,7 @@ PostgreSQL and Redis are private embedded servers (or ``DATABASE_URL`` /
 ``REDIS_URL``), unpinned. The figures go to ``docs/benchmarks.md`` (the
 section between the ``bench_workers`` markers) with the command used.
 
-    python scripts/bench_workers.py [--duration 10] [--connections 32]
+    python scripts/bench_workers.py [--duration 10] [--connections 32] [--rounds 3]
         [--server-cpus 0,1] [--wrk-cpus 1] [--no-write]
 """
 
@@ -29,6 +29,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,6 +215,28 @@ def login(base: str, username: str) -> tuple[str, str]:
     return token, str(user_id)
 
 
+def measure_once(
+    args: argparse.Namespace, env: dict[str, str], username: str, workers: int
+) -> list[Run]:
+    """One wrk run of the service and one of the hello-world app, with N workers."""
+    runs = []
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "hita", "serve", "--workers", str(workers)]
+    health = f"{base}/v1.0/health"
+    with serving(argv, {**env, "PORT": str(port)}, args.server_cpus, health):
+        token, user_id = login(base, username)
+        url = f"{base}/v1.0/user/{user_id}"
+        headers = {"Authorization": f"Bearer {token}"}
+        wrk(url, argparse.Namespace(**{**vars(args), "duration": 2}), headers)  # warm
+        runs.append(Run("HITA cached read", workers, *wrk(url, args, headers)))
+    port = free_port()
+    argv = [sys.executable, __file__, "--hello-server", str(port), str(workers)]
+    with serving(argv, env, args.server_cpus, f"http://127.0.0.1:{port}/"):
+        runs.append(Run("hello world", workers, *wrk(f"http://127.0.0.1:{port}/", args, {})))
+    return runs
+
+
 def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-workers-", dir=PROJECT_ROOT / ".hita"))
     environ = {**os.environ, "HITA_DATA_DIR": str(data_dir), "HITA_ENV": "development"}
@@ -231,24 +254,9 @@ def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]]:
             if resolved.redis.url:
                 env["REDIS_URL"] = resolved.redis.url
             username = make_account(env)
-            for workers in WORKER_COUNTS:
-                port = free_port()
-                base = f"http://127.0.0.1:{port}"
-                argv = [sys.executable, "-m", "hita", "serve", "--workers", str(workers)]
-                with serving(
-                    argv, {**env, "PORT": str(port)}, args.server_cpus, f"{base}/v1.0/health"
-                ):
-                    token, user_id = login(base, username)
-                    url = f"{base}/v1.0/user/{user_id}"
-                    headers = {"Authorization": f"Bearer {token}"}
-                    wrk(url, argparse.Namespace(**{**vars(args), "duration": 2}), headers)  # warm
-                    runs.append(Run("HITA cached read", workers, *wrk(url, args, headers)))
-                port = free_port()
-                argv = [sys.executable, __file__, "--hello-server", str(port), str(workers)]
-                with serving(argv, env, args.server_cpus, f"http://127.0.0.1:{port}/"):
-                    runs.append(
-                        Run("hello world", workers, *wrk(f"http://127.0.0.1:{port}/", args, {}))
-                    )
+            for _ in range(args.rounds):  # interleaved, so a busy spell hits both counts
+                for workers in WORKER_COUNTS:
+                    runs += measure_once(args, env, username, workers)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     facts = {
@@ -256,13 +264,14 @@ def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]]:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "Python": platform.python_version(),
         "wrk": f"1 thread, {args.connections} connections, {args.duration} s, CPUs {args.wrk_cpus}",
+        "rounds": str(args.rounds),
         "server": f"CPUs {args.server_cpus}",
         "load average before (1, 5, 15 min)": ", ".join(f"{x:.1f}" for x in load_before),
     }
     return runs, facts
 
 
-def report(runs: list[Run], facts: dict[str, str], command: str) -> str:
+def report(runs: list[Run], facts: dict[str, str], command: str, *, busy: bool) -> str:
     lines = [
         BEGIN,
         "## Workers: throughput with `hita serve --workers 1` and `2`",
@@ -273,24 +282,48 @@ def report(runs: list[Run], facts: dict[str, str], command: str) -> str:
         "",
         *(f"- {k}: {v}" for k, v in facts.items()),
         "",
-        "| app | workers | requests/s | p50 (ms) | p99 (ms) | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "Medians over the rounds; every run is listed below them.",
+        "",
+        "| app | workers | requests/s (median) | range | p50 (ms) | p99 (ms) | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for run in runs:
+    by: dict[tuple[str, int], float] = {}
+    for app in ("HITA cached read", "hello world"):
+        for workers in WORKER_COUNTS:
+            mine = [r for r in runs if (r.app, r.workers) == (app, workers)]
+            rates = [r.requests_per_s for r in mine]
+            by[app, workers] = statistics.median(rates)
+            lines.append(
+                f"| {app} | {workers} | {by[app, workers]:,.0f} | "
+                f"{min(rates):,.0f}-{max(rates):,.0f} | "
+                f"{statistics.median(r.latency_p50_ms for r in mine):.2f} | "
+                f"{statistics.median(r.latency_p99_ms for r in mine):.2f} | "
+                f"{sum(r.errors for r in mine)} |"
+            )
+    lines += ["", "| round | app | workers | requests/s |", "| ---: | --- | ---: | ---: |"]
+    per_round = 2 * len(WORKER_COUNTS)
+    for i, run in enumerate(runs):
         lines.append(
-            f"| {run.app} | {run.workers} | {run.requests_per_s:,.0f} | "
-            f"{run.latency_p50_ms:.2f} | {run.latency_p99_ms:.2f} | {run.errors} |"
+            f"| {i // per_round + 1} | {run.app} | {run.workers} | {run.requests_per_s:,.0f} |"
         )
-    by = {(r.app, r.workers): r.requests_per_s for r in runs}
     lines += [
         "",
         "HITA's read is `GET /v1.0/user/{id}` with a bearer token: the token check and"
         " the details both come from Redis, so PostgreSQL is not on the path.",
         f"Two workers give {by[('HITA cached read', 2)] / by[('HITA cached read', 1)]:.2f}x"
         " one worker's throughput; the hello-world app, served the same way,"
-        f" {by[('hello world', 2)] / by[('hello world', 1)]:.2f}x. On this 2-CPU machine"
-        " wrk, Redis and the workers share the same two CPUs, so the gain is bounded"
-        ' by the machine, not by the workers; see README "Scaling out" for choosing N.',
+        f" {by[('hello world', 2)] / by[('hello world', 1)]:.2f}x. wrk, Redis and the"
+        " workers share the machine's CPUs, so a second worker can only help as much as"
+        " the hello-world ceiling moves.",
+    ]
+    if busy:
+        lines.append(
+            "The load average above is higher than the CPU count: other work was running"
+            " on the same CPUs, so these runs cannot tell the workers' effect from the"
+            " machine's (see the spread between rounds). Rerun on a quiet machine before"
+            ' drawing a conclusion; README "Scaling out" says how to choose N.'
+        )
+    lines += [
         END,
     ]
     return "\n".join(lines) + "\n"
@@ -311,6 +344,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of 1 and 2")
     parser.add_argument("--server-cpus", default="0,1", help="taskset CPU list of the server")
     parser.add_argument("--wrk-cpus", default="1", help="taskset CPU list of wrk")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
@@ -324,7 +358,8 @@ def main() -> int:
         return 2
     runs, facts = measure(args)
     command = shlex.join(["python", "scripts/bench_workers.py", *sys.argv[1:]])
-    text = report(runs, facts, command)
+    busy = float(facts["load average before (1, 5, 15 min)"].split(",")[0]) > (os.cpu_count() or 1)
+    text = report(runs, facts, command, busy=busy)
     print(text)
     if not args.no_write:
         write_report(text)
