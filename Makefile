@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 USERS ?= 100000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http chaos coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers chaos coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's 
 
 chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 9 minutes, every read checked; writes docs/chaos.md
 	$(BIN)/python scripts/chaos.py --minutes 9 --report docs/chaos.md
+
+bench-workers: $(STAMP) ## requests/s with 1 and 2 workers (wrk), into docs/benchmarks.md
+	$(BIN)/python scripts/bench_workers.py
 
 coverage: $(STAMP) ## the test suite with a coverage report
 	$(BIN)/pytest --cov --cov-report=term

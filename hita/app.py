@@ -123,7 +123,8 @@ async def _open_cache(config: Config, stack: AsyncExitStack) -> RedisCache:
         stale_ok=(DatabaseUnavailable,),
     )
     stack.push_async_callback(cache.aclose)
-    if config.cache.l1_enabled and config.redis.url is not None:
+    # L1 follows one Redis server's tracking: standalone only (docs/cache.md).
+    if config.cache.l1_enabled and config.redis.mode == "standalone" and config.redis.url:
         tracking = Tracking(
             config.redis.url,
             [f"{config.redis.key_prefix}{name}:" for name in CACHE_TYPES],

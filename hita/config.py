@@ -63,7 +63,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("REDIS_HOST", None, "Redis host; unset with REDIS_URL unset: start the embedded Redis"),
     _s("REDIS_PORT", 6379, "Redis port (with REDIS_HOST)"),
     _s("REDIS_DB", 0, "Redis database number (with REDIS_HOST)"),
-    _s("REDIS_PASSWORD", None, "Redis password (with REDIS_HOST)"),
+    _s("REDIS_PASSWORD", None, "Redis password (with REDIS_HOST, cluster or sentinel)"),
+    _s("REDIS_MODE", "standalone", "standalone (one server), cluster or sentinel"),
+    _s("REDIS_CLUSTER_NODES", None, "cluster mode: host:port,... of some cluster nodes"),
+    _s("REDIS_SENTINELS", None, "sentinel mode: host:port,... of the sentinels"),
+    _s("REDIS_SENTINEL_MASTER", "mymaster", "sentinel mode: the master's name"),
     _s("REDIS_MAX_CONNECTIONS", c.REDIS_MAX_CONNECTIONS, "Redis pool size"),
     _s("REDIS_SOCKET_TIMEOUT_MS", c.REDIS_SOCKET_TIMEOUT_MS, "per-command Redis timeout, ms"),
     _s("REDIS_CONNECT_TIMEOUT_MS", c.REDIS_CONNECT_TIMEOUT_MS, "Redis connect timeout, ms"),
@@ -159,6 +163,9 @@ class DatabaseConfig:
     auto_migrate: bool
 
 
+REDIS_MODES: Final = ("standalone", "cluster", "sentinel")
+
+
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
     url: str | None = field(repr=False)  # None: the embedded server supplies it
@@ -167,6 +174,16 @@ class RedisConfig:
     connect_timeout_s: float
     pool_timeout_s: float
     key_prefix: str
+    mode: str = "standalone"
+    # cluster: some cluster nodes to discover the rest from; sentinel: the sentinels
+    nodes: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str = "mymaster"
+    password: str | None = field(default=None, repr=False)  # cluster and sentinel
+
+    @property
+    def needs_embedded(self) -> bool:
+        """A single server with no URL: the embedded Redis supplies it."""
+        return self.mode == "standalone" and self.url is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +378,43 @@ def redis_url_from(values: _Values) -> str | None:
     return f"redis://{auth}{host}:{port}/{db}"
 
 
+def _nodes(values: _Values, name: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` as pairs; at least one."""
+    nodes = []
+    for item in values.text(name).split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be host:port,host:port..., not {item.strip()!r}")
+        nodes.append((host.strip("[]"), int(port)))
+    return tuple(nodes)
+
+
+def _redis(values: _Values) -> RedisConfig:
+    mode = values.choice("REDIS_MODE", REDIS_MODES)
+    url = redis_url_from(values) if mode == "standalone" else None
+    nodes: tuple[tuple[str, int], ...] = ()
+    if mode == "cluster":
+        if values.optional("REDIS_CLUSTER_NODES") is None:
+            raise ConfigError("REDIS_MODE=cluster needs REDIS_CLUSTER_NODES")
+        nodes = _nodes(values, "REDIS_CLUSTER_NODES")
+    elif mode == "sentinel":
+        if values.optional("REDIS_SENTINELS") is None:
+            raise ConfigError("REDIS_MODE=sentinel needs REDIS_SENTINELS")
+        nodes = _nodes(values, "REDIS_SENTINELS")
+    return RedisConfig(
+        url=url,
+        max_connections=values.integer("REDIS_MAX_CONNECTIONS", minimum=1),
+        socket_timeout_s=values.integer("REDIS_SOCKET_TIMEOUT_MS", minimum=1) / 1000,
+        connect_timeout_s=values.integer("REDIS_CONNECT_TIMEOUT_MS", minimum=1) / 1000,
+        pool_timeout_s=values.integer("REDIS_POOL_TIMEOUT_MS", minimum=1) / 1000,
+        key_prefix=_key_prefix(values.text("CACHE_KEY_PREFIX")),
+        mode=mode,
+        nodes=nodes,
+        sentinel_master=values.text("REDIS_SENTINEL_MASTER"),
+        password=values.optional("REDIS_PASSWORD") if mode != "standalone" else None,
+    )
+
+
 def _key_prefix(prefix: str) -> str:
     """A prefix is part of every key and every SCAN pattern: no glob or hash-tag characters."""
     if not _KEY_PREFIX_RE.fullmatch(prefix):
@@ -491,8 +545,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
     values = _Values({row.setting.name: row.value for row in rows})
 
     database_url = database_url_from(values)
-    redis_url = redis_url_from(values)
-    if env == "production" and (database_url is None or redis_url is None):
+    redis = _redis(values)
+    if env == "production" and (database_url is None or redis.needs_embedded):
         raise ConfigError("production needs DATABASE_URL and REDIS_URL (or REDIS_HOST)")
     pool_min_size = values.integer("DB_POOL_MIN_SIZE")
     pool_max_size = values.integer("DB_POOL_MAX_SIZE", minimum=1)
@@ -518,14 +572,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
             startup_attempts=values.integer("DB_STARTUP_ATTEMPTS", minimum=1),
             auto_migrate=values.flag("DB_AUTO_MIGRATE"),
         ),
-        redis=RedisConfig(
-            url=redis_url,
-            max_connections=values.integer("REDIS_MAX_CONNECTIONS", minimum=1),
-            socket_timeout_s=values.integer("REDIS_SOCKET_TIMEOUT_MS", minimum=1) / 1000,
-            connect_timeout_s=values.integer("REDIS_CONNECT_TIMEOUT_MS", minimum=1) / 1000,
-            pool_timeout_s=values.integer("REDIS_POOL_TIMEOUT_MS", minimum=1) / 1000,
-            key_prefix=_key_prefix(values.text("CACHE_KEY_PREFIX")),
-        ),
+        redis=redis,
         cache=cache,
         refresh=_refresh(values, cache.ttls),
         auth=_auth(values, env, http.host),

@@ -53,12 +53,31 @@ class JsonFormatter(logging.Formatter):
 
 
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
+WORKER_TEXT_FORMAT: Final = (
+    "%(asctime)s %(levelname)-7s w%(worker)s %(name)s [%(request_id)s] %(message)s"
+)
 
 
-def setup_logging(level: str, fmt: str) -> None:
+class WorkerFilter(logging.Filter):
+    """Marks each record with the worker (``hita serve --workers``) that wrote it."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def setup_logging(level: str, fmt: str, *, worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    text = TEXT_FORMAT
+    if worker is not None:
+        handler.addFilter(WorkerFilter(worker))
+        text = WORKER_TEXT_FORMAT
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

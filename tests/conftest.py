@@ -4,25 +4,42 @@
 embedded PostgreSQL and one embedded Redis are started for the session under
 ``.hita/test/``. Every test that asks for them starts from empty tables and an
 empty Redis database.
+
+Tests marked ``cluster`` or ``sentinel`` also get, once per session, a local
+3-primary + 3-replica Redis Cluster or a master + replica + 3 sentinels
+(``tests/topologies.py``). Redis is emptied between tests by SCAN + UNLINK on
+every primary, never FLUSHDB, and when the session ends every node's INFO
+commandstats must show no KEYS, FLUSHDB or FLUSHALL (and, on the cluster, INFO
+errorstats no CROSSSLOT).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
+from redis import Redis as SyncRedis
 
+from hita.cache import topology
+from hita.cache.connection import RedisClient, create_redis
 from hita.config import PROJECT_ROOT, Config, load_config
 from hita.db.migrate import apply_migrations
 from hita.devsecret import with_jwt_secret
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.topologies import RedisClusterServers, SentinelServers
+
+FORBIDDEN_COMMANDS: Final = frozenset({"keys", "flushdb", "flushall"})
+TEST_CLIENT_TIMEOUT_S: Final = 5.0  # the tests' own clients: generous, the machine is shared
 
 TEST_ROOT = PROJECT_ROOT / ".hita" / "test"
 
@@ -58,8 +75,11 @@ def redis_server(session_dir: Path) -> Iterator[EmbeddedRedis | None]:
         return
     server = EmbeddedRedis(session_dir / "redis")
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+        assert forbidden_calls([server.url]) == {}, "KEYS or FLUSH* reached Redis"
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +90,6 @@ def redis_url(redis_server: EmbeddedRedis | None) -> str:
 @pytest.fixture(scope="session")
 def schema_tables(database_url: str) -> list[str]:
     """A fresh schema with every migration applied, once per session."""
-    import asyncio
 
     async def prepare() -> list[str]:
         conn = await asyncpg.connect(database_url)
@@ -98,12 +117,132 @@ async def empty_database(database_url: str, tables: list[str]) -> None:
             await conn.close()
 
 
+@dataclass(frozen=True)
+class RedisTarget:
+    """One Redis topology under test: the settings that select it, and a client."""
+
+    name: str  # standalone, cluster or sentinel
+    env: dict[str, str]  # the REDIS_* settings of ``make_config``
+
+    def client(self) -> RedisClient:
+        """A client of this topology with the tests' generous timeouts."""
+        redis = make_config(**self.env).redis
+        return create_redis(
+            dataclasses.replace(
+                redis,
+                socket_timeout_s=TEST_CLIENT_TIMEOUT_S,
+                connect_timeout_s=TEST_CLIENT_TIMEOUT_S,
+                pool_timeout_s=TEST_CLIENT_TIMEOUT_S,
+            )
+        )
+
+    async def empty(self) -> None:
+        """Every key gone, by SCAN + UNLINK on every primary (never FLUSHDB)."""
+        client = self.client()
+        try:
+            await topology.unlink_matching(client, "*", 1_000, 1_000)
+        finally:
+            await topology.close(client)
+
+
 async def empty_redis(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
+    await RedisTarget("standalone", {"REDIS_URL": redis_url}).empty()
+
+
+def forbidden_calls(urls: list[str]) -> dict[str, dict[str, int]]:
+    """KEYS, FLUSHDB and FLUSHALL calls per node since it started, from INFO commandstats."""
+    found: dict[str, dict[str, int]] = {}
+    for url in urls:
+        with SyncRedis.from_url(url, socket_timeout=TEST_CLIENT_TIMEOUT_S) as client:
+            stats = client.info("commandstats")
+        calls = {
+            name.removeprefix("cmdstat_"): int(value["calls"])
+            for name, value in stats.items()
+            if name.removeprefix("cmdstat_") in FORBIDDEN_COMMANDS
+        }
+        if calls:
+            found[url] = calls
+    return found
+
+
+def crossslot_errors(urls: list[str]) -> dict[str, int]:
+    """CROSSSLOT errors per node since it started, from INFO errorstats."""
+    found: dict[str, int] = {}
+    for url in urls:
+        with SyncRedis.from_url(url, socket_timeout=TEST_CLIENT_TIMEOUT_S) as client:
+            stats = client.info("errorstats")
+        if "errorstat_CROSSSLOT" in stats:
+            found[url] = int(stats["errorstat_CROSSSLOT"]["count"])
+    return found
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(session_dir: Path) -> Iterator[RedisClusterServers]:
+    """A 3-primary + 3-replica Redis Cluster for the session."""
+    servers = RedisClusterServers(session_dir / "cluster")
     try:
-        await client.flushdb()
+        servers.start()
+        yield servers
+        running = [node.url for node in servers.nodes if node.running()]
+        assert forbidden_calls(running) == {}, "KEYS or FLUSH* reached the cluster"
+        assert crossslot_errors(running) == {}, "a command or script crossed slots"
     finally:
-        await client.aclose()
+        servers.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(session_dir: Path) -> Iterator[SentinelServers]:
+    """A master, a replica and three sentinels for the session."""
+    servers = SentinelServers(session_dir / "sentinel")
+    try:
+        servers.start()
+        yield servers
+        running = [node.url for node in servers.data_nodes if node.running()]
+        assert forbidden_calls(running) == {}, "KEYS or FLUSH* reached the sentinel's servers"
+    finally:
+        servers.stop()
+
+
+def cluster_target(servers: RedisClusterServers) -> RedisTarget:
+    return RedisTarget(
+        "cluster", {"REDIS_MODE": "cluster", "REDIS_CLUSTER_NODES": servers.addresses}
+    )
+
+
+def sentinel_target(servers: SentinelServers) -> RedisTarget:
+    return RedisTarget(
+        "sentinel",
+        {
+            "REDIS_MODE": "sentinel",
+            "REDIS_SENTINELS": servers.addresses,
+            "REDIS_SENTINEL_MASTER": servers.master_name,
+        },
+    )
+
+
+TOPOLOGIES: Final = [
+    pytest.param("standalone"),
+    pytest.param("cluster", marks=pytest.mark.cluster),
+    pytest.param("sentinel", marks=pytest.mark.sentinel),
+]
+
+
+async def target_named(request: pytest.FixtureRequest, name: str) -> RedisTarget:
+    """The session's servers of topology ``name``, emptied."""
+    if name == "cluster":
+        target = cluster_target(request.getfixturevalue("redis_cluster"))
+    elif name == "sentinel":
+        target = sentinel_target(request.getfixturevalue("redis_sentinel"))
+    else:
+        target = RedisTarget("standalone", {"REDIS_URL": request.getfixturevalue("redis_url")})
+    await target.empty()
+    return target
+
+
+@pytest.fixture(params=TOPOLOGIES)
+async def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """Each Redis topology in turn, emptied."""
+    return await target_named(request, request.param)
 
 
 @pytest.fixture

@@ -310,6 +310,7 @@ class DetailedStatisticsSchema(Schema):
     performance = _nested(PerformanceSchema)
     redis_version = _str()
     redis_mode = _str()
+    redis_nodes = _int()
     service_statistics = _nested(ServiceStatisticsSchema)
 
 

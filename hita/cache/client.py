@@ -21,9 +21,9 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
+from hita.cache import topology
 from hita.cache.codec import MISS, decode, encode, new_token
+from hita.cache.connection import RedisClient
 from hita.cache.core import FAILED, _Failed, ms
 from hita.cache.inspect import KeyCounts, RedisInfo
 from hita.cache.invalidation import SCAN_COUNT, Invalidator
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class RedisCache(ReadThrough, Invalidator):
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         config: CacheConfig,
         keys: KeyBuilder | None = None,
         **options: Any,
@@ -152,7 +152,7 @@ class RedisCache(ReadThrough, Invalidator):
 
     async def server_info(self) -> RedisInfo | None:
         """INFO, parsed; None when Redis cannot be reached (or the breaker is open)."""
-        result = await self._call("info", "info", self._redis.info)
+        result = await self._call("info", "info", lambda: topology.info(self._redis))
         return None if isinstance(result, _Failed) else RedisInfo.parse(result)
 
     async def count_keys(self, families: Iterable[str], budget_s: float) -> KeyCounts | None:
@@ -164,13 +164,13 @@ class RedisCache(ReadThrough, Invalidator):
         async def scan() -> KeyCounts:
             counts = KeyCounts(dict.fromkeys(sorted(wanted), 0))
             deadline = self._clock() + budget_s
-            async for name in self._redis.scan_iter(match=f"{prefix}*", count=SCAN_COUNT):
+            async for name in topology.scan_keys(self._redis, f"{prefix}*", SCAN_COUNT):
                 counts.scanned += 1
                 family = name.decode(errors="replace").removeprefix(prefix).partition(":")[0]
                 if family in wanted:
                     counts.add(family)
                 if counts.scanned % SCAN_COUNT == 0 and self._clock() > deadline:
-                    counts.extrapolate(await self._redis.dbsize())
+                    counts.extrapolate(await topology.dbsize(self._redis))
                     break
             return counts
 

@@ -17,13 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
-from hita.cache import scripts
+from hita.cache import scripts, topology
 from hita.cache.breaker import BreakerState, CircuitBreaker
+from hita.cache.connection import RedisClient
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
 from hita.cache.pending import Invalidation, PendingInvalidations
@@ -41,13 +40,7 @@ PING_TIMEOUT_S: Final = 1.0
 POOL_EXHAUSTED: Final = "No connection available."
 
 # Errors that mean "Redis is not reachable right now": they open the breaker.
-OUTAGE_ERRORS: Final = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    OSError,
-    TimeoutError,
-)
+OUTAGE_ERRORS: Final = topology.OUTAGE_ERRORS
 
 
 class _Failed:
@@ -69,7 +62,7 @@ def is_pool_exhausted(exc: BaseException) -> bool:
 class CacheCore:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         config: CacheConfig,
         keys: KeyBuilder | None = None,
         *,
@@ -104,7 +97,7 @@ class CacheCore:
         self._claim_slot_script = redis.register_script(scripts.CLAIM_SLOT)
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         return self._redis
 
     def attach_near(self, near: NearCache, tracking: Tracking) -> None:
@@ -198,7 +191,7 @@ class CacheCore:
         """The truth about Redis right now, whatever the breaker thinks."""
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
-                return bool(await self._redis.ping())
+                return await topology.ping(self._redis)
         except (RedisError, OSError, TimeoutError):
             return False
 
@@ -206,8 +199,7 @@ class CacheCore:
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await cancel_and_wait(task)
-        await self._redis.aclose()
-        await self._redis.connection_pool.aclose()
+        await topology.close(self._redis)
 
 
 def text(value: bytes | str) -> str:

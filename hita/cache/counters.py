@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hita.cache.connection import RedisClient
 from hita.errors import CacheUnavailable
 
 _ERRORS = (RedisError, OSError, TimeoutError)
@@ -34,7 +34,7 @@ class Count:
 class WindowCounters:
     """``add`` counts one event in a key's current window; ``read`` and ``clear``."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
 

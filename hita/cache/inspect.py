@@ -26,6 +26,7 @@ class RedisInfo:
     uptime_in_seconds: int
     keyspace_hits: int
     keyspace_misses: int
+    nodes: int = 1  # servers whose INFO is summed here (a cluster's primaries)
 
     @property
     def hit_rate(self) -> float:
@@ -45,6 +46,7 @@ class RedisInfo:
             uptime_in_seconds=int(info.get("uptime_in_seconds", 0)),
             keyspace_hits=int(info.get("keyspace_hits", 0)),
             keyspace_misses=int(info.get("keyspace_misses", 0)),
+            nodes=int(info.get("hita_nodes", 1)),
         )
 
 

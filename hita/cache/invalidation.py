@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
+from hita.cache import topology
 from hita.cache.codec import new_token
 from hita.cache.core import CacheCore, _Failed
 from hita.cache.keys import Key, Namespace
@@ -113,7 +114,7 @@ class Invalidator(CacheCore):
                 for namespace in invalidation.namespaces:
                     pipe.set(namespace.generation_key, new_token())
                 for key in invalidation.keys:
-                    pipe.unlink(key.redis_key)
+                    pipe.execute_command("UNLINK", key.redis_key)  # one slot per command
                 await pipe.execute()
         for pattern in invalidation.patterns:
             await self._unlink_matching(pattern)
@@ -139,16 +140,7 @@ class Invalidator(CacheCore):
         log.debug("pending invalidations applied")
 
     async def _unlink_matching(self, pattern: str) -> int:
-        removed = 0
-        batch: list[bytes] = []
-        async for name in self._redis.scan_iter(match=pattern, count=SCAN_COUNT):
-            batch.append(name)
-            if len(batch) >= UNLINK_BATCH:
-                removed += await self._redis.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += await self._redis.unlink(*batch)
-        return removed
+        return await topology.unlink_matching(self._redis, pattern, SCAN_COUNT, UNLINK_BATCH)
 
     # -- helpers ----------------------------------------------------------------
 

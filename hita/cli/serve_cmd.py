@@ -1,9 +1,26 @@
-"""``hita serve``: run the HTTP service (with embedded servers when no URLs are set)."""
+"""``hita serve``: run the HTTP service (with embedded servers when no URLs are set).
+
+``--workers N`` (N > 1) runs N worker processes on one port: each binds it with
+SO_REUSEPORT, so the kernel spreads new connections over them, and each opens
+its own PostgreSQL and Redis pools. This process starts the embedded servers
+(once), starts the workers, and stops them all on Ctrl-C or SIGTERM; if one
+worker dies, the others are stopped too. The scheduled statistics refresh still
+runs once per slot: the workers claim each slot in Redis like separate instances.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import multiprocessing
+import os
+import signal
 import socket
+import sys
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Final
 
 from aiohttp import web
 
@@ -13,16 +30,21 @@ from hita.config import Config
 from hita.constants import SHUTDOWN_TIMEOUT_S
 from hita.devsecret import with_jwt_secret
 from hita.embedded import embedded_dependencies
+from hita.embedded.process import die_with_parent
 from hita.errors import HitaError
-from hita.logs import skip_unused_record_fields
+from hita.logs import setup_logging, skip_unused_record_fields
 from hita.runtime import frozen_heap
+
+log = logging.getLogger(__name__)
+
+WORKER_STOP_TIMEOUT_S: Final = SHUTDOWN_TIMEOUT_S + 5.0
 
 
 class CannotListen(HitaError):
     """The HTTP address cannot be bound: in use, not ours, or not an address."""
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """The server's socket, bound before anything else is started, so that a port
     in use costs one line and leaves nothing to clean up. aiohttp starts listening
     on it once the app is ready; until then connections are refused, not queued."""
@@ -30,6 +52,8 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
@@ -39,27 +63,116 @@ def bind(host: str, port: int) -> socket.socket:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("serve", help="run the HTTP service")
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT); default 1",
+    )
     parser.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     skip_unused_record_fields()
-    sock = bind(config.http.host, config.http.port)
+    # Bound first: a port in use costs one line, before anything is started.
+    sock = bind(config.http.host, config.http.port, reuse_port=args.workers > 1)
     config = with_jwt_secret(config)
     with sock, embedded_dependencies(config, long_lived=True) as resolved:
         if config.database.url is None and not config.is_production:
             seed_demo_if_empty(resolved)
-        app = create_app(resolved)
-        app.cleanup_ctx.append(frozen_heap)
-        web.run_app(
-            app,
-            sock=sock,
-            access_log=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            print=lambda _: print(
-                f"HITA serving on http://{resolved.http.host}:{resolved.http.port}"
-                " (Ctrl-C to stop)",
-                flush=True,
-            ),
-        )
-    return 0
+        if args.workers == 1:
+            _serve(resolved, sock=sock, announce=True)
+            return 0
+        sock.close()  # each worker binds its own socket to the port (SO_REUSEPORT)
+        return _supervise(resolved, args.workers)
+
+
+def _serve(config: Config, *, sock: socket.socket | None = None, announce: bool) -> None:
+    app = create_app(config)
+    app.cleanup_ctx.append(frozen_heap)
+    where: dict[str, object] = (
+        {"sock": sock}
+        if sock is not None
+        else {"host": config.http.host, "port": config.http.port, "reuse_port": True}
+    )
+    web.run_app(
+        app,
+        **where,  # type: ignore[arg-type]
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        print=(lambda _: print(_serving(config), flush=True)) if announce else None,
+    )
+
+
+def _serving(config: Config, workers: int = 1) -> str:
+    plural = f" with {workers} workers" if workers > 1 else ""
+    return f"HITA serving on http://{config.http.host}:{config.http.port}{plural} (Ctrl-C to stop)"
+
+
+class _Stop(Exception):
+    """SIGTERM reached the supervisor."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _supervise(config: Config, workers: int) -> int:
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop
+    processes: list[BaseProcess] = [
+        context.Process(target=_worker, args=(config, n), name=f"hita-worker-{n}", daemon=False)
+        for n in range(1, workers + 1)
+    ]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    code = 0
+    try:
+        for process in processes:
+            process.start()
+            log.info("worker %s started, pid %d", process.name, process.pid)
+        print(_serving(config, workers), flush=True)
+        ended = wait([p.sentinel for p in processes])  # returns when one exits
+        code = 1
+        for process in processes:
+            if process.sentinel in ended:
+                log.error("worker %s exited (code %s); stopping", process.name, process.exitcode)
+    except (KeyboardInterrupt, _Stop):
+        log.info("stopping %d workers", workers)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_all(processes)
+    return code
+
+
+def _stop_all(processes: list[BaseProcess]) -> None:
+    """SIGTERM each live worker (by PID), wait for it, kill it if it will not go."""
+    for process in processes:
+        if process.pid is not None and process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    for process in processes:
+        process.join(WORKER_STOP_TIMEOUT_S)
+        if process.is_alive():
+            log.warning("worker %s did not stop; killing it", process.name)
+            process.kill()
+            process.join()
+
+
+def _worker(config: Config, number: int) -> None:
+    """One worker process: its own event loop, pools and background tasks."""
+    die_with_parent()
+    setup_logging(config.log_level, config.log_format, worker=number)
+    skip_unused_record_fields()
+    try:
+        _serve(config, announce=False)
+    except HitaError as exc:
+        print(f"hita: worker {number}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group
+        pass

@@ -47,7 +47,7 @@ def embedded_dependencies(
             config = dataclasses.replace(
                 config, database=dataclasses.replace(config.database, url=postgres.url)
             )
-        if redis and config.redis.url is None:
+        if redis and config.redis.needs_embedded:
             server = EmbeddedRedis(root / "redis")
             stack.callback(server.stop)
             server.start()

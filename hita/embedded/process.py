@@ -26,9 +26,13 @@ _PR_SET_PDEATHSIG: Final = 1
 STOP_TIMEOUT_S: Final = 15.0
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask the kernel to send this process SIGTERM when its parent dies (Linux)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_die_with_parent = die_with_parent  # runs in a server child between fork and exec
 
 
 def ensure_traversable(path: Path) -> None:

@@ -112,6 +112,7 @@ class CacheAdmin:
                 },
                 "redis_version": info.redis_version,
                 "redis_mode": info.redis_mode,
+                "redis_nodes": info.nodes,
                 "service_statistics": self.service_statistics(),
             },
         }

@@ -20,7 +20,7 @@ from hita.domain.roles import Role
 from hita.domain.users import NewUser, Operator
 from hita.embedded import EmbeddedRedis
 from hita.services.tokens import Tokens
-from tests.conftest import make_config
+from tests.conftest import RedisTarget, make_config
 
 PASSWORD = "correct horse battery"
 
@@ -81,6 +81,14 @@ async def open_account(
 async def world(aiohttp_client: AiohttpClient, config: Config) -> World:
     app = create_app(config)
     return World(await aiohttp_client(app), app, config, Tokens(config.auth))
+
+
+@pytest.fixture
+def topology_config(clean_database: str, redis_target: RedisTarget) -> Config:
+    """The test configuration over each Redis topology in turn (standalone,
+    cluster, sentinel). A module runs its tests on all three by defining
+    ``config`` as this fixture."""
+    return make_config(DATABASE_URL=clean_database, DB_AUTO_MIGRATE="false", **redis_target.env)
 
 
 @pytest.fixture

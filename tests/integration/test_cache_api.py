@@ -17,7 +17,7 @@ from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
-from tests.integration.cache.test_scale import command_calls, populate
+from tests.integration.cache.test_scale import calls_since, command_calls, populate
 from tests.integration.conftest import Account, World, body_of
 
 UNAVAILABLE = {"success": False, "error": "Redis cache not available", "cache_available": False}
@@ -83,6 +83,7 @@ async def test_detailed_health_has_every_field_of_the_seed(world: World) -> None
         "performance",
         "redis_version",
         "redis_mode",
+        "redis_nodes",
         "service_statistics",
     }
     assert set(stats["key_counts"]) == KEY_COUNT_KEYS
@@ -98,6 +99,7 @@ async def test_detailed_health_has_every_field_of_the_seed(world: World) -> None
     }
     assert {"keyspace_hits", "keyspace_misses", "hit_rate"} <= set(stats["performance"])
     assert stats["redis_mode"] == "standalone"
+    assert stats["redis_nodes"] == 1
     assert stats["service_statistics"]["breaker_state"] == "closed"
 
 
@@ -160,13 +162,13 @@ async def test_clear_removes_the_families_and_nothing_else(world: World, redis: 
         await call(world, "GET", path, admin)
     await redis.set("other_app:session:1", b"keep")
     ours = [k async for k in redis.scan_iter() if not k.startswith(b"other_app:")]
-    await redis.config_resetstat()
+    before = await command_calls(redis)
     body = await body_of(await call(world, "POST", "/v1.0/cache/clear", admin))
     assert body["message"] == "All user caches cleared successfully"
     assert body["keys_deleted"] == len(ours)
     remaining = {k async for k in redis.scan_iter()}
     assert b"other_app:session:1" in remaining
-    calls = await command_calls(redis)
+    calls = await calls_since(redis, before)
     assert not {"keys", "flushdb", "flushall"} & set(calls)
 
 
@@ -241,15 +243,14 @@ async def test_stats_on_200k_keys_answer_within_the_budget_without_keys(
     admin = await world.make_user(Role.ADMIN)
     await populate(redis, 150_000, "user_details")
     await populate(redis, 50_000, "user_list:{user_list}:gx")
-    await redis.config_resetstat()
+    before = await command_calls(redis)
 
     started = time.perf_counter()
     body = await body_of(await call(world, "GET", "/v1.0/cache/stats", admin))
     elapsed_ms = (time.perf_counter() - started) * 1000
 
     counts = body["key_counts"]
-    calls = await command_calls(redis)
-    assert "keys" not in calls
+    assert "keys" not in await calls_since(redis, before)
     # A wall-clock sanity bound only, generous for a loaded machine (it once was
     # budget + 700 ms, which a busy CI runner can miss): whether the budget stopped
     # the pass is what `estimated` says, checked against the real counts below.

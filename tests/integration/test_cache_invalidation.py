@@ -1,5 +1,6 @@
 """Through the HTTP API: every mutating route shows its new data at once, and
-invalidates exactly what it should; a 4xx invalidates nothing."""
+invalidates exactly what it should; a 4xx invalidates nothing. Every test runs
+on a single Redis, a Redis Cluster and a Sentinel-managed master."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from hita.appkeys import CACHE_KEYS
+from hita.cache import topology
+from hita.cache.connection import RedisClient
+from hita.config import Config
 from hita.constants import NAMESPACES
 from hita.domain.roles import Role
+from tests.conftest import RedisTarget
 from tests.integration.conftest import PASSWORD, Account, World, body_of
 
 ALL = frozenset(NAMESPACES)
@@ -22,7 +26,7 @@ NONE: frozenset[str] = frozenset()
 @dataclass
 class Scene:
     world: World
-    redis: Redis
+    redis: RedisClient
     superadmin: Account
     guest: Account  # the user each mutation targets
     other: Account  # a user no mutation touches
@@ -53,14 +57,19 @@ class Scene:
 
 
 @pytest.fixture
-async def scene(world: World, clean_redis: str) -> AsyncIterator[Scene]:
-    redis = Redis.from_url(clean_redis)
+def config(topology_config: Config) -> Config:
+    return topology_config
+
+
+@pytest.fixture
+async def scene(world: World, redis_target: RedisTarget) -> AsyncIterator[Scene]:
+    redis = redis_target.client()
     superadmin = await world.make_user(Role.SUPERADMIN)
     guest = await world.make_user(full_name="Guest Before")
     other = await world.make_user(full_name="Other Guest")
     built = Scene(world, redis, superadmin, guest, other)
     yield built
-    await redis.aclose()
+    await topology.close(redis)
 
 
 Check = Callable[[Scene], Awaitable[None]]
@@ -335,7 +344,7 @@ async def test_no_secret_ever_reaches_redis(scene: Scene) -> None:
     )
     await scene.warm()
     await scene.get(f"/v1.0/user/{scene.superadmin.id}", scene.superadmin)
-    values = [await scene.redis.get(key) async for key in scene.redis.scan_iter()]
+    values = [await scene.redis.get(key) async for key in topology.scan_keys(scene.redis, "*", 100)]
     assert values
     for raw in values:
         assert raw is not None

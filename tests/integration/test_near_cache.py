@@ -16,6 +16,7 @@ from hita.appkeys import CACHE
 from hita.cache.near import NearCache
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
+from tests.integration.cache.test_scale import calls_since, command_calls
 from tests.integration.conftest import Account, World, body_of
 from tests.integration.test_coherence import settled, two_worlds
 
@@ -37,15 +38,6 @@ async def tracking_on(*worlds: World) -> None:
         while not tracking.active:
             assert time.monotonic() < deadline, "tracking never came up"
             await asyncio.sleep(0.01)
-
-
-async def commands(redis: Redis) -> dict[str, int]:
-    stats = await redis.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): int(value["calls"])
-        for name, value in stats.items()
-        if name.removeprefix("cmdstat_") not in ("info", "config", "config|resetstat")
-    }
 
 
 async def get(world: World, caller: Account, path: str) -> Any:
@@ -70,17 +62,17 @@ async def test_a_warm_l1_answers_with_no_redis_command_and_a_cold_one_with_no_sc
     for _ in range(2):
         await get(world, admin, path)
 
-    await redis.config_resetstat()
+    before = await command_calls(redis)
     for _ in range(10):
         await get(world, admin, path)
-    assert await commands(redis) == {}  # the token check and the read: both from L1
+    assert await calls_since(redis, before) == {}  # the token check and the read: from L1
 
     cache = world.app[CACHE]
     assert cache.near is not None
     cache.near.flush()
-    await redis.config_resetstat()
+    before = await command_calls(redis)
     await get(world, admin, path)
-    calls = await commands(redis)
+    calls = await calls_since(redis, before)
     assert "evalsha" not in calls
     assert "eval" not in calls
     assert calls == {"get": 2, "pttl": 2}  # two hits (caller and user), one round trip each

@@ -65,8 +65,8 @@ async def test_requests_get_503_while_postgres_is_down_and_recover(
     path = f"/v1.0/points/{user['id']}/history"  # not cached: always PostgreSQL
     # The new user's own notification may still be on its way: once it is
     # applied, nothing removes what the next read caches.
-    while app[CACHE].pending:
-        await asyncio.sleep(0.01)  # polling for the applier, bounded by the test timeout
+    while app[CACHE].pending:  # noqa: ASYNC110 - polling the applier, bounded by the test timeout
+        await asyncio.sleep(0.01)
     assert (await client.get(details, headers=headers)).status == 200
     assert (await client.get(path, headers=headers)).status == 200
 

@@ -17,13 +17,20 @@ from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE, REFRESHER
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
 from hita.cache.pending import PendingInvalidations
+from hita.config import Config
 from hita.domain.roles import Role
 from hita.domain.users import UserListQuery
 from hita.embedded import EmbeddedRedis
 from hita.services.tokens import Tokens
 from hita.services.users import UserService
-from tests.conftest import make_config
+from tests.conftest import RedisTarget, make_config
 from tests.integration.conftest import Account, World, body_of
+
+
+@pytest.fixture
+def config(topology_config: Config) -> Config:
+    """The tests over the app run on a single Redis, a Cluster and Sentinel."""
+    return topology_config
 
 
 class Gate:
@@ -228,9 +235,9 @@ async def two_apps(
     aiohttp_client: AiohttpClient,
     config_overrides: dict[str, str],
     database_url: str,
-    redis_url: str,
+    redis: RedisTarget,
 ) -> tuple[World, World]:
-    config = make_config(DATABASE_URL=database_url, REDIS_URL=redis_url, **config_overrides)
+    config = make_config(DATABASE_URL=database_url, **redis.env, **config_overrides)
     worlds = []
     for _ in range(2):
         app = create_app(config)
@@ -239,9 +246,9 @@ async def two_apps(
 
 
 async def test_a_write_through_one_instance_is_read_at_once_through_the_other(
-    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+    aiohttp_client: AiohttpClient, clean_database: str, redis_target: RedisTarget
 ) -> None:
-    first, second = await two_apps(aiohttp_client, {}, clean_database, clean_redis)
+    first, second = await two_apps(aiohttp_client, {}, clean_database, redis_target)
     admin = await first.make_user(Role.ADMIN)
     guest = await first.make_user(full_name="Old Name")
 
@@ -269,14 +276,14 @@ async def test_a_write_through_one_instance_is_read_at_once_through_the_other(
 
 @pytest.mark.slow
 async def test_the_scheduled_refresh_runs_once_per_interval_across_instances(
-    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+    aiohttp_client: AiohttpClient, clean_database: str, redis_target: RedisTarget
 ) -> None:
     interval = 0.25
     first, second = await two_apps(
         aiohttp_client,
         {"STATS_REFRESH_ENABLED": "true", "STATS_REFRESH_INTERVAL_S": str(interval)},
         clean_database,
-        clean_redis,
+        redis_target,
     )
     # Made first: a new user changes the statistics, so it invalidates them.
     admin = await first.make_user(Role.ADMIN)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from hita.appkeys import USER_SERVICE
+from hita.config import Config
 from hita.domain.roles import Role
 from hita.domain.users import UserListQuery
 from tests.integration.conftest import World, assert_no_secrets
+
+
+@pytest.fixture
+def config(topology_config: Config) -> Config:
+    return topology_config
 
 
 async def test_every_read_round_trips_through_json_unchanged(world: World) -> None:
@@ -30,3 +38,4 @@ async def test_every_read_round_trips_through_json_unchanged(world: World) -> No
     assert user["created_at"].endswith("Z")
     assert user["last_login_at"] is None
     assert await service.get_user("1000000000") is None
+    assert await service.get_user(guest.id) == user  # now from the cache, the same

@@ -239,3 +239,51 @@ def test_config_is_frozen() -> None:
     config = load_config({})
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.env = "production"  # type: ignore[misc]
+
+
+def test_cluster_mode_reads_the_seed_nodes_and_needs_no_url() -> None:
+    config = load_config(
+        {
+            "HITA_ENV": "production",
+            "JWT_SECRET": SECRET,
+            "DATABASE_URL": "postgresql://h/d",
+            "REDIS_MODE": "cluster",
+            "REDIS_CLUSTER_NODES": "10.0.0.1:7000, 10.0.0.2:7001",
+            "REDIS_PASSWORD": "pw",
+        }
+    )
+    assert (config.redis.mode, config.redis.nodes) == (
+        "cluster",
+        (("10.0.0.1", 7000), ("10.0.0.2", 7001)),
+    )
+    assert config.redis.url is None
+    assert not config.redis.needs_embedded
+    assert config.redis.password == "pw"
+    assert "pw" not in repr(config)
+
+
+def test_sentinel_mode_reads_the_sentinels_and_the_master_name() -> None:
+    config = load_config(
+        {
+            "REDIS_MODE": "sentinel",
+            "REDIS_SENTINELS": "s1:26379,s2:26379",
+            "REDIS_SENTINEL_MASTER": "m",
+        }
+    )
+    assert config.redis.nodes == (("s1", 26379), ("s2", 26379))
+    assert config.redis.sentinel_master == "m"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"REDIS_MODE": "ring"}, "REDIS_MODE must be one of"),
+        ({"REDIS_MODE": "cluster"}, "REDIS_MODE=cluster needs REDIS_CLUSTER_NODES"),
+        ({"REDIS_MODE": "sentinel"}, "REDIS_MODE=sentinel needs REDIS_SENTINELS"),
+        ({"REDIS_MODE": "cluster", "REDIS_CLUSTER_NODES": "h:x"}, "REDIS_CLUSTER_NODES must be"),
+        ({"REDIS_MODE": "sentinel", "REDIS_SENTINELS": "h"}, "REDIS_SENTINELS must be"),
+    ],
+)
+def test_bad_topology_settings_are_named(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ)

@@ -1,4 +1,5 @@
-"""One behaviour suite, two backends: fakeredis and a real Redis."""
+"""One behaviour suite, several backends: fakeredis, and a real Redis as one
+server, as a Redis Cluster and as a master found through Sentinel."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from collections.abc import AsyncIterator, Callable
 
 import fakeredis
 import pytest
-from redis.asyncio import Redis
 
+from hita.cache import topology
 from hita.cache.client import RedisCache
-from hita.cache.connection import create_redis
+from hita.cache.connection import RedisClient, create_redis
 from hita.cache.keys import KeyBuilder
 from hita.config import CacheConfig
-from tests.conftest import make_config
+from tests.conftest import TOPOLOGIES, RedisTarget, make_config, target_named
 
 
 def cache_config(**changes: object) -> CacheConfig:
@@ -26,7 +27,7 @@ def cache_config(**changes: object) -> CacheConfig:
 @dataclasses.dataclass
 class Backend:
     name: str
-    redis: Redis
+    redis: RedisClient
     make: Callable[..., RedisCache]
     caches: list[RedisCache] = dataclasses.field(default_factory=list)
     fake_server: fakeredis.FakeServer | None = None
@@ -42,7 +43,7 @@ class Backend:
     async def close(self) -> None:
         for cache in self.caches:
             await cache.aclose()
-        await self.redis.aclose()
+        await topology.close(self.redis)
 
 
 def fake_backend_factory() -> Backend:
@@ -59,26 +60,27 @@ def fake_backend_factory() -> Backend:
     return made
 
 
-async def real_backend_factory(url: str) -> Backend:
-    config = make_config(REDIS_URL=url)
-    redis = Redis.from_url(url)
-    await redis.flushdb()
+async def real_backend_factory(target: RedisTarget) -> Backend:
+    """Caches over ``target`` (emptied first), each with its own client as an
+    instance of the service would have."""
+    config = make_config(**target.env)
+    await target.empty()
 
     def make(**changes: object) -> RedisCache:
         cache = RedisCache(create_redis(config.redis), cache_config(**changes), KeyBuilder())
         made.caches.append(cache)
         return cache
 
-    made = Backend("real", redis, make)
+    made = Backend(target.name, target.client(), make)
     return made
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=[pytest.param("fake"), *TOPOLOGIES])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "fake":
         made = fake_backend_factory()
     else:
-        made = await real_backend_factory(request.getfixturevalue("redis_url"))
+        made = await real_backend_factory(await target_named(request, request.param))
     yield made
     await made.close()
 

@@ -14,7 +14,7 @@ from hita.appkeys import CACHE, WARMUP
 from hita.services.refresh import StatsRefresher
 from hita.services.warmup import CacheWarmupService
 from hita.tasks import cancel_and_wait
-from tests.conftest import make_config
+from tests.conftest import RedisTarget, make_config
 from tests.integration.cache.conftest import Backend, real_backend_factory
 
 
@@ -74,7 +74,7 @@ async def test_a_refresh_while_redis_is_down_is_skipped_not_fatal(fake_backend: 
 
 
 async def test_the_loop_keeps_going_and_stops_cleanly_when_cancelled(redis_url: str) -> None:
-    backend = await real_backend_factory(redis_url)
+    backend = await real_backend_factory(RedisTarget("standalone", {"REDIS_URL": redis_url}))
     refresh = Refresh(fail_first=1)
     refresher = StatsRefresher(backend.make(), refresh, 0.02, 0.1)
     task = asyncio.create_task(refresher.run_forever())
