@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import os
@@ -105,11 +106,9 @@ class Field:
             self.acked_at.append(at)
 
     def allowed_from(self, started: float) -> list[Any]:
-        """Values a read started at ``started`` may show."""
-        last = 0
-        for i, at in enumerate(self.acked_at):
-            if at < started:
-                last = i
+        """Values a read started at ``started`` may show: from the last one
+        acknowledged before it on (ack times only grow; a write in flight is last)."""
+        last = max(0, bisect.bisect_left(self.acked_at, started) - 1)
         return self.values[last:]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from redis.exceptions import RedisError
 
@@ -31,12 +32,22 @@ class Count:
         return max(1, math.ceil(self.expires_in_s))
 
 
+# One key, so one slot on a cluster: open the window (or keep a running one),
+# count, and say how long the window has left, atomically.
+_ADD: Final = """
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+local value = redis.call('INCR', KEYS[1])
+return {value, redis.call('PTTL', KEYS[1])}
+"""
+
+
 class WindowCounters:
     """``add`` counts one event in a key's current window; ``read`` and ``clear``."""
 
     def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._add = redis.register_script(_ADD)
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}{name}"
@@ -44,11 +55,7 @@ class WindowCounters:
     async def add(self, name: str, window_s: int) -> Count:
         key = self._key(name)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(key, 0, ex=window_s, nx=True)  # opens the window, keeps a running one
-                pipe.incr(key)
-                pipe.pttl(key)
-                _, value, pttl = await pipe.execute()
+            value, pttl = await self._add(keys=[key], args=[window_s])
         except _ERRORS as exc:
             raise CacheUnavailable() from exc
         return Count(int(value), max(int(pttl), 0) / 1000)
