@@ -108,8 +108,21 @@ async def test_a_stale_read_cannot_be_stored_after_the_write(
 async def test_the_race_is_real_without_the_lease_check(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Control: without the lease check (and without the outbox's notification,
+    which would invalidate the entry again a moment later) the old row is stored."""
     ignore_leases(monkeypatch)
+    no_notifications(monkeypatch, world)
     assert await stale_set_race(world, monkeypatch) == "Old Name"
+
+
+def no_notifications(monkeypatch: pytest.MonkeyPatch, world: World) -> None:
+    coherence = world.app[COHERENCE]
+    monkeypatch.setattr(coherence.listener, "_on_change", lambda change: None)
+
+    async def no_sweep(apply: object) -> int:
+        return 0
+
+    monkeypatch.setattr(coherence.outbox, "sweep", no_sweep)
 
 
 async def test_a_stale_list_page_lands_in_a_dead_generation(
@@ -219,13 +232,7 @@ def forget_failed_invalidations(monkeypatch: pytest.MonkeyPatch, world: World) -
     """No suspects, no retries, no outbox: what the seed does with a failed invalidation."""
     monkeypatch.setattr(PendingInvalidations, "covers", lambda self, key: False)
     monkeypatch.setattr(RedisCache, "_kick_applier", lambda self: None)
-    coherence = world.app[COHERENCE]
-    monkeypatch.setattr(coherence.listener, "_on_change", lambda change: None)
-
-    async def no_sweep(apply: object) -> int:
-        return 0
-
-    monkeypatch.setattr(coherence.outbox, "sweep", no_sweep)
+    no_notifications(monkeypatch, world)
 
 
 # -- two instances on one PostgreSQL and one Redis --------------------------------
