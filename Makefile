@@ -56,8 +56,8 @@ bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's 
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python scripts/bench_http.py
 
-chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 9 minutes, every read checked; writes docs/chaos.md
-	$(BIN)/python scripts/chaos.py --minutes 9 --report docs/chaos.md
+chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 15 minutes, every read checked; writes docs/chaos.md
+	$(BIN)/python scripts/chaos.py --minutes 15 --faults-each 7 --clients 16 --report docs/chaos.md
 
 bench-workers: $(STAMP) ## requests/s with 1 and 2 workers (wrk), into docs/benchmarks.md
 	$(BIN)/python scripts/bench_workers.py
