@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
+from hita.api.admission import Admission, admission_middleware
 from hita.api.auth import auth_middleware
 from hita.api.errors import error_middleware
 from hita.api.invalidation import cache_invalidation_middleware
@@ -36,6 +37,7 @@ from hita.cache.keys import KeyBuilder
 from hita.config import Config
 from hita.constants import MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
+from hita.db.gate import PoolGate
 from hita.db.migrate import apply_migrations
 from hita.errors import HitaError
 from hita.metrics import Metrics
@@ -60,7 +62,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         pool = await create_pool(config.database)
         stack.push_async_callback(close_pool, pool)
-        database = Database(pool, config.database.acquire_timeout_s)
+        gate = PoolGate(
+            config.database.pool_max_size,
+            max_waiters=config.database.queue_max,
+            budget_s=config.database.queue_timeout_s,
+        )
+        database = Database(pool, config.database.acquire_timeout_s, gate)
+        app[METRICS].watch_gate(gate)
         if config.database.auto_migrate:
             async with database.connection() as conn:
                 await apply_migrations(conn)
@@ -112,6 +120,7 @@ async def _warm(warmup: CacheWarmupService) -> None:
 
 
 def create_app(config: Config) -> web.Application:
+    admission = Admission(config.http.max_in_flight)
     app = web.Application(
         client_max_size=config.http.client_max_size,
         handler_args={
@@ -120,6 +129,8 @@ def create_app(config: Config) -> web.Application:
         },
         middlewares=[
             request_context_middleware,
+            # Before anything does work: past the bound, a 503 at once.
+            admission_middleware(admission, config.http.retry_after_s),
             # Outside the error middleware, so it sees the final status of every response.
             cache_invalidation_middleware(),
             error_middleware,
@@ -128,6 +139,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[METRICS].watch_in_flight(lambda: (admission.in_flight, admission.peak, admission.refused))
     app.cleanup_ctx.append(_resources)
     setup_routes(app)
     app[OPENAPI] = document_bytes(app.router)

@@ -47,6 +47,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("HOST", c.DEFAULT_HOST, "address the HTTP server binds"),
     _s("PORT", c.DEFAULT_PORT, "port the HTTP server binds"),
     _s("CLIENT_MAX_SIZE", c.CLIENT_MAX_SIZE_BYTES, "largest request body accepted, bytes"),
+    _s(
+        "HTTP_MAX_IN_FLIGHT",
+        c.HTTP_MAX_IN_FLIGHT,
+        "requests served at once; beyond it, 503 overloaded at once (0: no bound)",
+    ),
+    _s("OVERLOAD_RETRY_AFTER_S", c.OVERLOAD_RETRY_AFTER_S, "Retry-After of a 503 overloaded, s"),
     _s("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     _s("LOG_FORMAT", "text", "text (readable lines) or json (one object per line)"),
     _s("DATABASE_URL", None, "PostgreSQL DSN; unset: start the embedded PostgreSQL"),
@@ -56,6 +62,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("DB_COMMAND_TIMEOUT_S", c.DB_COMMAND_TIMEOUT_S, "seconds a statement may run"),
     _s("DB_ACQUIRE_TIMEOUT_S", c.DB_ACQUIRE_TIMEOUT_S, "seconds to wait for a free connection"),
     _s("DB_STARTUP_ATTEMPTS", c.DB_STARTUP_ATTEMPTS, "connection attempts at start-up"),
+    _s("DB_QUEUE_MAX", c.DB_QUEUE_MAX, "requests that may wait for a connection; beyond: 503"),
+    _s(
+        "DB_QUEUE_TIMEOUT_MS",
+        c.DB_QUEUE_TIMEOUT_MS,
+        "longest wait for a free connection before 503 overloaded, ms",
+    ),
     _s("DB_AUTO_MIGRATE", "true", "apply pending migrations when the service starts"),
     _s("REDIS_URL", None, "redis://, rediss:// or unix:// URL; wins over REDIS_HOST"),
     _s("REDIS_HOST", None, "Redis host; unset with REDIS_URL unset: start the embedded Redis"),
@@ -101,6 +113,8 @@ class HttpConfig:
     host: str
     port: int
     client_max_size: int
+    max_in_flight: int  # 0: no bound
+    retry_after_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +127,8 @@ class DatabaseConfig:
     acquire_timeout_s: float
     startup_attempts: int
     auto_migrate: bool
+    queue_max: int
+    queue_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +382,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
             host=values.text("HOST"),
             port=values.integer("PORT"),
             client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
+            max_in_flight=values.integer("HTTP_MAX_IN_FLIGHT"),
+            retry_after_s=values.integer("OVERLOAD_RETRY_AFTER_S", minimum=1),
         ),
         database=DatabaseConfig(
             url=database_url,
@@ -376,6 +394,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
             acquire_timeout_s=values.number("DB_ACQUIRE_TIMEOUT_S", minimum=0.1),
             startup_attempts=values.integer("DB_STARTUP_ATTEMPTS", minimum=1),
             auto_migrate=values.flag("DB_AUTO_MIGRATE"),
+            queue_max=values.integer("DB_QUEUE_MAX"),
+            queue_timeout_s=values.integer("DB_QUEUE_TIMEOUT_MS", minimum=1) / 1000,
         ),
         redis=RedisConfig(
             url=redis_url,

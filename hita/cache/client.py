@@ -27,11 +27,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from hita.cache import scripts
 from hita.cache.breaker import BreakerState, CircuitBreaker
 from hita.cache.codec import MISS, Entry, decode, encode, new_token
+from hita.cache.errorlog import ErrorLog
 from hita.cache.inspect import KeyCounts, RedisInfo
 from hita.cache.keys import AnyKey, Key, KeyBuilder, Namespace, NamespacedKey, check_name
 from hita.cache.pending import PendingInvalidations
 from hita.cache.stats import CacheStats
 from hita.config import CacheConfig
+from hita.constants import CACHE_ERROR_LOG_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class RedisCache:
         self.config = config
         self.keys = keys or KeyBuilder()
         self.stats = CacheStats()
+        self.errors = ErrorLog(log, CACHE_ERROR_LOG_INTERVAL_S)
         self._transition_listeners: list[Transition] = []
         self.breaker = CircuitBreaker(
             config.breaker.failure_threshold,
@@ -148,14 +151,17 @@ class RedisCache:
                 await self._flush_pending()
             result = await fn()
         except OUTAGE_ERRORS as exc:
+            if _cancelling():  # redis-py reports a read cut short by cancellation as a timeout
+                self.breaker.abandon()
+                raise asyncio.CancelledError() from exc
             self.breaker.record_failure()
             self.stats[cache_type].errors += 1
-            log.warning("cache %s (%s) failed: %s", op, cache_type, exc.__class__.__name__)
+            self.errors.report(logging.WARNING, exc, f"cache {op} ({cache_type}) failed")
             return FAILED
         except RedisError as exc:  # Redis answered, but refused the command
             self.breaker.record_success()
             self.stats[cache_type].errors += 1
-            log.error("cache %s (%s) refused: %s", op, cache_type, exc)
+            self.errors.report(logging.ERROR, exc, f"cache {op} ({cache_type}) refused")
             return FAILED
         except BaseException:
             self.breaker.abandon()
@@ -173,7 +179,8 @@ class RedisCache:
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
                 return bool(await self._redis.ping())
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.errors.report(logging.WARNING, exc, "cache ping failed")
             return False
 
     async def aclose(self) -> None:
@@ -498,10 +505,11 @@ class RedisCache:
         finally:
             self._flights.pop(flight_key, None)
         flight.set_result(value)
-        if value is None and negative_ttl is None:
-            await self._release(key, read)
-        else:
-            await self._fill(
+        # The lease is filled or given back on every path: a fill that Redis
+        # refused (OOM) or could not take, or a caller cancelled mid-fill, must
+        # not leave later readers waiting for a lease nobody will fill.
+        try:
+            stored = (value is not None or negative_ttl is not None) and await self._fill(
                 key,
                 read.data_key,
                 expected=read.token,
@@ -510,6 +518,11 @@ class RedisCache:
                 delta_s=self._clock() - started,
                 allow_absent=isinstance(key, NamespacedKey),
             )
+            if not stored:
+                await self._release(key, read)
+        except BaseException:
+            self._spawn(self._release(key, read))
+            raise
         return value
 
     async def _fill(
@@ -537,11 +550,27 @@ class RedisCache:
         return True
 
     async def _release(self, key: AnyKey, read: _Read) -> None:
-        await self._call(
+        """Give an unused lease back; when Redis cannot take it now, keep trying
+        in the background until the lease would have expired anyway."""
+        if not await self._try_release(key, read):
+            self._spawn(self._release_later(key, read))
+
+    async def _try_release(self, key: AnyKey, read: _Read) -> bool:
+        result = await self._call(
             key.cache_type,
             "release",
             lambda: self._release_script(keys=[read.data_key], args=[read.token]),
         )
+        return not isinstance(result, _Failed)
+
+    async def _release_later(self, key: AnyKey, read: _Read) -> None:
+        deadline = self._clock() + self.config.lease_ttl_ms / 1000
+        delay = RETRY_PENDING_FIRST_S
+        while self._clock() < deadline:
+            await asyncio.sleep(delay)
+            if await self._try_release(key, read):
+                return
+            delay = min(delay * 2, max(self.breaker.open_s, RETRY_PENDING_FIRST_S))
 
     def _maybe_refresh_early(
         self, key: AnyKey, read: _Read, loader: Callable[[], Awaitable[Any]], ttl: float
@@ -663,6 +692,11 @@ async def _join(flight: asyncio.Future[Any] | None, loader: Callable[[], Awaitab
         except _Abandoned:
             pass
     return await loader()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
