@@ -29,6 +29,10 @@ from redis.exceptions import (
 
 # "Error running script (call to f_<sha>): @user_script:10: ... -OOM command not allowed..."
 _SCRIPT_ERROR_RE: Final = re.compile(r"@user_script:.*?-([A-Z]+ .*)$")
+# "Command # 1 (SET <key> <value>) of pipeline caused error: ('command not allowed...',)"
+_PIPELINE_ERROR_RE: Final = re.compile(
+    r"Command # \d+ \((\w+) .*\) of pipeline caused error: \(['\"](.*)['\"],\)$"
+)
 MAX_KINDS: Final = 64  # kinds remembered; the oldest is forgotten past this
 
 # redis-py strips the error code from Redis's message; these put it back.
@@ -50,6 +54,9 @@ def redis_reason(exc: BaseException) -> str:
     if inner is not None:  # a command inside a script: Redis's error, without the wrapping
         return f"{inner.group(1)} (in a script)"
     code = next((code for cls, code in _CODES if isinstance(exc, cls)), None)
+    piped = _PIPELINE_ERROR_RE.search(text)
+    if piped is not None:  # no key names (they may hold ids) in the line
+        text = f"{piped.group(2)} ({piped.group(1)} in a pipeline)"
     if isinstance(exc, AuthenticationError):
         lowered = text.lower()
         code = (
@@ -68,9 +75,10 @@ def redis_reason(exc: BaseException) -> str:
 
 
 def error_kind(exc: BaseException) -> str:
-    """A short, bounded name for the kind of error: the class and Redis's code."""
+    """A short, bounded name for the kind of error: Redis's code (``OOM``,
+    ``WRONGPASS``, ``TLS``) when there is one, else the exception's class."""
     code = redis_reason(exc).split(" ", 1)[0].rstrip(":")
-    return f"{exc.__class__.__name__}/{code}" if code.isupper() else exc.__class__.__name__
+    return code if code.isupper() else exc.__class__.__name__
 
 
 @dataclass(slots=True)

@@ -44,7 +44,8 @@ async def cache(own_redis: EmbeddedRedis) -> AsyncIterator[RedisCache]:
 
 
 async def stored(admin: Redis) -> bytes | None:
-    raw: bytes | None = await admin.get(USER.redis_key)
+    raw = await admin.get(USER.redis_key)
+    assert raw is None or isinstance(raw, bytes)
     return raw
 
 
