@@ -34,7 +34,7 @@ from hita.appkeys import (
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
-from hita.config import Config
+from hita.config import Config, redacted_url
 from hita.constants import MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.gate import PoolGate
@@ -79,6 +79,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         stack.push_async_callback(cache.aclose)
         app[CACHE] = cache
+        # One clear line at start when Redis cannot be used (NOAUTH, WRONGPASS, TLS...).
+        where = redacted_url(config.redis.url or "")
+        await cache.ping(what=f"Redis at {where} cannot be used; serving from PostgreSQL")
 
         cache_keys = CacheKeys(cache)
         app[CACHE_KEYS] = cache_keys

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from hita import constants as c
 
@@ -69,11 +69,21 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "longest wait for a free connection before 503 overloaded, ms",
     ),
     _s("DB_AUTO_MIGRATE", "true", "apply pending migrations when the service starts"),
-    _s("REDIS_URL", None, "redis://, rediss:// or unix:// URL; wins over REDIS_HOST"),
+    _s(
+        "REDIS_URL",
+        None,
+        "redis://[user:password@]host..., rediss:// (certificate checked; CA with"
+        " ?ssl_ca_certs=) or unix:// URL; wins over REDIS_HOST",
+    ),
     _s("REDIS_HOST", None, "Redis host; unset with REDIS_URL unset: start the embedded Redis"),
     _s("REDIS_PORT", 6379, "Redis port (with REDIS_HOST)"),
     _s("REDIS_DB", 0, "Redis database number (with REDIS_HOST)"),
-    _s("REDIS_PASSWORD", None, "Redis password (with REDIS_HOST)"),
+    _s(
+        "REDIS_PASSWORD",
+        None,
+        "Redis password: with REDIS_HOST, or added to a REDIS_URL that has none"
+        " (one that has another is refused)",
+    ),
     _s("REDIS_MAX_CONNECTIONS", c.REDIS_MAX_CONNECTIONS, "Redis pool size"),
     _s("REDIS_SOCKET_TIMEOUT_MS", c.REDIS_SOCKET_TIMEOUT_MS, "per-command Redis timeout, ms"),
     _s("REDIS_CONNECT_TIMEOUT_MS", c.REDIS_CONNECT_TIMEOUT_MS, "Redis connect timeout, ms"),
@@ -281,20 +291,61 @@ def read_profile(directory: Path, env: str) -> dict[str, str]:
 
 
 def redis_url_from(values: _Values) -> str | None:
-    """REDIS_URL wins; else REDIS_HOST/PORT/DB/PASSWORD as in the seed; else None."""
+    """REDIS_URL wins; else REDIS_HOST/PORT/DB/PASSWORD as in the seed; else None.
+
+    REDIS_PASSWORD is never ignored: it fills in a REDIS_URL that has no
+    password (keeping the URL's ACL user), and a REDIS_URL with another
+    password is refused."""
     url = values.optional("REDIS_URL")
+    password = values.optional("REDIS_PASSWORD")
     if url is not None:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-        return url
+        _check_tls(url)
+        return url if password is None else _with_password(url, password)
     host = values.optional("REDIS_HOST")
     if host is None:
         return None
-    password = values.optional("REDIS_PASSWORD")
     auth = f":{quote(password, safe='')}@" if password else ""
     port = values.integer("REDIS_PORT", minimum=1)
     db = values.integer("REDIS_DB")
     return f"redis://{auth}{host}:{port}/{db}"
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is not None:
+        if unquote(parts.password) != password:
+            raise ConfigError(
+                "REDIS_PASSWORD and the password in REDIS_URL differ: set only one of them"
+            )
+        return url
+    user = quote(unquote(parts.username), safe="") if parts.username else ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def _check_tls(url: str) -> None:
+    """``rediss://`` always checks the server's certificate and host name."""
+    query = {k.lower(): v[-1].lower() for k, v in parse_qs(urlsplit(url).query).items()}
+    if query.get("ssl_cert_reqs", "required") != "required" or query.get(
+        "ssl_check_hostname", "true"
+    ) in ("false", "0", "no", "off"):
+        raise ConfigError(
+            "REDIS_URL turns off Redis's certificate check (ssl_cert_reqs or"
+            " ssl_check_hostname): HITA always checks it; name your CA with"
+            " ssl_ca_certs=/path/to/ca.pem instead"
+        )
+
+
+def redacted_url(url: str) -> str:
+    """Where a Redis URL points, without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _key_prefix(prefix: str) -> str:

@@ -11,11 +11,11 @@ Every ``--fault-every`` seconds Redis is, in turn, paused (SIGSTOP) for
 ``--sample-every`` seconds the script records the service's RSS and open
 descriptors, its Redis connections (CLIENT LIST), its PostgreSQL connections
 (pg_stat_activity) and the answers of the window. The report, with start, end
-and slope (least squares over the samples after the first five minutes), is
+and slope (least squares over the samples after ``--settle-minutes``, 5), is
 written between markers into ``docs/soak.md``, keeping the text around them.
 
 With ``--tracemalloc`` the service traces its allocations and the report
-lists the lines whose memory grew most between the five-minute mark and the end.
+lists the lines whose memory grew most from that mark to the end.
 
     python scripts/soak.py [--minutes 30] [--rate 100] [--users 5000]
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import random
@@ -62,9 +63,9 @@ SOAK_ROOT: Final = PROJECT_ROOT / ".hita" / "soak"
 REPORT: Final = PROJECT_ROOT / "docs" / "soak.md"
 BEGIN: Final = "<!-- soak:begin (written by scripts/soak.py) -->"
 END: Final = "<!-- soak:end -->"
-SETTLE_S: Final = 300.0  # slopes are taken after the first 5 minutes
 REQUEST_TIMEOUT_S: Final = 10.0
 MAX_IN_FLIGHT: Final = 500  # the sender's own bound; past it a request is counted as dropped
+CLIENT_CONNECTIONS: Final = 64  # like a load balancer's pool: more requests queue in the client
 START_TIMEOUT_S: Final = 60.0
 SNAPSHOT_WAIT_S: Final = 30.0
 USERS_WITH_TOKENS: Final = 300
@@ -78,7 +79,7 @@ def serve(tracemalloc_out: str | None) -> int:
     """Run ``hita serve``; with tracing, SIGUSR1 takes a snapshot: the first
     one is the baseline, each later one writes the growth since it."""
     if tracemalloc_out:
-        tracemalloc.start(8)
+        tracemalloc.start(1)
         baseline: list[tracemalloc.Snapshot] = []
 
         def snapshot(_signum: int, _frame: FrameType | None) -> None:
@@ -190,6 +191,7 @@ class Soak:
     samples: list[Sample] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     redis_state: str = "up"
+    idle: Sample | None = None  # 5 s after the load stopped
     started: float = field(default_factory=time.monotonic)
     rng: random.Random = field(default_factory=lambda: random.Random(1))
 
@@ -244,8 +246,10 @@ class Soak:
             async with http.request(
                 method, self.base_url + path, headers=headers, json=body
             ) as response:
-                await response.read()
+                raw = await response.read()
                 status = str(response.status)
+                if response.status >= 500:  # which 5xx: overloaded, database, ...
+                    status += f" {_error_of(raw)}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             status = f"client:{exc.__class__.__name__}"
         finally:
@@ -345,9 +349,16 @@ class Soak:
             while time.monotonic() < until:
                 await asyncio.sleep(min(self.args.sample_every, max(0.0, until - time.monotonic())))
                 await self.sample(pg)
-                if not snapped and self.elapsed() >= SETTLE_S:
+                if not snapped and self.elapsed() >= self.args.settle_minutes * 60:
                     await snapshot()
                     snapped = True
+
+
+def _error_of(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("error", "?"))
+    except ValueError:
+        return "?"
 
 
 def _name(rng: random.Random) -> str:
@@ -422,9 +433,8 @@ async def run_soak(soak: Soak, snapshot_path: Path | None) -> dict[str, str]:
         await asyncio.to_thread(take_snapshot)
 
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+    connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-        await snapshot()  # the baseline (tracing only)
         await asyncio.gather(
             soak.send(http, until), soak.faults(until), soak.sampler(until, snapshot)
         )
@@ -432,7 +442,8 @@ async def run_soak(soak: Soak, snapshot_path: Path | None) -> dict[str, str]:
     await asyncio.sleep(5)
     pg = await asyncpg.connect(soak.pg_url)
     try:
-        await soak.sample(pg)
+        soak.idle = await soak.sample(pg)
+        soak.samples.pop()  # reported apart: slopes are over the loaded samples
     finally:
         await pg.close()
     growth = ""
@@ -448,7 +459,7 @@ def _read_or(path: Path, default: str) -> str:
 
 def report(soak: Soak, command: str, facts: dict[str, str], extra: dict[str, str]) -> str:
     samples = soak.samples
-    settled = [s for s in samples if s.t_s >= SETTLE_S]
+    settled = [s for s in samples if s.t_s >= soak.args.settle_minutes * 60]
     first, last = (settled[0], settled[-1]) if settled else (samples[0], samples[-1])
 
     def row(name: str, unit: str, get: Callable[[Sample], float | None]) -> str:
@@ -457,12 +468,14 @@ def report(soak: Soak, command: str, facts: dict[str, str], extra: dict[str, str
         start = get(samples[0])
         end = get(last)
         at5 = get(first)
+        idle = "" if soak.idle is None else get(soak.idle)
         return (
-            f"| {name} | {start} | {at5} | {end} | "
+            f"| {name} | {start} | {at5} | {end} | {idle} | "
             f"{slope_per_min(points):+.4f} {unit}/min | "
             f"{min(values, default=0)} to {max(values, default=0)} |"
         )
 
+    settle = soak.args.settle_minutes
     total = sum(v for k, v in soak.totals.items() if k != "dropped")
     five_xx = sum(v for k, v in soak.totals.items() if k.startswith("5"))
     lines = [
@@ -476,8 +489,9 @@ def report(soak: Soak, command: str, facts: dict[str, str], extra: dict[str, str
         f"- answers: {', '.join(f'{k}: {v:,}' for k, v in sorted(soak.totals.items()))}",
         f"- Redis faults: {'; '.join(soak.events) or 'none'}",
         "",
-        "| figure | first sample | at 5 min | end | slope after 5 min | range after 5 min |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        f"| figure | first sample | at {settle:g} min | end of load | 5 s after |"
+        f" slope after {settle:g} min | range after {settle:g} min |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         row("RSS (MB)", "MB", lambda s: round(s.rss_mb, 1)),
         row("open descriptors", "fds", lambda s: s.fds),
         row("HTTP connections", "conns", lambda s: s.http_conns),
@@ -547,6 +561,9 @@ def main() -> int:  # noqa: PLR0915 - one straight sequence: servers, service, l
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--fault-every", type=float, default=120.0, help="seconds")
     parser.add_argument("--fault-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--settle-minutes", type=float, default=5.0, help="slopes are taken after this"
+    )
     parser.add_argument("--sample-every", type=float, default=10.0, help="seconds")
     parser.add_argument("--tracemalloc", action="store_true", help="trace the service's memory")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the service")

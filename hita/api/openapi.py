@@ -3,8 +3,9 @@
 ``build_document(router)`` walks the real router: each route is described by
 the entry of its handler in ``OPERATIONS``, and a route without one is an
 error, so the document lists exactly the routes the service answers. The
-error statuses of an operation follow from what it does (a token: 401, 403
-and 503; a path id or a body: 400; a body: 413) plus those the entry names.
+error statuses of an operation follow from what it does (every route but
+``/metrics``: 503 when overloaded; a token: 401 and 403; a path id or a body:
+400; a body: 413) plus those the entry names.
 Security comes from ``hita.api.auth.PUBLIC_PATHS``: a public route has
 ``security: []``, every other one needs the bearer token.
 """
@@ -25,6 +26,7 @@ from marshmallow import Schema, fields
 
 from hita import __version__
 from hita.api import health, metrics, schemas
+from hita.api.admission import ALWAYS_ADMITTED
 from hita.api import openapi_schemas as out
 from hita.api.auth import is_public
 from hita.api.handlers import auth, cache, permissions, points, stats, users
@@ -65,6 +67,8 @@ class Operation:
 
     def error_statuses(self, path: str) -> frozenset[int]:
         statuses = set(self.errors)
+        if path not in ALWAYS_ADMITTED:
+            statuses.add(503)  # admission control: overloaded, with Retry-After
         if self.role is not None:
             statuses |= {401, 403, 503}  # the token's user is looked up in PostgreSQL
         if "{" in path or self.body is not None or self.query is not None:
@@ -269,11 +273,22 @@ ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
     422: ("BusinessRuleViolation", _error("A business rule forbids it; nothing changed.")),
     503: (
         "Unavailable",
-        _error(
-            "PostgreSQL or Redis cannot be reached; the cache endpoints add "
-            "`cache_available: false`.",
-            out.UnavailableSchema,
-        ),
+        {
+            **_error(
+                "PostgreSQL or Redis cannot be reached (the cache endpoints add "
+                "`cache_available: false`, and the detailed cache health Redis's own "
+                "`reason`), or the instance is overloaded: `Service overloaded; retry "
+                "shortly`, with `Retry-After`.",
+                out.UnavailableSchema,
+            ),
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait; sent with an overloaded answer.",
+                    "required": False,
+                    "schema": {"type": "integer"},
+                },
+            },
+        },
     ),
 }
 

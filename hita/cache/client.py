@@ -174,13 +174,14 @@ class RedisCache:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def ping(self) -> bool:
-        """The truth about Redis right now, whatever the breaker thinks."""
+    async def ping(self, *, what: str = "cache ping failed") -> bool:
+        """The truth about Redis right now, whatever the breaker thinks; on
+        failure, ``what`` and Redis's reason are logged (at most once per interval)."""
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
                 return bool(await self._redis.ping())
         except (RedisError, OSError, TimeoutError) as exc:
-            self.errors.report(logging.WARNING, exc, "cache ping failed")
+            self.errors.report(logging.WARNING, exc, what)
             return False
 
     async def aclose(self) -> None:

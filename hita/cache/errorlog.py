@@ -57,15 +57,15 @@ def redis_reason(exc: BaseException) -> str:
     piped = _PIPELINE_ERROR_RE.search(text)
     if piped is not None:  # no key names (they may hold ids) in the line
         text = f"{piped.group(2)} ({piped.group(1)} in a pipeline)"
-    if isinstance(exc, AuthenticationError):
-        lowered = text.lower()
-        code = (
-            "NOAUTH"
-            if "required" in lowered
-            else "WRONGPASS"
-            if "username-password" in lowered or "invalid password" in lowered
-            else "AUTH"
-        )
+    # redis-py turns an AUTH or HELLO refused at connect time into a plain
+    # ConnectionError with Redis's text: the text tells which it was.
+    lowered = text.lower()
+    if "username-password" in lowered or "invalid password" in lowered:
+        code = "WRONGPASS"
+    elif "authentication required" in lowered or "already authenticated" in lowered:
+        code = "NOAUTH"
+    elif isinstance(exc, AuthenticationError):
+        code = "AUTH"
     elif code is None and ("SSL" in text or "certificate" in text.lower()):
         code = "TLS:"
     elif code is None and not isinstance(exc, ResponseError):
