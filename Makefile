@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 USERS ?= 100000
+MINUTES ?= 30
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench coverage clean
+.PHONY: help install run test lint fmt migrate seed bench overload soak coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +44,12 @@ seed: $(STAMP) ## load USERS realistic users (default 100000)
 
 bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 	$(BIN)/python scripts/bench_dashboard.py
+
+overload: $(STAMP) ## admission control: 1,000 connections with Redis down (needs wrk), into docs/benchmarks.md
+	$(BIN)/python scripts/bench_overload.py
+
+soak: $(STAMP) ## MINUTES (default 30) of mixed load with Redis faults, into docs/soak.md
+	$(BIN)/python scripts/soak.py --minutes $(MINUTES)
 
 coverage: $(STAMP) ## the test suite with a coverage report
 	$(BIN)/pytest --cov --cov-report=term

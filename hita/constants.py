@@ -71,6 +71,8 @@ CLIENT_CLOSED_REQUEST: Final = 499
 # with this, a token over MAX_TOKEN_BYTES reaches the auth layer and gets our 401.
 MAX_HEADER_FIELD_BYTES: Final = 16 * 1024  # 16 KiB
 SHUTDOWN_TIMEOUT_S: Final = 10.0
+# glibc's default mmap threshold, pinned (hita.malloc): 128 KiB
+MALLOC_MMAP_THRESHOLD_BYTES: Final = 128 * 1024
 
 # Auth.
 JWT_ALGORITHM: Final = "HS256"

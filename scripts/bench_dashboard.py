@@ -19,6 +19,7 @@ import dataclasses
 import os
 import platform
 import random
+import re
 import shlex
 import statistics
 import sys
@@ -260,6 +261,15 @@ def report(results: list[Result], facts: dict[str, str], command: str) -> str:
     )
 
 
+def kept_sections() -> str:
+    """The sections other scripts write into the report (between their
+    ``<!-- name:begin ... -->`` and ``<!-- name:end -->`` markers), kept as they are."""
+    if not REPORT.exists():
+        return ""
+    sections = re.finditer(r"<!-- (\w+):begin.*?<!-- \1:end -->", REPORT.read_text(), re.DOTALL)
+    return "".join(f"\n{m.group(0)}\n" for m in sections)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
@@ -276,7 +286,7 @@ def main() -> int:
         results, facts = asyncio.run(bench(resolved, sizes, args.runs))
     command = shlex.join(["python", "scripts/bench_dashboard.py", *sys.argv[1:]])
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(report(results, facts, command))
+    REPORT.write_text(report(results, facts, command) + kept_sections())
     print(f"written to {REPORT.relative_to(PROJECT_ROOT)}")
     return 0
 

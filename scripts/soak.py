@@ -48,6 +48,7 @@ from typing import Any, Final
 
 import aiohttp
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from hita.cli import main as hita_main
@@ -68,6 +69,17 @@ MAX_IN_FLIGHT: Final = 500  # the sender's own bound; past it a request is count
 CLIENT_CONNECTIONS: Final = 64  # like a load balancer's pool: more requests queue in the client
 START_TIMEOUT_S: Final = 60.0
 SNAPSHOT_WAIT_S: Final = 30.0
+# The service's own counters reported at the end (from /metrics).
+SERVICE_FIGURES: Final = frozenset(
+    {
+        "hita_overload_refusals_total",
+        "hita_http_client_disconnects_total",
+        "hita_http_in_flight_peak",
+        "hita_db_queue_waits_total",
+        "hita_cache_breaker_transitions_total",
+        "hita_cache_errors_total",
+    }
+)
 USERS_WITH_TOKENS: Final = 300
 TOP_ALLOCATIONS: Final = 12
 
@@ -280,7 +292,7 @@ class Soak:
         """Pause Redis, later stop and restart it, in turn."""
         pause = True
         while True:
-            await asyncio.sleep(self.args.fault_every)
+            await asyncio.sleep(min(self.args.fault_every, max(0.0, until - time.monotonic())))
             if time.monotonic() + self.args.fault_seconds > until:
                 return
             kind = "paused" if pause else "stopped"
@@ -446,11 +458,22 @@ async def run_soak(soak: Soak, snapshot_path: Path | None) -> dict[str, str]:
         soak.samples.pop()  # reported apart: slopes are over the loaded samples
     finally:
         await pg.close()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{soak.base_url}/metrics") as response,
+    ):
+        text = await response.text()
+    figures = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in SERVICE_FIGURES and sample.value:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                figures.append(f"{sample.name}{{{labels}}} {sample.value:g}")
     growth = ""
     if snapshot_path is not None:
         await snapshot()
         growth = await asyncio.to_thread(_read_or, snapshot_path, "(no snapshot)")
-    return {"tracemalloc": growth}
+    return {"tracemalloc": growth, "service": "\n".join(figures)}
 
 
 def _read_or(path: Path, default: str) -> str:
@@ -513,6 +536,15 @@ def report(soak: Soak, command: str, facts: dict[str, str], extra: dict[str, str
             f"{'' if s.redis_conns is None else s.redis_conns} | {s.pg_conns} | {s.requests} | "
             f"{s.server_errors} | {s.p50_ms:.1f} | {s.p99_ms:.1f} | {s.max_ms:.0f} | {s.redis} |"
         )
+    if extra.get("service"):
+        lines += [
+            "",
+            "The service's own counters at the end (`/metrics`, non-zero ones):",
+            "",
+            "```text",
+            extra["service"].strip(),
+            "```",
+        ]
     if extra.get("tracemalloc"):
         lines += [
             "",
@@ -575,7 +607,7 @@ def main() -> int:  # noqa: PLR0915 - one straight sequence: servers, service, l
 
     root = SOAK_ROOT / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     root.mkdir(parents=True)
-    postgres = EmbeddedPostgres(SOAK_ROOT / "postgres", database="hita_soak", durable=False)
+    postgres = EmbeddedPostgres(root / "postgres", database="hita_soak", durable=False)
     redis = EmbeddedRedis(root / "redis")
     secret = secrets.token_urlsafe(48)
     port = free_port()

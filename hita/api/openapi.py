@@ -26,8 +26,8 @@ from marshmallow import Schema, fields
 
 from hita import __version__
 from hita.api import health, metrics, schemas
-from hita.api.admission import ALWAYS_ADMITTED
 from hita.api import openapi_schemas as out
+from hita.api.admission import ALWAYS_ADMITTED
 from hita.api.auth import is_public
 from hita.api.handlers import auth, cache, permissions, points, stats, users
 from hita.api.typedefs import Handler

@@ -11,6 +11,7 @@ from hita.cli.seed_cmd import seed_demo_if_empty
 from hita.config import Config
 from hita.constants import SHUTDOWN_TIMEOUT_S
 from hita.embedded import embedded_dependencies
+from hita.malloc import pin_mmap_threshold
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,6 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    pin_mmap_threshold()  # a long-running process: keep the heap from creeping
     with embedded_dependencies(config) as resolved:
         if config.database.url is None and not config.is_production:
             seed_demo_if_empty(resolved)
