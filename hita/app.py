@@ -131,9 +131,9 @@ def create_app(config: Config) -> web.Application:
             "max_field_size": MAX_HEADER_FIELD_BYTES,
         },
         middlewares=[
-            request_context_middleware,
             # Before anything does work: past the bound, a 503 at once.
-            admission_middleware(admission, config.http.retry_after_s),
+            admission_middleware(admission, config.http.retry_after_s, config.http.overload_pace_s),
+            request_context_middleware,
             # Outside the error middleware, so it sees the final status of every response.
             cache_invalidation_middleware(),
             error_middleware,

@@ -53,6 +53,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "requests served at once; beyond it, 503 overloaded at once (0: no bound)",
     ),
     _s("OVERLOAD_RETRY_AFTER_S", c.OVERLOAD_RETRY_AFTER_S, "Retry-After of a 503 overloaded, s"),
+    _s(
+        "OVERLOAD_PACE_MS",
+        c.OVERLOAD_PACE_MS,
+        "after a 503 overloaded, wait before reading that connection's next request, ms",
+    ),
     _s("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     _s("LOG_FORMAT", "text", "text (readable lines) or json (one object per line)"),
     _s("DATABASE_URL", None, "PostgreSQL DSN; unset: start the embedded PostgreSQL"),
@@ -125,6 +130,7 @@ class HttpConfig:
     client_max_size: int
     max_in_flight: int  # 0: no bound
     retry_after_s: int
+    overload_pace_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +441,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
             client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
             max_in_flight=values.integer("HTTP_MAX_IN_FLIGHT"),
             retry_after_s=values.integer("OVERLOAD_RETRY_AFTER_S", minimum=1),
+            overload_pace_s=values.integer("OVERLOAD_PACE_MS") / 1000,
         ),
         database=DatabaseConfig(
             url=database_url,

@@ -64,6 +64,7 @@ CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
 # which a request is answered 503 "overloaded" at once.
 HTTP_MAX_IN_FLIGHT: Final = 128
 OVERLOAD_RETRY_AFTER_S: Final = 1  # the Retry-After of that answer
+OVERLOAD_PACE_MS: Final = 500  # then that connection's next request is read this much later
 # A status that no client sees: the client hung up before its answer (nginx's 499).
 CLIENT_CLOSED_REQUEST: Final = 499
 # Largest request line and header field. aiohttp's default (8190 bytes) would

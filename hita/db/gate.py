@@ -30,9 +30,7 @@ HOLD_EWMA_WEIGHT: Final = 0.05  # weight of the newest hold time in the running 
 class GateStats:
     waits: int = 0  # acquisitions that had to wait
     wait_seconds: float = 0.0  # their total waiting time
-    refused: dict[str, int] = field(
-        default_factory=lambda: {"queue_full": 0, "wait_budget": 0}
-    )
+    refused: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "wait_budget": 0})
 
 
 class PoolGate:

@@ -123,3 +123,63 @@ async def test_a_pool_wait_past_its_budget_is_overload_not_database_unavailable(
     # Once the lock is gone, everyone is served again.
     response = await world.client.get(f"/v1.0/user/{guests[3].id}", headers=guests[3].headers)
     assert response.status == 200
+
+
+async def http_get(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, token: str
+) -> tuple[int, float]:
+    """One GET on an open connection: (status, seconds until the answer's head)."""
+    started = time.monotonic()
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    elapsed = time.monotonic() - started
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1]), elapsed
+
+
+async def test_after_a_503_overloaded_the_connection_is_paced_not_others(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    pace_s = 1.5
+    world = await make_world(
+        aiohttp_client,
+        clean_database,
+        REDIS_URL=clean_redis,
+        HTTP_MAX_IN_FLIGHT="1",
+        OVERLOAD_PACE_MS=str(int(pace_s * 1000)),
+    )
+    guests = [await world.make_user() for _ in range(2)]
+    gate = world.app[DATABASE].gate
+    assert gate is not None
+    server = world.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        async with users_locked(clean_database):
+            held = read_self(world, guests[0])
+            await until(lambda: gate.in_use == 1, "the first request never reached PostgreSQL")
+            status, first = await http_get(
+                reader, writer, f"/v1.0/user/{guests[1].id}", guests[1].token
+            )
+            assert status == 503
+        assert (await held).status == 200
+        # The answer came at once; the next request on that connection waits its turn.
+        status, second = await http_get(
+            reader, writer, f"/v1.0/user/{guests[1].id}", guests[1].token
+        )
+        assert status == 200
+        assert second >= pace_s * 0.9
+        assert first < second
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    # Another connection is served without waiting for that one's pace.
+    response = await world.client.get(f"/v1.0/user/{guests[0].id}", headers=guests[0].headers)
+    assert response.status == 200

@@ -38,6 +38,7 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             client_max_size=1024 * 1024,
             max_in_flight=128,
             retry_after_s=1,
+            overload_pace_s=0.5,
         ),
         database=DatabaseConfig(
             url=None,
