@@ -62,7 +62,7 @@ DEFAULT_PORT: Final = 8080
 CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
 # Admission control (hita.api.admission): requests served at once, beyond
 # which a request is answered 503 "overloaded" at once.
-HTTP_MAX_IN_FLIGHT: Final = 128
+HTTP_MAX_IN_FLIGHT: Final = 40  # 2x the default pool: more would only queue for it
 OVERLOAD_RETRY_AFTER_S: Final = 1  # the Retry-After of that answer
 OVERLOAD_PACE_MS: Final = 500  # then that connection's next request is read this much later
 # A status that no client sees: the client hung up before its answer (nginx's 499).

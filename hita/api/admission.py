@@ -61,8 +61,11 @@ def admission_middleware(admission: Admission, retry_after_s: int, pace_s: float
     async def paced(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         """Send a 503 overloaded now; read this connection's next request later."""
         if pace_s > 0 and response.status == 503 and "Retry-After" in response.headers:
-            await response.prepare(request)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                return response  # the client left: aiohttp drops the answer quietly
             await asyncio.sleep(pace_s)
         return response
 
