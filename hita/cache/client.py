@@ -622,8 +622,10 @@ class RedisCache:
     # -- invalidations that could not reach Redis ------------------------------
 
     def _defer(self, add: Callable[[PendingInvalidations], None]) -> None:
+        first = not self.pending
         add(self.pending)
-        log.warning("Redis unreachable: invalidation deferred (%d pending)", len(self.pending))
+        if first:  # one line per episode, not per write (the reason is logged by _call)
+            log.warning("Redis did not take an invalidation: deferred until it does")
         if self._retry_task is None or self._retry_task.done():
             self._retry_task = asyncio.get_running_loop().create_task(self._retry_pending())
 
