@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 USERS ?= 100000
+MINUTES ?= 30
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers chaos coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers chaos overload soak coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,6 +62,12 @@ chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 15 minutes, e
 
 bench-workers: $(STAMP) ## requests/s with 1 and 2 workers (wrk), into docs/benchmarks.md
 	$(BIN)/python scripts/bench_workers.py
+
+overload: $(STAMP) ## admission control: 1,000 connections with Redis down (needs wrk), into docs/benchmarks.md
+	$(BIN)/python scripts/bench_overload.py
+
+soak: $(STAMP) ## MINUTES (default 30) of mixed load with Redis faults, into docs/soak.md
+	$(BIN)/python scripts/soak.py --minutes $(MINUTES)
 
 coverage: $(STAMP) ## the test suite with a coverage report
 	$(BIN)/pytest --cov --cov-report=term

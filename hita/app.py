@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
+from hita.api.admission import Admission, admission_middleware
 from hita.api.auth import auth_middleware
 from hita.api.errors import error_middleware
 from hita.api.etag import etag_middleware
@@ -38,9 +39,10 @@ from hita.cache.counters import WindowCounters
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
 from hita.cache.tracking import Tracking
-from hita.config import Config, ConfigError
+from hita.config import Config, ConfigError, redacted_url
 from hita.constants import CACHE_TYPES, COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
+from hita.db.gate import PoolGate
 from hita.db.migrate import apply_migrations, check_migrated
 from hita.errors import DatabaseUnavailable, HitaError
 from hita.metrics import Metrics
@@ -67,7 +69,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         pool = await create_pool(config.database)
         stack.push_async_callback(close_pool, pool)
-        database = Database(pool, config.database.acquire_timeout_s)
+        gate = PoolGate(
+            config.database.pool_max_size,
+            max_waiters=config.database.queue_max,
+            budget_s=config.database.queue_timeout_s,
+        )
+        database = Database(pool, config.database.acquire_timeout_s, gate)
+        app[METRICS].watch_gate(gate)
         async with database.connection() as conn:
             if config.database.auto_migrate:
                 await apply_migrations(conn)
@@ -77,6 +85,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
         cache = await _open_cache(config, stack)
         app[CACHE] = cache
+        # One clear line at start when Redis cannot be used (NOAUTH, WRONGPASS, TLS...).
+        where = redacted_url(config.redis.url or "")
+        await cache.ping(what=f"Redis at {where} cannot be used; serving from PostgreSQL")
+
         cache_keys = CacheKeys(cache)
         app[CACHE_KEYS] = cache_keys
         app[METRICS].watch_cache(cache)
@@ -168,6 +180,7 @@ async def _warm(warmup: CacheWarmupService) -> None:
 def create_app(config: Config) -> web.Application:
     if not config.auth.jwt_secret:
         raise ConfigError("no token-signing secret: set JWT_SECRET (see hita.devsecret)")
+    admission = Admission(config.http.max_in_flight)
     app = web.Application(
         client_max_size=config.http.client_max_size,
         handler_args={
@@ -175,6 +188,8 @@ def create_app(config: Config) -> web.Application:
             "max_field_size": MAX_HEADER_FIELD_BYTES,
         },
         middlewares=[
+            # Before anything does work: past the bound, a 503 at once.
+            admission_middleware(admission, config.http.retry_after_s, config.http.overload_pace_s),
             request_context_middleware(access_log=config.http.access_log),
             # Outside the error middleware, so it sees the final status of every response.
             cache_invalidation_middleware(),
@@ -185,6 +200,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[METRICS].watch_in_flight(lambda: (admission.in_flight, admission.peak, admission.refused))
     app.cleanup_ctx.append(_resources)
     setup_routes(app)
     app[OPENAPI] = document_bytes(app.router)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from hita import constants as c
 
@@ -48,6 +48,17 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("HOST", c.DEFAULT_HOST, "address the HTTP server binds"),
     _s("PORT", c.DEFAULT_PORT, "port the HTTP server binds"),
     _s("CLIENT_MAX_SIZE", c.CLIENT_MAX_SIZE_BYTES, "largest request body accepted, bytes"),
+    _s(
+        "HTTP_MAX_IN_FLIGHT",
+        c.HTTP_MAX_IN_FLIGHT,
+        "requests served at once; beyond it, 503 overloaded at once (0: no bound)",
+    ),
+    _s("OVERLOAD_RETRY_AFTER_S", c.OVERLOAD_RETRY_AFTER_S, "Retry-After of a 503 overloaded, s"),
+    _s(
+        "OVERLOAD_PACE_MS",
+        c.OVERLOAD_PACE_MS,
+        "after a 503 overloaded, wait before reading that connection's next request, ms",
+    ),
     _s("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     _s("LOG_FORMAT", "text", "text (readable lines) or json (one object per line)"),
     _s("ACCESS_LOG", "true", "one INFO line per request (logger hita.access)"),
@@ -58,12 +69,28 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("DB_COMMAND_TIMEOUT_S", c.DB_COMMAND_TIMEOUT_S, "seconds a statement may run"),
     _s("DB_ACQUIRE_TIMEOUT_S", c.DB_ACQUIRE_TIMEOUT_S, "seconds to wait for a free connection"),
     _s("DB_STARTUP_ATTEMPTS", c.DB_STARTUP_ATTEMPTS, "connection attempts at start-up"),
+    _s("DB_QUEUE_MAX", c.DB_QUEUE_MAX, "requests that may wait for a connection; beyond: 503"),
+    _s(
+        "DB_QUEUE_TIMEOUT_MS",
+        c.DB_QUEUE_TIMEOUT_MS,
+        "longest wait for a free connection before 503 overloaded, ms",
+    ),
     _s("DB_AUTO_MIGRATE", "true", "apply pending migrations when the service starts"),
-    _s("REDIS_URL", None, "redis://, rediss:// or unix:// URL; wins over REDIS_HOST"),
+    _s(
+        "REDIS_URL",
+        None,
+        "redis://[user:password@]host..., rediss:// (certificate checked; CA with"
+        " ?ssl_ca_certs=) or unix:// URL; wins over REDIS_HOST",
+    ),
     _s("REDIS_HOST", None, "Redis host; unset with REDIS_URL unset: start the embedded Redis"),
     _s("REDIS_PORT", 6379, "Redis port (with REDIS_HOST)"),
     _s("REDIS_DB", 0, "Redis database number (with REDIS_HOST)"),
-    _s("REDIS_PASSWORD", None, "Redis password (with REDIS_HOST, cluster or sentinel)"),
+    _s(
+        "REDIS_PASSWORD",
+        None,
+        "Redis password: with REDIS_HOST, or added to a REDIS_URL that has none"
+        " (one that has another is refused); also cluster and sentinel",
+    ),
     _s("REDIS_MODE", "standalone", "standalone (one server), cluster or sentinel"),
     _s("REDIS_CLUSTER_NODES", None, "cluster mode: host:port,... of some cluster nodes"),
     _s("REDIS_SENTINELS", None, "sentinel mode: host:port,... of the sentinels"),
@@ -148,6 +175,9 @@ class HttpConfig:
     host: str
     port: int
     client_max_size: int
+    max_in_flight: int  # 0: no bound
+    retry_after_s: int
+    overload_pace_s: float
     access_log: bool = True
 
 
@@ -161,6 +191,8 @@ class DatabaseConfig:
     acquire_timeout_s: float
     startup_attempts: int
     auto_migrate: bool
+    queue_max: int
+    queue_timeout_s: float
 
 
 REDIS_MODES: Final = ("standalone", "cluster", "sentinel")
@@ -364,14 +396,20 @@ def database_url_from(values: _Values) -> str | None:
 
 
 def redis_url_from(values: _Values) -> str | None:
-    """REDIS_URL wins; else REDIS_HOST/PORT/DB/PASSWORD as in the seed; else None."""
+    """REDIS_URL wins; else REDIS_HOST/PORT/DB/PASSWORD as in the seed; else None.
+
+    REDIS_PASSWORD is never ignored: it fills in a REDIS_URL that has no
+    password (keeping the URL's ACL user), and a REDIS_URL with another
+    password is refused."""
     url = values.optional("REDIS_URL")
+    password = values.optional("REDIS_PASSWORD")
     if url is not None:
-        return _check_url("REDIS_URL", url, ("redis", "rediss", "unix"))
+        url = _check_url("REDIS_URL", url, ("redis", "rediss", "unix"))
+        _check_tls(url)
+        return url if password is None else _with_password(url, password)
     host = values.optional("REDIS_HOST")
     if host is None:
         return None
-    password = values.optional("REDIS_PASSWORD")
     auth = f":{quote(password, safe='')}@" if password else ""
     port = values.integer("REDIS_PORT", minimum=1, maximum=c.MAX_PORT)
     db = values.integer("REDIS_DB")
@@ -413,6 +451,42 @@ def _redis(values: _Values) -> RedisConfig:
         sentinel_master=values.text("REDIS_SENTINEL_MASTER"),
         password=values.optional("REDIS_PASSWORD") if mode != "standalone" else None,
     )
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is not None:
+        if unquote(parts.password) != password:
+            raise ConfigError(
+                "REDIS_PASSWORD and the password in REDIS_URL differ: set only one of them"
+            )
+        return url
+    user = quote(unquote(parts.username), safe="") if parts.username else ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def _check_tls(url: str) -> None:
+    """``rediss://`` always checks the server's certificate and host name."""
+    query = {k.lower(): v[-1].lower() for k, v in parse_qs(urlsplit(url).query).items()}
+    if query.get("ssl_cert_reqs", "required") != "required" or query.get(
+        "ssl_check_hostname", "true"
+    ) in ("false", "0", "no", "off"):
+        raise ConfigError(
+            "REDIS_URL turns off Redis's certificate check (ssl_cert_reqs or"
+            " ssl_check_hostname): HITA always checks it; name your CA with"
+            " ssl_ca_certs=/path/to/ca.pem instead"
+        )
+
+
+def redacted_url(url: str) -> str:
+    """Where a Redis URL points, without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _key_prefix(prefix: str) -> str:
@@ -464,6 +538,9 @@ def _http(values: _Values) -> HttpConfig:
         host=host,
         port=values.integer("PORT", minimum=1, maximum=c.MAX_PORT),
         client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
+        max_in_flight=values.integer("HTTP_MAX_IN_FLIGHT"),
+        retry_after_s=values.integer("OVERLOAD_RETRY_AFTER_S", minimum=1),
+        overload_pace_s=values.integer("OVERLOAD_PACE_MS") / 1000,
         access_log=values.flag("ACCESS_LOG"),
     )
 
@@ -571,6 +648,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
             acquire_timeout_s=values.number("DB_ACQUIRE_TIMEOUT_S", minimum=0.1),
             startup_attempts=values.integer("DB_STARTUP_ATTEMPTS", minimum=1),
             auto_migrate=values.flag("DB_AUTO_MIGRATE"),
+            queue_max=values.integer("DB_QUEUE_MAX"),
+            queue_timeout_s=values.integer("DB_QUEUE_TIMEOUT_MS", minimum=1) / 1000,
         ),
         redis=redis,
         cache=cache,

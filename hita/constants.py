@@ -39,6 +39,7 @@ LEASE_WAIT_MS: Final = 1_000  # how long a reader waits for another loader
 XFETCH_BETA: Final = 1.0  # Vattani et al.: 1.0 is the paper's default
 
 # Monitoring.
+CACHE_ERROR_LOG_INTERVAL_S: Final = 10.0  # one log line per kind of cache error per 10 s
 CACHE_SCAN_BUDGET_MS: Final = 1_000  # key counts past this are estimates
 
 # Invalidations that could not reach Redis.
@@ -59,12 +60,22 @@ DB_CONNECT_TIMEOUT_S: Final = 3.0
 DB_COMMAND_TIMEOUT_S: Final = 10.0
 DB_ACQUIRE_TIMEOUT_S: Final = 3.0
 DB_STARTUP_ATTEMPTS: Final = 3
+# The queue in front of the pool: short and measured (hita.db.gate).
+DB_QUEUE_MAX: Final = 64  # requests that may wait for a connection at once
+DB_QUEUE_TIMEOUT_MS: Final = 250  # longest wait for a connection before "overloaded"
 
 # HTTP.
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
 MAX_PORT: Final = 65_535
 CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
+# Admission control (hita.api.admission): requests served at once, beyond
+# which a request is answered 503 "overloaded" at once.
+HTTP_MAX_IN_FLIGHT: Final = 40  # 2x the default pool: more would only queue for it
+OVERLOAD_RETRY_AFTER_S: Final = 1  # the Retry-After of that answer
+OVERLOAD_PACE_MS: Final = 500  # then that connection's next request is read this much later
+# A status that no client sees: the client hung up before its answer (nginx's 499).
+CLIENT_CLOSED_REQUEST: Final = 499
 # Largest request line and header field. aiohttp's default (8190 bytes) would
 # answer an over-long token with its own plain-text 400 before our code runs;
 # with this, a token over MAX_TOKEN_BYTES reaches the auth layer and gets our 401.
@@ -73,6 +84,8 @@ SHUTDOWN_TIMEOUT_S: Final = 10.0
 # If-None-Match values past either bound are ignored (a full 200 answer).
 MAX_IF_NONE_MATCH_BYTES: Final = 2048  # 2 KiB, dozens of tags
 MAX_IF_NONE_MATCH_TAGS: Final = 32
+# glibc's default mmap threshold, pinned (hita.malloc): 128 KiB
+MALLOC_MMAP_THRESHOLD_BYTES: Final = 128 * 1024
 
 # Auth.
 JWT_ALGORITHM: Final = "HS256"

@@ -69,3 +69,19 @@ class DatabaseUnavailable(DependencyUnavailable):
 
 class CacheUnavailable(DependencyUnavailable):
     message = "Redis cache not available"
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason  # Redis's own words (NOAUTH, WRONGPASS, TLS...), for admins
+
+
+class Overloaded(DependencyUnavailable):
+    """More work than this instance takes at once: answered at once, to be retried
+    (a full admission bound, or a wait for a PostgreSQL connection past its budget).
+    Never a sign that a dependency is down."""
+
+    message = "Service overloaded; retry shortly"
+
+    def __init__(self, message: str | None = None, *, reason: str = "in_flight") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -8,7 +8,7 @@ figures are read from the in-process counters at scrape time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
+from hita.db.gate import PoolGate
 from hita.services.refresh import StatsRefresher
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -102,6 +103,56 @@ class RefreshCollector(Collector):
         )
 
 
+class LoadCollector(Collector):
+    """Admission control and the queue in front of the PostgreSQL pool."""
+
+    def __init__(self) -> None:
+        self.gate: PoolGate | None = None
+        self.in_flight: Callable[[], tuple[int, int, int]] | None = None  # now, peak, refused
+
+    def collect(self) -> Iterator[Metric]:
+        refusals = CounterMetricFamily(
+            "hita_overload_refusals",
+            "Requests answered 503 overloaded, per reason",
+            labels=["reason"],
+        )
+        if self.in_flight is not None:
+            now, peak, refused = self.in_flight()
+            yield GaugeMetricFamily("hita_http_in_flight", "Requests being served", value=now)
+            yield GaugeMetricFamily(
+                "hita_http_in_flight_peak", "Most requests served at once", value=peak
+            )
+            refusals.add_metric(["in_flight"], refused)
+        gate = self.gate
+        if gate is not None:
+            for reason, count in sorted(gate.stats.refused.items()):
+                refusals.add_metric([f"database_{reason}"], count)
+            yield GaugeMetricFamily(
+                "hita_db_queue_waiting",
+                "Requests waiting for a PostgreSQL connection",
+                value=gate.waiting,
+            )
+            yield GaugeMetricFamily(
+                "hita_db_connections_in_use", "PostgreSQL connections held", value=gate.in_use
+            )
+            yield CounterMetricFamily(
+                "hita_db_queue_waits",
+                "Connection requests that had to wait",
+                value=gate.stats.waits,
+            )
+            yield CounterMetricFamily(
+                "hita_db_queue_wait_seconds",
+                "Time spent waiting for a PostgreSQL connection",
+                value=gate.stats.wait_seconds,
+            )
+            yield GaugeMetricFamily(
+                "hita_db_connection_hold_seconds",
+                "Running mean of how long a connection is held",
+                value=gate.mean_hold_s,
+            )
+        yield refusals
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -119,6 +170,23 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self.client_disconnects = Counter(
+            "hita_http_client_disconnects",
+            "Requests whose client hung up before its answer (not server errors)",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self._load = LoadCollector()
+        self.registry.register(self._load)
+
+    def watch_gate(self, gate: PoolGate) -> None:
+        self._load.gate = gate
+
+    def watch_in_flight(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self._load.in_flight = read
+
+    def client_disconnect(self, method: str, route: str) -> None:
+        self.client_disconnects.labels(method, route).inc()
 
     def watch_cache(self, cache: RedisCache) -> None:
         self.registry.register(CacheCollector(cache))

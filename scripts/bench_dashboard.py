@@ -19,6 +19,7 @@ import dataclasses
 import os
 import platform
 import random
+import re
 import shlex
 import statistics
 import sys
@@ -258,6 +259,15 @@ def report(results: list[Result], facts: dict[str, str], command: str) -> str:
             ),
         ]
     )
+
+
+def kept_sections() -> str:
+    """The sections other scripts write into the report (between their
+    ``<!-- name:begin ... -->`` and ``<!-- name:end -->`` markers), kept as they are."""
+    if not REPORT.exists():
+        return ""
+    sections = re.finditer(r"<!-- (\w+):begin.*?<!-- \1:end -->", REPORT.read_text(), re.DOTALL)
+    return "".join(f"\n{m.group(0)}\n" for m in sections)
 
 
 def main() -> int:

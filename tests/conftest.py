@@ -42,6 +42,8 @@ FORBIDDEN_COMMANDS: Final = frozenset({"keys", "flushdb", "flushall"})
 TEST_CLIENT_TIMEOUT_S: Final = 5.0  # the tests' own clients: generous, the machine is shared
 
 TEST_ROOT = PROJECT_ROOT / ".hita" / "test"
+# What a test could not run on this machine, printed at the end of the session.
+ENVIRONMENT_NOTES = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session")
@@ -295,3 +297,15 @@ def own_redis(session_dir: Path) -> Iterator[EmbeddedRedis]:
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Notes tests leave on what they could not run here (the TLS round trips
+    when Debian's redis-server is missing), so a green run says what it left out."""
+    notes = config.stash.get(ENVIRONMENT_NOTES, [])
+    if notes:
+        terminalreporter.section("environment notes")
+        for line in notes:
+            terminalreporter.write_line(line)

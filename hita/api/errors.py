@@ -14,8 +14,11 @@ from typing import Final
 from aiohttp import web
 
 from hita import errors
+from hita.api.middlewares import route_template
 from hita.api.responses import json_error
 from hita.api.typedefs import Handler
+from hita.appkeys import CONFIG, METRICS
+from hita.constants import CLIENT_CLOSED_REQUEST, OVERLOAD_RETRY_AFTER_S
 from hita.services.login_throttle import LoginThrottled
 
 log = logging.getLogger(__name__)
@@ -45,18 +48,24 @@ def status_for(exc: errors.HitaError) -> int:
     return 500
 
 
-def error_response(exc: errors.HitaError) -> web.Response:
+def error_response(
+    exc: errors.HitaError, retry_after_s: int = OVERLOAD_RETRY_AFTER_S
+) -> web.Response:
     status = status_for(exc)
     extra: dict[str, object] = {}
     if isinstance(exc, errors.InvalidInput) and exc.details:
         extra["details"] = exc.details
     if isinstance(exc, errors.CacheUnavailable):
         extra["cache_available"] = False
+        if exc.reason:
+            extra["reason"] = exc.reason
     response = json_error(status, exc.public_message, **extra)
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, LoginThrottled):
         response.headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, errors.Overloaded):
+        response.headers["Retry-After"] = str(retry_after_s)
     return response
 
 
@@ -69,16 +78,31 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return response
 
 
+def client_gone(request: web.Request) -> bool:
+    """Whether the client's connection is closed (it hung up)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except errors.HitaError as exc:
-        return error_response(exc)
+        config = request.app.get(CONFIG)
+        return error_response(exc, config.http.retry_after_s if config else OVERLOAD_RETRY_AFTER_S)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _from_http_exception(exc)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and client_gone(request):
+            # The client hung up (while sending its body, say): nobody to answer
+            # and nothing went wrong here. Counted apart, never as a 5xx.
+            metrics = request.app.get(METRICS)
+            if metrics is not None:
+                metrics.client_disconnect(request.method, route_template(request))
+            log.info("client hung up during %s %s", request.method, request.path)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "Internal server error")

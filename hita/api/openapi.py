@@ -4,7 +4,8 @@
 the entry of its handler in ``OPERATIONS``, and a route without one is an
 error, so the document lists exactly the routes the service answers (HEAD,
 GET without the body, is implicit). The error statuses of an operation follow
-from what it does (a token: 401, 403 and 503; a path id or a body: 400; a
+from what it does (every route but ``/metrics``: 503 when overloaded, with
+``Retry-After``; a token: 401, 403 and 503; a path id or a body: 400; a
 body: 413) plus those the entry names; a 422 only from the business rules it
 names, marked ``x-business-rule``. Security comes from
 ``hita.api.auth.PUBLIC_PATHS``: a public route has ``security: []``, every
@@ -33,6 +34,7 @@ from marshmallow import Schema, fields
 from hita import __version__
 from hita.api import health, metrics, schemas
 from hita.api import openapi_schemas as out
+from hita.api.admission import ALWAYS_ADMITTED
 from hita.api.auth import is_public
 from hita.api.etag import CACHED_READ_ROUTES
 from hita.api.handlers import auth, cache, permissions, points, stats, users
@@ -79,6 +81,8 @@ class Operation:
         statuses = set(self.errors)
         if self.rules:
             statuses.add(422)
+        if path not in ALWAYS_ADMITTED:
+            statuses.add(503)  # admission control: overloaded, with Retry-After
         if self.role is not None:
             statuses |= {401, 403, 503}  # the token's user is looked up in PostgreSQL
         if "{" in path or self.body is not None or self.query is not None:
@@ -345,11 +349,22 @@ ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
     ),
     503: (
         "Unavailable",
-        _error(
-            "PostgreSQL or Redis cannot be reached; the cache endpoints add "
-            "`cache_available: false`.",
-            out.UnavailableSchema,
-        ),
+        {
+            **_error(
+                "PostgreSQL or Redis cannot be reached (the cache endpoints add "
+                "`cache_available: false`, and the detailed cache health Redis's own "
+                "`reason`), or the instance is overloaded: `Service overloaded; retry "
+                "shortly`, with `Retry-After`.",
+                out.UnavailableSchema,
+            ),
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait; sent with an overloaded answer.",
+                    "required": False,
+                    "schema": {"type": "integer"},
+                },
+            },
+        },
     ),
 }
 

@@ -77,9 +77,11 @@ class InvalidInputSchema(ErrorSchema):
 
 
 class UnavailableSchema(ErrorSchema):
-    """503: the cache endpoints add ``cache_available: false`` when Redis is away."""
+    """503: the cache endpoints add ``cache_available: false`` when Redis is away,
+    and the detailed cache health Redis's own ``reason`` (NOAUTH, WRONGPASS, TLS...)."""
 
     cache_available = fields.Boolean(validate=validate.Equal(False))
+    reason = fields.String()
 
 
 # -- auth and users -----------------------------------------------------------
@@ -275,6 +277,15 @@ class TypeCountersSchema(Schema):
     hit_rate = _float()
 
 
+class LastCacheErrorSchema(Schema):
+    """The last error Redis gave this instance, in Redis's own words."""
+
+    kind = _str(metadata={"description": "OOM, NOAUTH, WRONGPASS, TLS, or a class name"})
+    reason = _str()
+    operation = _str()
+    at = _moment()
+
+
 class ServiceStatisticsSchema(Schema):
     by_type = fields.Dict(
         keys=fields.String(), values=fields.Nested(TypeCountersSchema), required=True
@@ -282,6 +293,7 @@ class ServiceStatisticsSchema(Schema):
     totals = _nested(TypeCountersSchema)
     breaker_state = _one_of(*(state.value for state in BreakerState))
     pending_invalidations = _count()
+    last_error = fields.Nested(LastCacheErrorSchema, required=True, allow_none=True)
 
 
 class MemoryUsageSchema(Schema):

@@ -23,12 +23,14 @@ from redis.exceptions import RedisError
 from hita.cache import scripts, topology
 from hita.cache.breaker import BreakerState, CircuitBreaker
 from hita.cache.connection import RedisClient
+from hita.cache.errorlog import ErrorLog
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
 from hita.cache.pending import Invalidation, PendingInvalidations
 from hita.cache.stats import CacheStats
 from hita.cache.tracking import Tracking
 from hita.config import CacheConfig
+from hita.constants import CACHE_ERROR_LOG_INTERVAL_S
 from hita.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class CacheCore:
         self.config = config
         self.keys = keys or KeyBuilder()
         self.stats = CacheStats()
+        self.errors = ErrorLog(log, CACHE_ERROR_LOG_INTERVAL_S)  # one line per kind per interval
         self._transition_listeners: list[Transition] = []
         self.breaker = CircuitBreaker(
             config.breaker.failure_threshold,
@@ -163,18 +166,21 @@ class CacheCore:
         try:
             result = await fn()
         except OUTAGE_ERRORS as exc:
+            if _cancelling():  # redis-py reports a read cut short by cancellation as a timeout
+                self.breaker.abandon()
+                raise asyncio.CancelledError() from exc
             self.stats[cache_type].errors += 1
             if is_pool_exhausted(exc):  # our own overload, not Redis's failure
                 self.breaker.abandon()
-                log.warning("cache %s (%s): no free Redis connection in time", op, cache_type)
+                self.errors.report(logging.WARNING, exc, f"cache {op} ({cache_type}): pool busy")
             else:
                 self.breaker.record_failure()
-                log.warning("cache %s (%s) failed: %s", op, cache_type, exc.__class__.__name__)
+                self.errors.report(logging.WARNING, exc, f"cache {op} ({cache_type}) failed")
             return FAILED
         except RedisError as exc:  # Redis answered, but refused the command
             self.breaker.record_success()
             self.stats[cache_type].errors += 1
-            log.error("cache %s (%s) refused: %s", op, cache_type, exc)
+            self.errors.report(logging.ERROR, exc, f"cache {op} ({cache_type}) refused")
             return FAILED
         except BaseException:
             self.breaker.abandon()
@@ -187,12 +193,14 @@ class CacheCore:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def ping(self) -> bool:
-        """The truth about Redis right now, whatever the breaker thinks."""
+    async def ping(self, *, what: str = "cache ping failed") -> bool:
+        """The truth about Redis right now, whatever the breaker thinks; on
+        failure, ``what`` and Redis's reason are logged (at most once per interval)."""
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
                 return await topology.ping(self._redis)
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.errors.report(logging.WARNING, exc, what)
             return False
 
     async def aclose(self) -> None:
@@ -200,6 +208,11 @@ class CacheCore:
             with contextlib.suppress(Exception):
                 await cancel_and_wait(task)
         await topology.close(self._redis)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def text(value: bytes | str) -> str:

@@ -59,7 +59,12 @@ class Invalidator(CacheCore):
         if await self._apply_within(invalidation, budget):
             self.pending.applied(invalidation, ticket)
             return True
-        log.warning("invalidation not applied within %.0f ms; kept as suspect", budget * 1000)
+        if self._applier is None or self._applier.done():  # one line per episode
+            log.warning(
+                "Redis did not take an invalidation within %.0f ms: its entries are"
+                " held suspect (read from PostgreSQL) until it does",
+                budget * 1000,
+            )
         self._kick_applier()
         return False
 

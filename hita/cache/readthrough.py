@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 LEASE_POLL_FIRST_S: Final = 0.005
 LEASE_POLL_MAX_S: Final = 0.05
+RELEASE_RETRY_FIRST_S: Final = 0.05  # first pause before giving a lease back again
 MAX_GENERATIONS_KEPT: Final = 1_024  # namespaces whose generation is remembered
 
 HIT: Final = 1
@@ -312,20 +313,24 @@ class ReadThrough(CacheCore):
         finally:
             self._flights.pop(flight_key, None)
         flight.set_result(value)
-        if value is None and negative_ttl is None:
-            await self._release(key, read)
-        elif not await self._fill(
-            key,
-            read.data_key,
-            expected=read.token,
-            value=value,
-            ttl=ttl if value is not None else negative_ttl or ttl,
-            delta_s=self._clock() - started,
-            allow_absent=isinstance(key, NamespacedKey),
-        ):
-            # Refused (out of memory), timed out or fenced off: never leave our
-            # lease behind for other readers to wait on. A no-op if it is gone.
+        # The lease is filled or given back on every path: a fill that Redis
+        # refused (out of memory) or could not take, or a caller cancelled
+        # mid-fill, must not leave later readers waiting on a lease nobody fills.
+        try:
+            stored = (value is not None or negative_ttl is not None) and await self._fill(
+                key,
+                read.data_key,
+                expected=read.token,
+                value=value,
+                ttl=ttl if value is not None else negative_ttl or ttl,
+                delta_s=self._clock() - started,
+                allow_absent=isinstance(key, NamespacedKey),
+            )
+            if not stored:
+                await self._release(key, read)
+        except BaseException:
             self._spawn(self._release(key, read))
+            raise
         return value
 
     async def _fill(
@@ -353,11 +358,27 @@ class ReadThrough(CacheCore):
         return True
 
     async def _release(self, key: AnyKey, read: _Read) -> None:
-        await self._call(
+        """Give an unused lease back; when Redis cannot take it now, keep trying
+        in the background until the lease would have expired anyway."""
+        if not await self._try_release(key, read):
+            self._spawn(self._release_later(key, read))
+
+    async def _try_release(self, key: AnyKey, read: _Read) -> bool:
+        result = await self._call(
             key.cache_type,
             "release",
             lambda: self._release_script(keys=[read.data_key], args=[read.token]),
         )
+        return not isinstance(result, _Failed)
+
+    async def _release_later(self, key: AnyKey, read: _Read) -> None:
+        deadline = self._clock() + self.config.lease_ttl_ms / 1000
+        delay = RELEASE_RETRY_FIRST_S
+        while self._clock() < deadline:
+            await asyncio.sleep(delay)
+            if await self._try_release(key, read):
+                return
+            delay = min(delay * 2, max(self.breaker.open_s, RELEASE_RETRY_FIRST_S))
 
     def _maybe_refresh_early(
         self, key: AnyKey, read: _Read, loader: Callable[[], Awaitable[Any]], ttl: float

@@ -33,6 +33,7 @@ from hita.embedded import embedded_dependencies
 from hita.embedded.process import die_with_parent
 from hita.errors import HitaError
 from hita.logs import setup_logging, skip_unused_record_fields
+from hita.malloc import pin_mmap_threshold
 from hita.runtime import frozen_heap
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     skip_unused_record_fields()
+    pin_mmap_threshold()  # a long-running process: keep the heap from creeping
     # Bound first: a port in use costs one line, before anything is started.
     sock = bind(config.http.host, config.http.port, reuse_port=args.workers > 1)
     config = with_jwt_secret(config)

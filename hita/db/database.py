@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from hita.config import ConfigError, DatabaseConfig
+from hita.db.gate import PoolGate
 from hita.db.migrate import apply_migrations
 from hita.errors import DatabaseUnavailable
 
@@ -63,18 +64,26 @@ def describe_dsn(dsn: str) -> str:
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, acquire_timeout_s: float, gate: PoolGate | None = None
+    ) -> None:
         self._pool = pool
         self._acquire_timeout_s = acquire_timeout_s
+        self.gate = gate
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-                yield conn
-        except UNAVAILABLE_ERRORS as exc:
-            log.warning("database unavailable: %s", exc.__class__.__name__)
-            raise DatabaseUnavailable() from exc
+        """A pooled connection. Behind the gate (the service), a wait past its
+        budget raises ``Overloaded``; a connection that cannot be had once a slot
+        is ours means PostgreSQL is not answering: ``DatabaseUnavailable``."""
+        slot: AbstractAsyncContextManager[None] = self.gate.slot() if self.gate else nullcontext()
+        async with slot:
+            try:
+                async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+                    yield conn
+            except UNAVAILABLE_ERRORS as exc:
+                log.warning("database unavailable: %s", exc.__class__.__name__)
+                raise DatabaseUnavailable() from exc
 
     @asynccontextmanager
     async def transaction(

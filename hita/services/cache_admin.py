@@ -61,10 +61,11 @@ class CacheAdmin:
         self._warmup = warmup
         self._scan_budget_s = scan_budget_s
 
-    async def _info(self) -> RedisInfo:
+    async def _info(self, *, with_reason: bool = False) -> RedisInfo:
         info = await self._cache.server_info()
         if info is None:
-            raise CacheUnavailable()
+            last = self._cache.errors.last
+            raise CacheUnavailable(reason=last.reason if with_reason and last else None)
         return info
 
     async def _counts(self) -> KeyCounts:
@@ -81,13 +82,16 @@ class CacheAdmin:
             "totals": stats.totals().as_dict(),
             "breaker_state": self._cache.breaker.state.value,
             "pending_invalidations": len(self._cache.pending),
+            "last_error": last.as_dict() if (last := self._cache.errors.last) else None,
         }
 
     async def health(self) -> JsonDict:
         return {"cache_info": cache_info(await self._info())}
 
     async def detailed_health(self) -> JsonDict:
-        info = await self._info()
+        """Admins only, so Redis's own words on why it cannot be used (NOAUTH,
+        WRONGPASS, a TLS failure) are in the 503's ``reason``."""
+        info = await self._info(with_reason=True)
         counts = await self._counts()
         return {
             "timestamp": utc_timestamp(),

@@ -32,7 +32,15 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
         data_dir=Path(".hita"),
         log_level="INFO",
         log_format="text",
-        http=HttpConfig(host="127.0.0.1", port=8080, client_max_size=1024 * 1024, access_log=True),
+        http=HttpConfig(
+            host="127.0.0.1",
+            port=8080,
+            client_max_size=1024 * 1024,
+            max_in_flight=40,
+            retry_after_s=1,
+            overload_pace_s=0.5,
+            access_log=True,
+        ),
         database=DatabaseConfig(
             url=None,
             pool_min_size=2,
@@ -42,6 +50,8 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             acquire_timeout_s=3.0,
             startup_attempts=3,
             auto_migrate=True,
+            queue_max=64,
+            queue_timeout_s=0.25,
         ),
         redis=RedisConfig(
             url=None,

@@ -1,0 +1,70 @@
+"""``PoolGate``: a short, bounded queue in front of the pool; refusals are overload."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hita.db.gate import PoolGate
+from hita.errors import DatabaseUnavailable, Overloaded
+
+
+async def test_a_free_slot_is_taken_without_waiting() -> None:
+    gate = PoolGate(2, max_waiters=1, budget_s=0.05)
+    async with gate.slot(), gate.slot():
+        assert gate.in_use == 2
+    assert gate.in_use == 0
+    assert gate.stats.waits == 0
+
+
+async def test_a_full_queue_is_refused_at_once_and_a_long_wait_after_its_budget() -> None:
+    gate = PoolGate(1, max_waiters=1, budget_s=0.05)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(gate.slot().__aenter__())
+    await asyncio.sleep(0)
+    assert gate.waiting == 1
+    with pytest.raises(Overloaded) as full:
+        async with gate.slot():
+            pass
+    assert full.value.reason == "database_queue_full"
+    with pytest.raises(Overloaded) as late:
+        await waiter
+    assert late.value.reason == "database_wait_budget"
+    assert not isinstance(late.value, DatabaseUnavailable)  # never "database unavailable"
+    assert gate.stats.refused == {"queue_full": 1, "wait_budget": 1}
+    assert gate.waiting == 0
+    release.set()
+    await holder
+    async with gate.slot():  # nothing leaked: the slot is free again
+        assert gate.in_use == 1
+
+
+async def test_a_waiter_gets_the_slot_when_it_is_given_back_in_time() -> None:
+    gate = PoolGate(1, max_waiters=4, budget_s=5.0)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+
+    async def wait_for_slot() -> int:
+        async with gate.slot():
+            return gate.in_use
+
+    waiter = asyncio.create_task(wait_for_slot())
+    await asyncio.sleep(0)
+    release.set()
+    assert await waiter == 1
+    await holder
+    assert gate.stats.waits == 1
