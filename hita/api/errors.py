@@ -14,7 +14,7 @@ from typing import Final
 from aiohttp import web
 
 from hita import errors
-from hita.api.middlewares import route_template
+from hita.api.middlewares import client_gone, route_template
 from hita.api.responses import json_error
 from hita.api.typedefs import Handler
 from hita.appkeys import CONFIG, METRICS
@@ -76,12 +76,6 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
         if header in exc.headers:
             response.headers[header] = exc.headers[header]
     return response
-
-
-def client_gone(request: web.Request) -> bool:
-    """Whether the client's connection is closed (it hung up)."""
-    transport = request.transport
-    return transport is None or transport.is_closing()
 
 
 @web.middleware

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -13,12 +14,19 @@ from aiohttp.typedefs import Middleware
 
 from hita.api.typedefs import Handler
 from hita.appkeys import METRICS
+from hita.constants import CLIENT_CLOSED_REQUEST
 from hita.logs import request_id_var
 
 log = logging.getLogger("hita.access")
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _CLIENT_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client's connection is closed (it hung up)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def route_template(request: web.Request) -> str:
@@ -46,6 +54,11 @@ def request_context_middleware(*, access_log: bool = True) -> Middleware:
             status = response.status
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
+        except asyncio.CancelledError:
+            if client_gone(request):  # aiohttp cancelled the handler: the client hung up
+                status = CLIENT_CLOSED_REQUEST
+                request.app[METRICS].client_disconnect(request.method, route_template(request))
+            raise
         finally:
             elapsed = time.perf_counter() - started
             request.app[METRICS].observe_request(
