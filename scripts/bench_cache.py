@@ -44,8 +44,11 @@ from hita.cache.client import RedisCache
 from hita.cache.codec import MISS
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
+from hita.cache.near import NearCache
+from hita.cache.tracking import Tracking
 from hita.config import load_config
 from hita.constants import REDIS_MAX_CONNECTIONS as REDIS_POOL
+from hita.tasks import cancel_and_wait
 
 from bench_common import (
     DOCUMENT,
@@ -119,6 +122,15 @@ async def _hita(url: str, l1: bool | None, stack: AsyncExitStack, calls: dict[st
     config = hita_config(url, l1)
     cache = RedisCache(create_redis(config.redis), config.cache, KeyBuilder("bench:"))
     stack.push_async_callback(cache.aclose)
+    if getattr(config.cache, "l1_enabled", False):  # as the app wires it: L1 kept by tracking
+        tracking = Tracking(config.redis.url, ["bench:user_details:"], cache.tracked_keys)
+        cache.attach_near(
+            NearCache(config.cache.l1_max_entries, config.cache.l1_max_bytes), tracking
+        )
+        task = asyncio.create_task(tracking.run_forever())
+        stack.push_async_callback(cancel_and_wait, task)
+        while not tracking.active:  # noqa: ASYNC110 - polling a flag, a few ms
+            await asyncio.sleep(0.01)
     keys = [cache.keys.key("user_details", f"{USER_ID}{i}") for i in range(KEYS)]
     for key in keys:
         await cache.set(key, DOCUMENT, TTL_S)
