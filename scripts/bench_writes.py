@@ -20,7 +20,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,14 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 
+from bench_common import free_port  # noqa: E402
+
 SECRET = secrets.token_hex(32)
 USERS = 1_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def reset(database_url: str) -> None:

@@ -31,7 +31,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,8 @@ sys.path.insert(0, str(ROOT))
 from hita.db.migrate import apply_migrations  # noqa: E402
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 
+from bench_common import free_port  # noqa: E402
+
 SECRET = secrets.token_hex(32)
 FLAG = "chaos.flag"
 PG_GRACE_S = 3.0  # after PostgreSQL is back, its pools reconnect
@@ -64,12 +65,6 @@ def token(user_id: str, role: str) -> str:
     return jwt.encode(
         {"sub": user_id, "role": role, "iat": now, "exp": now + 86_400}, SECRET, algorithm="HS256"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- histories ------------------------------------------------------------------
