@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from hita.app import create_app
-from hita.appkeys import USER_SERVICE
+from hita.appkeys import COHERENCE, USER_SERVICE
 from hita.config import Config
 from hita.constants import JWT_ALGORITHM
 from hita.domain.roles import Role
@@ -113,3 +113,18 @@ async def body_of(response: ClientResponse) -> Any:
     assert response.content_type == "application/json"
     assert_no_secrets(await response.text())
     return await response.json()
+
+
+def deafen(world: World) -> None:
+    """Control: this instance no longer hears of changes through PostgreSQL."""
+    world.app[COHERENCE].listener._on_change = lambda change: None
+
+
+async def _no_sweep(apply: object) -> int:
+    return 0
+
+
+def silence_outbox(world: World) -> None:
+    """Control: deaf, and its outbox sweep applies nothing either."""
+    deafen(world)
+    world.app[COHERENCE].outbox.sweep = _no_sweep  # type: ignore[method-assign]

@@ -31,7 +31,7 @@ from hita.services.coherence import CacheCoherence
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
 from tests.helpers import state_of
-from tests.integration.conftest import Account, World, body_of
+from tests.integration.conftest import Account, World, body_of, deafen, silence_outbox
 
 pytestmark = pytest.mark.slow
 
@@ -101,11 +101,6 @@ async def settled(*worlds: World) -> None:
     while any(w.app[CACHE].pending for w in worlds):
         assert time.monotonic() < deadline, "pending invalidations never applied"
         await asyncio.sleep(0.01)
-
-
-def deafen(world: World) -> None:
-    """Control: this instance no longer hears of other instances' changes."""
-    world.app[COHERENCE].listener._on_change = lambda change: None
 
 
 def invalidations_respect_the_breaker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,8 +243,7 @@ async def test_control_without_the_channel_a_sql_change_stays_hidden(
     a, b = worlds
     admin, guest = await cached_guest(a, b)
     for world in (a, b):
-        deafen(world)
-        world.app[COHERENCE].outbox.sweep = _no_sweep  # type: ignore[method-assign]
+        silence_outbox(world)
     await rename_by_sql(clean_database, guest.id, "Renamed In psql")
     assert await seen_by(b, admin, guest.id, "Renamed In psql") == float("inf")
 
@@ -388,11 +382,6 @@ async def test_control_without_the_outbox_the_old_entry_returns_after_the_pause(
 ) -> None:
     a, b = worlds_on_own_redis
     for world in (a, b):
-        deafen(world)
-        world.app[COHERENCE].outbox.sweep = _no_sweep  # type: ignore[method-assign]
+        silence_outbox(world)
     seen = await killed_writer_during_pause(a, b, own_redis, clean_database)
     assert "Old Name" in seen
-
-
-async def _no_sweep(apply: Any) -> int:
-    return 0

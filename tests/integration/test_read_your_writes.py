@@ -13,7 +13,7 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from hita.app import create_app
-from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE, REFRESHER
+from hita.appkeys import CACHE, CACHE_KEYS, REFRESHER
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
 from hita.cache.pending import PendingInvalidations
@@ -24,7 +24,7 @@ from hita.embedded import EmbeddedRedis
 from hita.services.tokens import Tokens
 from hita.services.users import UserService
 from tests.conftest import RedisTarget, make_config
-from tests.integration.conftest import Account, World, body_of
+from tests.integration.conftest import Account, World, body_of, silence_outbox
 
 
 @pytest.fixture
@@ -111,18 +111,8 @@ async def test_the_race_is_real_without_the_lease_check(
     """Control: without the lease check (and without the outbox's notification,
     which would invalidate the entry again a moment later) the old row is stored."""
     ignore_leases(monkeypatch)
-    no_notifications(monkeypatch, world)
+    silence_outbox(world)
     assert await stale_set_race(world, monkeypatch) == "Old Name"
-
-
-def no_notifications(monkeypatch: pytest.MonkeyPatch, world: World) -> None:
-    coherence = world.app[COHERENCE]
-    monkeypatch.setattr(coherence.listener, "_on_change", lambda change: None)
-
-    async def no_sweep(apply: object) -> int:
-        return 0
-
-    monkeypatch.setattr(coherence.outbox, "sweep", no_sweep)
 
 
 async def test_a_stale_list_page_lands_in_a_dead_generation(
@@ -232,7 +222,7 @@ def forget_failed_invalidations(monkeypatch: pytest.MonkeyPatch, world: World) -
     """No suspects, no retries, no outbox: what the seed does with a failed invalidation."""
     monkeypatch.setattr(PendingInvalidations, "covers", lambda self, key: False)
     monkeypatch.setattr(RedisCache, "_kick_applier", lambda self: None)
-    no_notifications(monkeypatch, world)
+    silence_outbox(world)
 
 
 # -- two instances on one PostgreSQL and one Redis --------------------------------
