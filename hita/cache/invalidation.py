@@ -52,9 +52,7 @@ class Invalidator(CacheCore):
         invalidation = Invalidation(tuple(namespaces), tuple(keys), tuple(patterns))
         if not invalidation:
             return True
-        self._count(invalidation, cause)
-        ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
-        self._forget_near(invalidation)
+        ticket = self._suspect(invalidation, cause)
         budget = self.config.invalidation_budget_s if budget_s is None else budget_s
         if await self._apply_within(invalidation, budget):
             self.pending.applied(invalidation, ticket)
@@ -72,9 +70,7 @@ class Invalidator(CacheCore):
         """Another process changed data: suspect it at once, apply it soon."""
         if not invalidation:
             return
-        self._count(invalidation, cause)
-        self.pending.add(invalidation, self._family_of, self.keys.pattern)
-        self._forget_near(invalidation)
+        self._suspect(invalidation, cause)
         self._kick_applier()
 
     async def apply_now(self, invalidation: Invalidation) -> bool:
@@ -86,13 +82,13 @@ class Invalidator(CacheCore):
         """Remove every key matching ``pattern`` with SCAN and batched UNLINK
         (never KEYS, which blocks Redis for every client). Returns the count;
         0 with the pattern kept pending when Redis could not be reached."""
-        family = self._family_of(pattern)
-        self.stats.invalidated(family, cause)
         invalidation = Invalidation(patterns=(pattern,))
-        ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
-        self._forget_near(invalidation)
+        ticket = self._suspect(invalidation, cause)
         result = await self._call(
-            family, "delete_pattern", lambda: self._unlink_matching(pattern), force=True
+            self._family_of(pattern),
+            "delete_pattern",
+            lambda: self._unlink_matching(pattern),
+            force=True,
         )
         if isinstance(result, _Failed):
             self._kick_applier()
@@ -148,6 +144,13 @@ class Invalidator(CacheCore):
         return await topology.unlink_matching(self._redis, pattern, SCAN_COUNT, UNLINK_BATCH)
 
     # -- helpers ----------------------------------------------------------------
+
+    def _suspect(self, invalidation: Invalidation, cause: str) -> int:
+        """Count it, hold it suspect (and out of L1) until applied; its ticket."""
+        self._count(invalidation, cause)
+        ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        self._forget_near(invalidation)
+        return ticket
 
     def _count(self, invalidation: Invalidation, cause: str) -> None:
         names = {n.name for n in invalidation.namespaces}
