@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hita.cache import topology
-from hita.cache.codec import MISS, decode, encode, new_token
+from hita.cache.codec import LEGACY_VALUE, MISS, VALUE, decode, encode, new_token
 from hita.cache.connection import RedisClient
 from hita.cache.core import FAILED, _Failed, ms
 from hita.cache.inspect import KeyCounts, RedisInfo
@@ -52,8 +52,13 @@ class RedisCache(ReadThrough, Invalidator):
     async def get(self, key: AnyKey) -> Any:
         """The cached value, or ``MISS``. Falsy values (0, [], {}, "", False, None) are hits."""
         counters = self.stats[key.cache_type]
-        read = None if self.pending.covers(key) else await self._read(key, lease=False)
-        value = MISS if read is None or read.entry is None else self._value(key, read.entry)
+        if self.pending.covers(key):
+            value = MISS
+        else:
+            value = self._near_hit(key)
+            if value is MISS:
+                read = await self._read(key, lease=False)
+                value = MISS if read is None or read.entry is None else self._value(key, read.entry)
         if value is MISS:
             counters.misses += 1
         else:
@@ -64,7 +69,7 @@ class RedisCache(ReadThrough, Invalidator):
         """Store unconditionally. For data read from the database, prefer
         ``get_or_load``, whose lease keeps a stale read from landing after an
         invalidation."""
-        raw = encode(value)
+        raw = encode(value, ttl_ms=ms(ttl))
         result = await self._call(
             key.cache_type, "set", lambda: self._redis.set(key.redis_key, raw, px=ms(ttl))
         )
@@ -84,7 +89,7 @@ class RedisCache(ReadThrough, Invalidator):
         result = await self._call(
             key.cache_type, "exists", lambda: self._redis.getrange(key.redis_key, 0, 0)
         )
-        return not isinstance(result, _Failed) and result == b"v"
+        return not isinstance(result, _Failed) and result in (VALUE, LEGACY_VALUE)
 
     async def get_many(self, keys: Sequence[Key]) -> list[Any]:
         """Values (or ``MISS``) for many keys in one round trip; suspect keys are misses."""
@@ -114,7 +119,7 @@ class RedisCache(ReadThrough, Invalidator):
     async def set_many(self, items: Mapping[Key, Any], ttl: float) -> bool:
         if not items:
             return True
-        encoded = {key: encode(value) for key, value in items.items()}
+        encoded = {key: encode(value, ttl_ms=ms(ttl)) for key, value in items.items()}
 
         async def run() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:

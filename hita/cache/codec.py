@@ -1,7 +1,14 @@
 """How a cache entry is stored: a small fixed header, then orjson.
 
-    value:  b"v" + version (16 hex) + compute time in ms (8 hex) + JSON payload
+    value:  b"e" + version (16 hex) + compute time in ms (8 hex)
+                 + expiry in ms since the epoch (12 hex) + JSON payload
     lease:  b"l" + token (16 hex)
+
+The expiry in the header spares a hit its PTTL: a hit is one plain GET. It is
+the writer's wall clock plus the TTL it stored with, so it is as good as the
+clocks agree between instances; only early recomputation reads it. Values
+written before the expiry was added (``b"v"``, no expiry field) still decode,
+with the expiry unknown.
 
 The version lets a writer replace exactly the value it read (early refresh);
 the lease token lets only the reader that saw the miss fill it, so a value
@@ -15,6 +22,7 @@ any other: only the ``MISS`` sentinel means "not in the cache".
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -22,12 +30,16 @@ from typing import Any, Final
 
 import orjson
 
-VALUE: Final = b"v"
+VALUE: Final = b"e"
+LEGACY_VALUE: Final = b"v"  # no expiry field
 LEASE: Final = b"l"
 TOKEN_CHARS: Final = 16
 DELTA_CHARS: Final = 8
-HEADER_BYTES: Final = 1 + TOKEN_CHARS + DELTA_CHARS
+EXPIRY_CHARS: Final = 12
+DELTA_END: Final = 1 + TOKEN_CHARS + DELTA_CHARS
+HEADER_BYTES: Final = DELTA_END + EXPIRY_CHARS
 MAX_DELTA_MS: Final = 0xFFFFFFFF
+NO_EXPIRY: Final = -1
 
 _DUMPS_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
@@ -64,20 +76,35 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=_DUMPS_OPTIONS)
 
 
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch: the expiry's clock."""
+    return time.time_ns() // 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     version: str
     delta_ms: int
     payload: bytes
+    expires_ms: int = NO_EXPIRY  # ms since the epoch; NO_EXPIRY when not known
 
     @property
     def value(self) -> Any:
         return orjson.loads(self.payload)
 
+    def ttl_ms(self) -> int:
+        """What is left of its time to live, as its writer's clock saw it
+        (-1 when not known, 0 when past)."""
+        if self.expires_ms == NO_EXPIRY:
+            return NO_EXPIRY
+        return max(self.expires_ms - now_ms(), 0)
 
-def encode(value: Any, delta_ms: float = 0.0, version: str | None = None) -> bytes:
+
+def encode(value: Any, delta_ms: float = 0.0, version: str | None = None, *, ttl_ms: int) -> bytes:
+    """``value`` stored for ``ttl_ms`` (the TTL the writer sets on the key)."""
     delta = min(max(int(delta_ms), 0), MAX_DELTA_MS)
-    header = VALUE + (version or new_token()).encode() + f"{delta:08x}".encode()
+    expires = now_ms() + ttl_ms
+    header = b"%s%s%08x%012x" % (VALUE, (version or new_token()).encode(), delta, expires)
     return header + dumps(value)
 
 
@@ -87,10 +114,16 @@ def encode_lease(token: str) -> bytes:
 
 def decode(raw: bytes | None) -> Entry | None:
     """The stored value, or None for an absent key, a lease or foreign data."""
-    if not raw or raw[:1] != VALUE or len(raw) < HEADER_BYTES:
+    if not raw:
+        return None
+    marker = raw[:1]
+    end = HEADER_BYTES if marker == VALUE else DELTA_END if marker == LEGACY_VALUE else 0
+    if not end or len(raw) < end:
         return None
     try:
-        delta = int(raw[1 + TOKEN_CHARS : HEADER_BYTES], 16)
-    except ValueError:
+        delta = int(raw[1 + TOKEN_CHARS : DELTA_END], 16)
+        expires = int(raw[DELTA_END:end], 16) if end == HEADER_BYTES else NO_EXPIRY
+        version = raw[1 : 1 + TOKEN_CHARS].decode()
+    except ValueError:  # not hex, or not ASCII: foreign data
         return None
-    return Entry(raw[1 : 1 + TOKEN_CHARS].decode(), delta, raw[HEADER_BYTES:])
+    return Entry(version, delta, raw[end:], expires)

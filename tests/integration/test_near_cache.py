@@ -75,7 +75,24 @@ async def test_a_warm_l1_answers_with_no_redis_command_and_a_cold_one_with_no_sc
     calls = await calls_since(redis, before)
     assert "evalsha" not in calls
     assert "eval" not in calls
-    assert calls == {"get": 2, "pttl": 2}  # two hits (caller and user), one round trip each
+    assert calls == {"get": 2}  # two hits (caller and user): one plain GET each
+
+
+async def test_a_namespaced_hit_is_one_mget_of_generation_and_entry(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str, redis: Redis
+) -> None:
+    world, _ = await two_worlds(
+        aiohttp_client, clean_database, clean_redis, CACHE_L1_ENABLED="false"
+    )
+    admin = await world.make_user(Role.ADMIN)
+    for path in ("/v1.0/dashboard/stats", "/v1.0/user/list?page=1"):
+        for _ in range(2):  # fill, then learn the generation from a scripted hit
+            await get(world, admin, path)
+        before = await command_calls(redis)
+        await get(world, admin, path)
+        calls = await calls_since(redis, before)
+        # The caller's details (GET), then the generation and the entry together (MGET).
+        assert calls == {"get": 1, "mget": 1}, path
 
 
 def test_l1_evicts_and_stays_within_its_byte_bound() -> None:
