@@ -36,7 +36,14 @@ from aiohttp_jwt import JWTMiddleware
 
 from hita.api.typedefs import Handler
 from hita.appkeys import PRINCIPAL, USER_SERVICE
-from hita.constants import JWT_ALGORITHM, JWT_TOKEN_TYPE, MAX_TOKEN_BYTES, VERIFIED_TOKENS_MAX
+from hita.constants import (
+    API_PREFIX,
+    JWT_ALGORITHM,
+    JWT_TOKEN_TYPE,
+    MAX_TOKEN_BYTES,
+    VERIFIED_TOKENS_MAX,
+)
+from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
 from hita.domain.users import Principal
 from hita.errors import NotAuthenticated, PermissionDenied
@@ -56,6 +63,9 @@ PUBLIC_PATHS: Final = (
 _PUBLIC_RES: Final = tuple(re.compile(p) for p in PUBLIC_PATHS)
 # RFC 6750's b64token: what a bearer token may be made of (ASCII only).
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+# The route whose data read shares a round trip with the token check's.
+USER_DETAILS_PATH: Final = f"{API_PREFIX}/user/{{user_id}}"
+_READS: Final = frozenset((hdrs.METH_GET, hdrs.METH_HEAD))
 
 
 class InvalidToken(NotAuthenticated):
@@ -119,10 +129,24 @@ async def check_principal(request: web.Request, principal: Principal) -> None:
     """The user still exists, is active and has the token's role (through
     ``UserService.get_user``, which may be cached; a database outage is a 503,
     never a pass); then the caller is recorded for the handlers."""
-    user = await request.app[USER_SERVICE].get_user(principal.user_id)
+    then = _user_read_next(request, principal)
+    user = await request.app[USER_SERVICE].get_caller(principal.user_id, then=then)
     if user is None or not user["is_active"] or user["role"] != principal.role.value:
         raise InvalidToken("Token is no longer valid")
     request[PRINCIPAL] = principal
+
+
+def _user_read_next(request: web.Request, principal: Principal) -> str | None:
+    """The user whose details this request reads once the caller is checked:
+    ``GET /v1.0/user/{user_id}`` for a valid id the caller may read."""
+    if request.method not in _READS or request.match_info.route.resource is None:
+        return None
+    if request.match_info.route.resource.canonical != USER_DETAILS_PATH:
+        return None
+    user_id = request.match_info["user_id"]
+    if not is_user_id(user_id):
+        return None
+    return user_id if principal.role.at_least(Role.ADMIN) or user_id == principal.user_id else None
 
 
 def subject_checker(verified: VerifiedTokens) -> Callable[..., Awaitable[bool]]:

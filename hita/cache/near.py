@@ -44,6 +44,9 @@ class NearCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
     @property
     def size_bytes(self) -> int:
         return self._bytes

@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
 import orjson
+from redis.asyncio import Redis
 
 from hita.cache.codec import MISS, Entry, decode, encode, new_token
 from hita.cache.core import CacheCore, _Failed, ms, text
@@ -54,6 +56,25 @@ class _Read:
     pttl_ms: int = -1
     raw: bytes = b""  # a hit's stored bytes
     generation: str | None = None  # a namespaced key's generation, as read
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """An answer read ahead, with what was known when it was asked for."""
+
+    raw: bytes | None
+    epoch: int  # the pending invalidations' epoch when the read was sent
+    began: int | None  # L1's sequence number then
+    uses: int  # reads it may still serve
+
+
+# Answers read ahead by a task (one request), for that task alone: each is
+# used once, by the task's next read of its key. aiohttp runs every request in
+# its own task, so nothing read ahead outlives its request; a task started from
+# it copies the variable but is not its owner, so it reads for itself.
+_AHEAD: ContextVar[tuple[asyncio.Task[Any], dict[str, _Ahead]] | None] = ContextVar(
+    "hita_cache_read_ahead", default=None
+)
 
 
 class ReadThrough(CacheCore):
@@ -116,6 +137,34 @@ class ReadThrough(CacheCore):
                 return await _join(flight, loader)
             await asyncio.sleep(delay)
             delay = min(delay * 2, LEASE_POLL_MAX_S)
+
+    async def read_ahead(self, keys: Sequence[Key]) -> None:
+        """Read ``keys`` in one round trip (one MGET) for this task's next
+        reads of them, so that a request's token check and its data read share
+        one round trip: a key listed twice serves two reads. Keys that L1
+        holds, suspect keys and a failed read are left to those reads; on
+        Redis Cluster, whose keys sit in different slots, nothing is read ahead."""
+        if len(keys) < 2 or not isinstance(self._redis, Redis):
+            return  # one read: its own GET is the same round trip
+        near = self._usable_near()
+        uses: dict[str, int] = {}
+        for key in keys:
+            if not self.pending.covers(key) and (near is None or key.redis_key not in near):
+                uses[key.redis_key] = uses.get(key.redis_key, 0) + 1
+        if sum(uses.values()) < 2:
+            return
+        epoch, began = self.pending.epoch, near.seq if near is not None else None
+        redis, names = self._redis, list(uses)
+        replies = await self._call(keys[0].cache_type, "get", lambda: redis.mget(names))
+        task = asyncio.current_task()
+        if isinstance(replies, _Failed) or task is None:
+            return
+        owned = _AHEAD.get()
+        if owned is None or owned[0] is not task:
+            owned = (task, {})
+            _AHEAD.set(owned)
+        for name, raw in zip(names, cast(list[bytes | None], replies), strict=True):
+            owned[1][name] = _Ahead(raw, epoch, began, uses[name])
 
     async def refresh(
         self, key: NamespacedKey, loader: Callable[[], Awaitable[T]], *, ttl: float
@@ -195,11 +244,24 @@ class ReadThrough(CacheCore):
     async def _read(self, key: AnyKey, *, lease: bool, check: bool = True) -> _Read | None:
         """One entry: plain GETs when it is there (a hit costs no script), the
         READ script (generation, lease) when it is not."""
-        epoch = self.pending.epoch
-        began = self.near.seq if self.near is not None else None
-        read = await self._call(key.cache_type, "get", lambda: self._read_plain(key))
-        if isinstance(read, _Failed):
-            return None
+        owned = _AHEAD.get()
+        taken = None
+        if owned is not None and isinstance(key, Key) and owned[0] is asyncio.current_task():
+            taken = owned[1].get(key.redis_key)
+            if taken is not None:
+                taken.uses -= 1
+                if not taken.uses:
+                    del owned[1][key.redis_key]
+        read: _Read | _Failed | None
+        if taken is not None:  # read ahead: judged as a read sent back then
+            epoch, began = taken.epoch, taken.began
+            read = _hit(cast(Key, key).redis_key, taken.raw)
+        else:
+            epoch = self.pending.epoch
+            began = self.near.seq if self.near is not None else None
+            read = await self._call(key.cache_type, "get", lambda: self._read_plain(key))
+            if isinstance(read, _Failed):
+                return None
         if read is None:
             scripted = await self._call(
                 key.cache_type, "read", lambda: self._read_scripted(key, lease)
@@ -235,17 +297,7 @@ class ReadThrough(CacheCore):
             current, raw = cast(list[bytes | None], replies)
             if current is None or text(current) != generation:
                 return None
-        entry = decode(raw)
-        if raw is None or entry is None:
-            return None
-        return _Read(
-            HIT,
-            data_key,
-            entry=entry,
-            pttl_ms=entry.ttl_ms(),
-            raw=raw,
-            generation=generation,
-        )
+        return _hit(data_key, raw, generation)
 
     async def _read_scripted(self, key: AnyKey, lease: bool) -> _Read:
         token = new_token() if lease else ""
@@ -439,6 +491,14 @@ async def _join(flight: asyncio.Future[Any] | None, loader: Callable[[], Awaitab
         except _Abandoned:
             pass
     return await loader()
+
+
+def _hit(data_key: str, raw: bytes | None, generation: str | None = None) -> _Read | None:
+    """A hit read with plain commands, or None (absent, a lease, foreign data)."""
+    entry = decode(raw)
+    if raw is None or entry is None:
+        return None
+    return _Read(HIT, data_key, entry=entry, pttl_ms=entry.ttl_ms(), raw=raw, generation=generation)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -45,6 +45,13 @@ class CachedUserService(UserService):
             negative_ttl=self._ttls.negative,
         )
 
+    async def get_caller(self, caller_id: str, *, then: str | None = None) -> JsonDict | None:
+        if then is not None:  # one round trip for both reads (of one key, if the same)
+            await self.cache.read_ahead(
+                [self.keys.user_details(caller_id), self.keys.user_details(then)]
+            )
+        return await self.get_user(caller_id)
+
     async def list_users(self, query: UserListQuery) -> JsonDict:
         return await self.cache.get_or_load(
             self.keys.user_list(query),

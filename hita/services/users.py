@@ -45,6 +45,11 @@ class UserService:
         user = await UsersRepository(self._db).get(user_id)
         return None if user is None else user.to_json()
 
+    async def get_caller(self, caller_id: str, *, then: str | None = None) -> JsonDict | None:
+        """``get_user`` for a request's token check; ``then`` names the user
+        whose details the request reads next (a cache can fetch both at once)."""
+        return await self.get_user(caller_id)
+
     async def list_users(self, query: UserListQuery) -> JsonDict:
         """``{"users": [summary...], "pagination": {...}}``; superadmins are not listed."""
         return await self._page(query, include_superadmins=False)

@@ -75,15 +75,42 @@ async def test_a_warm_l1_answers_with_no_redis_command_and_a_cold_one_with_no_sc
     calls = await calls_since(redis, before)
     assert "evalsha" not in calls
     assert "eval" not in calls
-    assert calls == {"get": 2}  # two hits (caller and user): one plain GET each
+    assert calls == {"mget": 1}  # two hits (caller and user) in one round trip
+
+
+async def world_without_l1(
+    aiohttp_client: AiohttpClient, database_url: str, redis_url: str
+) -> World:
+    world, _ = await two_worlds(aiohttp_client, database_url, redis_url, CACHE_L1_ENABLED="false")
+    return world
+
+
+async def test_without_l1_the_token_check_and_the_read_share_one_round_trip(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str, redis: Redis
+) -> None:
+    world = await world_without_l1(aiohttp_client, clean_database, clean_redis)
+    admin = await world.make_user(Role.ADMIN)
+    guest = await world.make_user()
+    for caller, path in ((admin, f"/v1.0/user/{guest.id}"), (guest, f"/v1.0/user/{guest.id}")):
+        await get(world, caller, path)  # fill
+    before = await command_calls(redis)
+    body = await get(world, admin, f"/v1.0/user/{guest.id}")
+    assert body["user"]["id"] == guest.id
+    assert await calls_since(redis, before) == {"mget": 1}  # caller and user together
+    before = await command_calls(redis)
+    await get(world, guest, f"/v1.0/user/{guest.id}")  # the caller is the user: one key
+    assert await calls_since(redis, before) == {"mget": 1}  # read once, for both reads
+    # A guest may not read another user: nothing is read ahead for it.
+    before = await command_calls(redis)
+    response = await world.client.get(f"/v1.0/user/{admin.id}", headers=guest.headers)
+    assert response.status == 403
+    assert await calls_since(redis, before) == {"get": 1}
 
 
 async def test_a_namespaced_hit_is_one_mget_of_generation_and_entry(
     aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str, redis: Redis
 ) -> None:
-    world, _ = await two_worlds(
-        aiohttp_client, clean_database, clean_redis, CACHE_L1_ENABLED="false"
-    )
+    world = await world_without_l1(aiohttp_client, clean_database, clean_redis)
     admin = await world.make_user(Role.ADMIN)
     for path in ("/v1.0/dashboard/stats", "/v1.0/user/list?page=1"):
         for _ in range(2):  # fill, then learn the generation from a scripted hit

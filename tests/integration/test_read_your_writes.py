@@ -164,20 +164,19 @@ async def paused_update(world: World, redis_server: EmbeddedRedis) -> str:
     assert await full_name(world, admin, guest.id) == "Old Name"  # cached now
     key = world.app[CACHE_KEYS].user_details(guest.id).redis_key
 
+    raw = Redis.from_url(redis_server.url)
+    try:
+        # What Redis holds when it is paused, and will hold when it resumes until
+        # this instance's applier (which retries as soon as Redis answers) removes it.
+        assert b"Old Name" in (await raw.get(key) or b"")
+    finally:
+        await raw.aclose()
     redis_server.process.pause()
     response = await world.client.patch(
         f"/v1.0/user/update/{guest.id}", json={"full_name": "New Name"}, headers=admin.headers
     )
     assert response.status == 200  # served from PostgreSQL while Redis is away
-    raw = Redis.from_url(redis_server.url)
-    try:
-        # What Redis holds at the moment it resumes: the old entry, until this
-        # instance's applier (which retries as soon as Redis answers) removes it.
-        held = raw.get(key)
-        redis_server.process.resume()
-        assert b"Old Name" in (await held or b"")
-    finally:
-        await raw.aclose()
+    redis_server.process.resume()
     # Until the breaker lets calls through again: after the cool-down, a read of
     # another key is the half-open probe. On a loaded machine that probe may time
     # out and reopen the breaker, and the next read would then come from
