@@ -157,16 +157,20 @@ class BoundedRedisCluster(RedisCluster):
         if _HOLDS_PERMIT.get():  # a pipeline retrying one command after a redirection
             yield
             return
-        try:
-            async with asyncio.timeout(self._reload_timeout_s):
-                await self._reload_if_stale()
-        except TimeoutError:
-            raise RedisConnectionError("Redis Cluster slot map reload timed out") from None
-        try:
-            async with asyncio.timeout(self._pool_timeout_s):
-                await self._permits.acquire()
-        except TimeoutError:
-            raise RedisConnectionError("no free Redis Cluster connection") from None
+        if self._stale():
+            try:
+                async with asyncio.timeout(self._reload_timeout_s):
+                    await self._reload_if_stale()
+            except TimeoutError:
+                raise RedisConnectionError("Redis Cluster slot map reload timed out") from None
+        if not self._permits.locked():  # a permit is free: taken at once, no timer armed
+            await self._permits.acquire()
+        else:
+            try:
+                async with asyncio.timeout(self._pool_timeout_s):
+                    await self._permits.acquire()
+            except TimeoutError:
+                raise RedisConnectionError("no free Redis Cluster connection") from None
         held = _HOLDS_PERMIT.set(True)
         try:
             yield
