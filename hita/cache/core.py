@@ -15,8 +15,9 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -185,6 +186,24 @@ class CacheCore:
             raise
         self.breaker.record_success()
         return result
+
+    async def _read_command(self, *args: str) -> Any:
+        """One read-only command (GET, MGET) on a pooled connection, without
+        redis-py's per-command wrapping (retry policy, which is none here,
+        response callbacks these commands do not have, observability hooks),
+        which costs a hit more than the command itself. The connection is
+        dropped on any error, as redis-py drops it; Cluster goes through its
+        client, which routes by slot."""
+        redis = self._redis
+        if not isinstance(redis, Redis):
+            return await redis.execute_command(*args)
+        pool = redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(connection.pack_command(*args))
+            return await connection.read_response()
+        finally:
+            await pool.release(connection)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

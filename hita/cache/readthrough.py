@@ -154,8 +154,10 @@ class ReadThrough(CacheCore):
         if sum(uses.values()) < 2:
             return
         epoch, began = self.pending.epoch, near.seq if near is not None else None
-        redis, names = self._redis, list(uses)
-        replies = await self._call(keys[0].cache_type, "get", lambda: redis.mget(names))
+        names = list(uses)
+        replies = await self._call(
+            keys[0].cache_type, "get", lambda: self._read_command("MGET", *names)
+        )
         task = asyncio.current_task()
         if isinstance(replies, _Failed) or task is None:
             return
@@ -285,7 +287,7 @@ class ReadThrough(CacheCore):
         raw: bytes | None
         if isinstance(key, Key):
             data_key, generation = key.redis_key, None
-            raw = cast(bytes | None, await self._redis.get(data_key))
+            raw = cast(bytes | None, await self._read_command("GET", data_key))
         else:
             generation_key = key.namespace.generation_key
             generation = self._generations.get(generation_key)
@@ -293,7 +295,7 @@ class ReadThrough(CacheCore):
                 return None
             data_key = key.namespace.data_key(generation, key.suffix)
             # One command, one slot: the namespace's hash tag holds both keys.
-            replies = await self._redis.mget(generation_key, data_key)
+            replies = await self._read_command("MGET", generation_key, data_key)
             current, raw = cast(list[bytes | None], replies)
             if current is None or text(current) != generation:
                 return None
