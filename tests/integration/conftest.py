@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,3 +131,11 @@ def silence_outbox(world: World) -> None:
     """Control: deaf, and its outbox sweep applies nothing either."""
     deafen(world)
     world.app[COHERENCE].outbox.sweep = _no_sweep  # type: ignore[method-assign]
+
+
+async def until(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Wait for ``check()`` to hold, failing with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)

@@ -21,7 +21,7 @@ from hita.app import create_app
 from hita.appkeys import DATABASE
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
-from tests.integration.conftest import Account, World, body_of
+from tests.integration.conftest import Account, World, body_of, until
 from tests.integration.test_metrics import scrape, value
 
 SETTLE_S = 10.0
@@ -42,13 +42,6 @@ async def users_locked(database_url: str) -> AsyncIterator[None]:
             yield
     finally:
         await conn.close()
-
-
-async def until(check: object, what: str) -> None:
-    deadline = time.monotonic() + SETTLE_S
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 def read_self(world: World, who: Account) -> asyncio.Task[ClientResponse]:
