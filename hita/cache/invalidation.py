@@ -6,7 +6,9 @@ Redis in this process), then applied, retried within a budget; once Redis
 acknowledges it, the suspicion is lifted. What cannot be applied in time
 stays suspect and a background applier keeps trying until Redis answers.
 
-Namespaces are invalidated in O(1) (a new generation token), single entries
+Namespaces are invalidated in O(1) by deleting their generation (the next
+read makes a new one; a deletion is taken even by a Redis that is out of
+memory, where a write of a new token would be refused), single entries
 by ``UNLINK``, families by ``SCAN`` + batched ``UNLINK`` (never ``KEYS``).
 Every form is idempotent, so the same change may be applied by the writer,
 by every instance that hears of it, and by the outbox sweep.
@@ -20,7 +22,6 @@ from collections.abc import Sequence
 from typing import Final
 
 from hita.cache import topology
-from hita.cache.codec import new_token
 from hita.cache.core import CacheCore, _Failed
 from hita.cache.keys import Key, Namespace
 from hita.cache.pending import Invalidation
@@ -113,7 +114,7 @@ class Invalidator(CacheCore):
         if invalidation.namespaces or invalidation.keys:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for namespace in invalidation.namespaces:
-                    pipe.set(namespace.generation_key, new_token())
+                    pipe.execute_command("UNLINK", namespace.generation_key)  # a new one on read
                 for key in invalidation.keys:
                     pipe.execute_command("UNLINK", key.redis_key)  # one slot per command
                 await pipe.execute()

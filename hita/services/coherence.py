@@ -70,11 +70,17 @@ class CacheCoherence:
         while True:
             await asyncio.sleep(interval * (1 + SWEEP_JITTER * (2 * random.random() - 1)))  # noqa: S311
             try:
-                self.swept += await self.outbox.sweep(self._apply)
+                await self.sweep_once()
             except DatabaseUnavailable:
                 log.debug("outbox sweep skipped: the database is unavailable")
             except Exception:
                 log.exception("outbox sweep failed")
+
+    async def sweep_once(self) -> int:
+        """One batch of the outbox applied and pruned; how many rows."""
+        swept = await self.outbox.sweep(self._apply)
+        self.swept += swept
+        return swept
 
     async def confirm_delivery(self) -> bool:
         """For a write whose invalidation Redis did not acknowledge: wait until

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from hita.app import create_app
-from hita.appkeys import COHERENCE, USER_SERVICE
+from hita.appkeys import CACHE, COHERENCE, USER_SERVICE
 from hita.config import Config
 from hita.constants import JWT_ALGORITHM
 from hita.domain.roles import Role
@@ -139,3 +139,20 @@ async def until(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -
     while not check():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.01)
+
+
+async def notifications_settled(world: World) -> None:
+    """Wait until every change committed so far has come back to this instance
+    through PostgreSQL (a barrier notification: they arrive in commit order),
+    been applied, and been swept from the outbox (a sweep applies each change
+    once more, a moment later). Otherwise a write's invalidation may come round
+    again after the next read."""
+    coherence = world.app[COHERENCE]
+    assert await coherence.confirm_delivery(), "the notification channel is down"
+    cache = world.app[CACHE]
+    await until(lambda: not cache.pending, "the notified invalidations were never applied")
+    deadline = time.monotonic() + 10
+    while await coherence.outbox.count():  # rows another sweep holds are skipped: retry
+        assert time.monotonic() < deadline, "the outbox was never swept"
+        if not await coherence.sweep_once():
+            await asyncio.sleep(0.01)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 import pytest
@@ -14,13 +13,17 @@ from redis.asyncio import Redis
 
 from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS
-from hita.cache.client import RedisCache
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
 from tests.integration.cache.test_scale import calls_since, command_calls, populate
-from tests.integration.conftest import Account, World, body_of, until
+from tests.integration.conftest import (
+    Account,
+    World,
+    body_of,
+    notifications_settled,
+)
 
 UNAVAILABLE = {"success": False, "error": "Redis cache not available", "cache_available": False}
 CACHE_INFO_KEYS = {"status", "redis_version", "used_memory", "connected_clients", "hit_rate"}
@@ -116,31 +119,22 @@ async def test_the_role_matrix(world: World, method: str, path: str) -> None:
     assert (await call(world, method, path, superadmin)).status == 200
 
 
-def notified_since(cache: RedisCache, heard: int) -> bool:
-    """Has a dashboard invalidation come through PostgreSQL since ``heard``,
-    and been applied?"""
-    return (
-        cache.stats.invalidation_causes["dashboard_stats", "outbox"] > heard and not cache.pending
-    )
-
-
 async def test_key_counts_and_hit_rates_are_real_and_move(world: World, redis: Redis) -> None:
     admin = await world.make_user(Role.ADMIN)
     guest = await world.make_user()
     cache = world.app[CACHE]
+    await notifications_settled(world)  # the two creations' notifications are in
     misses, hits = 3, 5
     for i in range(misses):
         if i:  # a change makes the next read a miss
-            heard = cache.stats.invalidation_causes["dashboard_stats", "outbox"]
             await world.client.post(
                 f"/v1.0/points/{guest.id}/add",
                 json={"amount": 1, "reason": "stay"},
                 headers=admin.headers,
             )
-            # The write's own notification comes back through PostgreSQL a moment
-            # later and bumps the generation again: wait for it, or it could land
-            # after the next read and turn a counted hit into a miss.
-            await until(partial(notified_since, cache, heard), "the notification never came")
+            # The write's own notification bumps the generation again a moment
+            # later: after the next read, it would turn a counted hit into a miss.
+            await notifications_settled(world)
         await call(world, "GET", "/v1.0/dashboard/stats", admin)
     for _ in range(hits):
         await call(world, "GET", "/v1.0/dashboard/stats", admin)

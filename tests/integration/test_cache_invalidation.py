@@ -17,7 +17,13 @@ from hita.config import Config
 from hita.constants import NAMESPACES
 from hita.domain.roles import Role
 from tests.conftest import RedisTarget
-from tests.integration.conftest import PASSWORD, Account, World, body_of
+from tests.integration.conftest import (
+    PASSWORD,
+    Account,
+    World,
+    body_of,
+    notifications_settled,
+)
 
 ALL = frozenset(NAMESPACES)
 NONE: frozenset[str] = frozenset()
@@ -36,7 +42,10 @@ class Scene:
         return await body_of(response)
 
     async def warm(self) -> None:
-        """Fill every cache family the mutations may touch."""
+        """Fill every cache family the mutations may touch, once the changes
+        made so far have come round through PostgreSQL (or they could
+        invalidate again after the fill)."""
+        await notifications_settled(self.world)
         for path in (
             "/v1.0/user/list",
             "/v1.0/user/stats",

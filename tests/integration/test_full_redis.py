@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
 from hita.app import create_app
-from hita.appkeys import CACHE
+from hita.appkeys import CACHE, COHERENCE
 from hita.cache.breaker import BreakerState
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
@@ -149,3 +149,40 @@ async def test_a_full_redis_costs_no_5xx_no_stall_and_no_breaker(
         assert sum(c.errors for c in cache.stats.types.values()) > len(refusals)
     else:
         assert refusals == []  # room is made by eviction: nothing refused
+
+
+async def test_a_redis_full_to_the_last_byte_still_takes_every_invalidation(
+    world: World, admin_redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write at all fits, yet a write's invalidation is acknowledged: an
+    entry is UNLINKed and a namespace's generation is bumped by deleting it,
+    and a full Redis still allows deletions. So the writer does not wait on the
+    barrier and nothing stays suspect (which would send every read of the lists
+    and statistics to PostgreSQL until Redis had room again)."""
+    admin = await world.make_user(Role.ADMIN)
+    guest = await world.make_user()
+    for path in (f"/v1.0/user/{guest.id}", "/v1.0/user/list", "/v1.0/dashboard/stats"):
+        assert (await world.client.get(path, headers=admin.headers)).status == 200  # cached
+    await admin_redis.config_set("maxmemory-policy", "noeviction")
+    used = (await admin_redis.info("memory"))["used_memory"]
+    await admin_redis.config_set("maxmemory", str(used // 2))  # over the limit already
+    with pytest.raises(OutOfMemoryError):
+        await admin_redis.set("one:more", b"x")  # full: no write is taken
+
+    cache, coherence = world.app[CACHE], world.app[COHERENCE]
+    barriers: list[bool] = []
+    confirm = coherence.confirm_delivery
+
+    async def counted_confirm() -> bool:
+        barriers.append(await confirm())
+        return barriers[-1]
+
+    monkeypatch.setattr(coherence, "confirm_delivery", counted_confirm)
+    response = await world.client.patch(
+        f"/v1.0/user/update/{guest.id}", json={"full_name": "Full Name"}, headers=admin.headers
+    )
+    assert response.status == 200
+    assert barriers == []  # Redis acknowledged the invalidation itself
+    assert not cache.pending
+    body = await (await world.client.get(f"/v1.0/user/{guest.id}", headers=admin.headers)).json()
+    assert body["user"]["full_name"] == "Full Name"
