@@ -2,7 +2,9 @@
 
 Entries are the stored bytes of Redis entries (decoded on every hit, so no
 caller can change a cached value), least recently used out first, bounded in
-entries and in bytes. It is only consulted while ``Tracking`` (Redis's
+entries and in bytes per cache type (a burst of list pages cannot push out
+the user details that every request's token check reads). It is only
+consulted while ``Tracking`` (Redis's
 server-assisted client-side caching, BCAST on our prefixes) is connected and
 the breaker is closed; every invalidation message received is processed
 before a hit is served, and a value read from Redis is kept only if no
@@ -28,12 +30,21 @@ class NearStats:
 
 
 @dataclass(slots=True)
+class _Part:
+    """One cache type's share: its keys, least recently used first, and bytes."""
+
+    order: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    bytes: int = 0
+
+
+@dataclass(slots=True)
 class NearCache:
-    max_entries: int
-    max_bytes: int
+    max_entries: int  # per cache type
+    max_bytes: int  # per cache type
     stats: NearStats = field(default_factory=NearStats)
     seq: int = 0  # grows with every invalidation processed
-    _entries: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+    _entries: dict[str, tuple[bytes, _Part]] = field(default_factory=dict)
+    _parts: dict[str, _Part] = field(default_factory=dict)  # cache type -> its share
     _bytes: int = 0
     _generations: dict[str, str] = field(default_factory=dict)  # generation key -> token
     _by_generation: dict[str, set[str]] = field(default_factory=dict)  # gen key -> data keys
@@ -54,10 +65,12 @@ class NearCache:
     # -- reads -------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        raw = self._entries.get(key)
-        if raw is not None:
-            self._entries.move_to_end(key)
-            self.stats.hits += 1
+        held = self._entries.get(key)
+        if held is None:
+            return None
+        raw, part = held
+        part.order.move_to_end(key)
+        self.stats.hits += 1
         return raw
 
     def generation(self, generation_key: str) -> str | None:
@@ -71,20 +84,32 @@ class NearCache:
             return False
         return all(self._invalidated.get(k, -1) <= began for k in keys)
 
-    def put(self, key: str, raw: bytes, began: int, generation_key: str | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        raw: bytes,
+        began: int,
+        generation_key: str | None = None,
+        *,
+        cache_type: str = "",
+    ) -> None:
         fence = (key,) if generation_key is None else (key, generation_key)
         if len(raw) > self.max_bytes or not self.may_store(began, *fence):
             return
         self._drop(key)
-        self._entries[key] = raw
+        part = self._parts.get(cache_type)
+        if part is None:
+            part = self._parts[cache_type] = _Part()
+        self._entries[key] = (raw, part)
+        part.order[key] = None
+        part.bytes += len(raw)
         self._bytes += len(raw)
         if generation_key is not None:
             self._owner[key] = generation_key
             self._by_generation.setdefault(generation_key, set()).add(key)
         self.stats.stores += 1
-        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self._drop(oldest)
+        while len(part.order) > self.max_entries or part.bytes > self.max_bytes:
+            self._drop(next(iter(part.order)))
             self.stats.evictions += 1
 
     def put_generation(self, generation_key: str, token: str, began: int) -> None:
@@ -112,6 +137,7 @@ class NearCache:
         self.seq += 1
         self.stats.flushes += 1
         self._entries.clear()
+        self._parts.clear()
         self._bytes = 0
         self._generations.clear()
         self._by_generation.clear()
@@ -120,8 +146,11 @@ class NearCache:
         self._floor = self.seq
 
     def _drop(self, key: str) -> None:
-        raw = self._entries.pop(key, None)
-        if raw is not None:
+        held = self._entries.pop(key, None)
+        if held is not None:
+            raw, part = held
+            del part.order[key]
+            part.bytes -= len(raw)
             self._bytes -= len(raw)
         owner = self._owner.pop(key, None)
         if owner is not None:

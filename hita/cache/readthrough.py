@@ -220,11 +220,11 @@ class ReadThrough(CacheCore):
         if near is None or began is None or read.status != HIT or not read.raw:
             return
         if isinstance(key, Key):
-            near.put(read.data_key, read.raw, began)
+            near.put(read.data_key, read.raw, began, cache_type=key.cache_type)
         elif read.generation is not None:
             generation_key = key.namespace.generation_key
             near.put_generation(generation_key, read.generation, began)
-            near.put(read.data_key, read.raw, began, generation_key)
+            near.put(read.data_key, read.raw, began, generation_key, cache_type=key.cache_type)
 
     async def _load_bypassing(self, key: AnyKey, loader: Callable[[], Awaitable[T]]) -> T:
         """A suspect entry: the loader's answer, never Redis's. Except when this

@@ -256,3 +256,18 @@ async def test_l1_with_redis_paused_during_the_write(
     finally:
         own_redis.process.resume()
     assert stale == []
+
+
+def test_each_cache_type_has_its_own_bound() -> None:
+    near = NearCache(max_entries=10, max_bytes=100_000)
+    for i in range(10):
+        near.put(f"user_details:{i:010d}", b"v-details", near.seq, cache_type="user_details")
+    for page in range(1_000):  # a burst of list pages
+        near.put(f"user_list:{{user_list}}:gA:p{page}", b"v-page", near.seq, cache_type="user_list")
+    assert all(near.get(f"user_details:{i:010d}") == b"v-details" for i in range(10))
+    assert len(near) == 20  # ten of each type
+    assert near.stats.evictions == 990  # all of them list pages
+    near.invalidate(["user_details:0000000003"])
+    assert near.get("user_details:0000000003") is None
+    assert len(near) == 19
+    assert near.size_bytes == 9 * len(b"v-details") + 10 * len(b"v-page")
