@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from hita.api.auth import PUBLIC_PATHS, is_public
 from hita.cache.client import RedisCache
 from hita.cache.keys import MAX_PART_CHARS, KeyBuilder
 from hita.constants import USER_DETAILS
+from hita.metrics import LATENCY_BUCKETS_S, Metrics
 from hita.services.cache_keys import CacheKeys
 
 
@@ -58,3 +62,52 @@ def test_user_details_keys_are_the_builder_s(prefix: str, user_id: str) -> None:
 )
 def test_public_paths_are_those_of_the_path_patterns(path: str) -> None:
     assert is_public(path) == any(re.match(p, path) for p in PUBLIC_PATHS)
+
+
+def prometheus_reference() -> tuple[CollectorRegistry, Callable[[str, str, int, float], None]]:
+    """The request metrics as prometheus_client's own Counter and Histogram."""
+    registry = CollectorRegistry()
+    requests = Counter(
+        "hita_http_requests",
+        "HTTP requests, per method, route template and status",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "hita_http_request_duration_seconds",
+        "HTTP request latency per route template",
+        ["method", "route"],
+        buckets=LATENCY_BUCKETS_S,
+        registry=registry,
+    )
+
+    def observe(method: str, route: str, status: int, seconds: float) -> None:
+        requests.labels(method, route, str(status)).inc()
+        latency.labels(method, route).observe(seconds)
+
+    return registry, observe
+
+
+def without_created_values(text: bytes) -> str:
+    return re.sub(r"^(\S+_created\{.*\}) \S+$", r"\1 T", text.decode(), flags=re.MULTILINE)
+
+
+def test_request_metrics_expose_what_prometheus_client_s_own_would() -> None:
+    rng = random.Random(7)
+    registry, observe = prometheus_reference()
+    metrics = Metrics()
+    assert without_created_values(generate_latest(registry)) in without_created_values(
+        metrics.render()
+    )
+    routes = ["/v1.0/user/{user_id}", "unmatched", "/v1.0/health", "/metrics"]
+    edges = [*LATENCY_BUCKETS_S, 0.0, 7.5, 1e-9]
+    for n in range(3_000):
+        method = rng.choice(["GET", "GET", "POST", "DELETE"])
+        route, status = rng.choice(routes), rng.choice([200, 200, 304, 401, 404, 503])
+        seconds = edges[n % len(edges)] if n % 5 == 0 else rng.expovariate(100)
+        observe(method, route, status, seconds)
+        metrics.observe_request(method, route, status, seconds)
+    expected = without_created_values(generate_latest(registry))
+    rendered = without_created_values(metrics.render())
+    assert expected in rendered
+    assert rendered.startswith(expected)  # the request metrics come first, as before
