@@ -8,12 +8,16 @@ figures are read from the in-process counters at scrape time.
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
@@ -153,23 +157,89 @@ class LoadCollector(Collector):
         yield refusals
 
 
+class _Count:
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+
+class _Latency:
+    __slots__ = ("buckets", "created", "sum")
+
+    def __init__(self, size: int) -> None:
+        self.buckets = [0.0] * size
+        self.sum = 0.0
+        self.created = time.time()
+
+
+class RequestCollector(Collector):
+    """``hita_http_requests_total{method,route,status}`` and
+    ``hita_http_request_duration_seconds{method,route}``, sample for sample
+    what prometheus_client's ``Counter`` and ``Histogram`` with these labels
+    expose (buckets, ``_count``, ``_sum``, ``_created``, in the order the label
+    sets were first seen), kept as plain numbers: an observation is a dict
+    lookup and three additions instead of four locked increments. Requests are
+    observed on the event loop only."""
+
+    REQUESTS: Final = "hita_http_requests"
+    LATENCY: Final = "hita_http_request_duration_seconds"
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
+        self._bounds = (*(float(b) for b in buckets), float("inf"))
+        self._les = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
+        self._counts: dict[tuple[str, str, str], _Count] = {}
+        self._latencies: dict[tuple[str, str], _Latency] = {}
+        self._children: dict[tuple[str, str, int], tuple[_Count, _Latency]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            count = self._counts.setdefault((method, route, str(status)), _Count())
+            latency = self._latencies.get((method, route))
+            if latency is None:
+                latency = self._latencies[method, route] = _Latency(len(self._bounds))
+            children = self._children[key] = (count, latency)
+        count, latency = children
+        count.value += 1.0
+        latency.sum += seconds
+        latency.buckets[bisect_left(self._bounds, seconds)] += 1.0
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(
+            self.REQUESTS, "HTTP requests, per method, route template and status", "counter"
+        )
+        yield Metric(self.LATENCY, "HTTP request latency per route template", "histogram")
+
+    def collect(self) -> Iterator[Metric]:
+        created = prometheus_metrics._use_created  # PROMETHEUS_DISABLE_CREATED_SERIES
+        requests, latency = self.describe()
+        for (method, route, status), count in list(self._counts.items()):
+            labels = {"method": method, "route": route, "status": status}
+            requests.add_sample(f"{self.REQUESTS}_total", labels, count.value)
+            if created:
+                requests.add_sample(f"{self.REQUESTS}_created", labels, count.created)
+        yield requests
+        for (method, route), series in list(self._latencies.items()):
+            labels = {"method": method, "route": route}
+            cumulative = 0.0
+            for le, observed in zip(self._les, list(series.buckets), strict=True):
+                cumulative += observed
+                latency.add_sample(f"{self.LATENCY}_bucket", {**labels, "le": le}, cumulative)
+            latency.add_sample(f"{self.LATENCY}_count", labels, cumulative)
+            latency.add_sample(f"{self.LATENCY}_sum", labels, series.sum)
+            if created:
+                latency.add_sample(f"{self.LATENCY}_created", labels, series.created)
+        yield latency
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.http_requests = Counter(
-            "hita_http_requests",
-            "HTTP requests, per method, route template and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.http_latency = Histogram(
-            "hita_http_request_duration_seconds",
-            "HTTP request latency per route template",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
-        )
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._requests = RequestCollector()
+        self.registry.register(self._requests)
         self.client_disconnects = Counter(
             "hita_http_client_disconnects",
             "Requests whose client hung up before its answer (not server errors)",
@@ -195,21 +265,11 @@ class Metrics:
         self.registry.register(RefreshCollector(refresher))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one request. The label children are looked up once per
-        (method, route, status) and kept: ``labels()`` validates and locks on
-        every call. Methods outside ``METHOD_LABELS`` count as ``OTHER``, so
-        clients cannot grow the label set with made-up methods."""
-        method = method if method in METHOD_LABELS else "OTHER"
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self.http_requests.labels(method, route, str(status)),
-                self.http_latency.labels(method, route),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count one request. Methods outside ``METHOD_LABELS`` count as
+        ``OTHER``, so clients cannot grow the label set with made-up methods."""
+        self._requests.observe(
+            method if method in METHOD_LABELS else "OTHER", route, status, seconds
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

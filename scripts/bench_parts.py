@@ -22,11 +22,12 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from hita.api.etag import etag_of
 from hita.api.responses import json_ok
 from hita.logs import setup_logging, skip_unused_record_fields
-from hita.metrics import Metrics
+from hita.metrics import LATENCY_BUCKETS_S, Metrics
 
 from bench_common import DOCUMENT, machine_facts, write_section
 
@@ -43,7 +44,22 @@ def json_ok_before(body: Mapping[str, Any]) -> web.Response:
     return web.json_response({"success": True, **body}, dumps=_dumps)
 
 
-class MetricsBefore(Metrics):
+class MetricsBefore:
+    """prometheus_client's Counter and Histogram, ``labels()`` on every request."""
+
+    def __init__(self) -> None:
+        registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "hita_http_requests", "requests", ["method", "route", "status"], registry=registry
+        )
+        self.http_latency = Histogram(
+            "hita_http_request_duration_seconds",
+            "latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_latency.labels(method, route).observe(seconds)
@@ -61,7 +77,7 @@ def rows() -> list[str]:
             lambda: uuid.uuid4().hex,
             lambda: os.urandom(16).hex(),
         ),
-        "Prometheus, per request (`labels()` each time -> children kept)": (
+        "Prometheus, per request (`labels()` each time -> plain-number collector)": (
             lambda: before_metrics.observe_request("GET", ROUTE, 200, 0.001),
             lambda: after_metrics.observe_request("GET", ROUTE, 200, 0.001),
         ),

@@ -58,15 +58,17 @@ class Admission:
 
 
 def admission_middleware(admission: Admission, retry_after_s: int, pace_s: float) -> Middleware:
+    def to_pace(response: web.StreamResponse) -> bool:
+        return pace_s > 0 and response.status == 503 and "Retry-After" in response.headers
+
     async def paced(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         """Send a 503 overloaded now; read this connection's next request later."""
-        if pace_s > 0 and response.status == 503 and "Retry-After" in response.headers:
-            try:
-                await response.prepare(request)
-                await response.write_eof()
-            except ConnectionError:
-                return response  # the client left: aiohttp drops the answer quietly
-            await asyncio.sleep(pace_s)
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            return response  # the client left: aiohttp drops the answer quietly
+        await asyncio.sleep(pace_s)
         return response
 
     @web.middleware
@@ -80,11 +82,11 @@ def admission_middleware(admission: Admission, retry_after_s: int, pace_s: float
             if metrics is not None:
                 elapsed = time.perf_counter() - started
                 metrics.observe_request(request.method, route_template(request), 503, elapsed)
-            return await paced(request, refusal)
+            return await paced(request, refusal) if to_pace(refusal) else refusal
         try:
             response = await handler(request)
         finally:
             admission.done()
-        return await paced(request, response)
+        return await paced(request, response) if to_pace(response) else response
 
     return admit

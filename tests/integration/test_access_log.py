@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 
 from hita.app import create_app
 from hita.config import Config
+from hita.domain.roles import Role
+from hita.logs import RequestIdFilter
+from tests.integration.conftest import World
+from tests.integration.test_metrics import scrape, value
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -31,3 +36,74 @@ async def test_the_access_line_follows_the_setting(
     assert all(line.startswith("GET /v1.0/health 200 ") for line in lines)
     metrics = await (await client.get("/metrics")).text()
     assert 'hita_http_requests_total{method="GET",route="/v1.0/health",status="200"} 3.0' in metrics
+
+
+async def test_every_answer_has_its_line_its_count_and_its_request_id(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """200, 304, 400, 401, 403, 404, 405 and a write: each answer carries a
+    request id, is written in one access line with that id, and is counted."""
+    admin = await world.make_user(Role.ADMIN)
+    guest = await world.make_user()
+    other = await world.make_user()
+    first = await world.client.get(f"/v1.0/user/{guest.id}", headers=admin.headers)
+    etag = first.headers["ETag"]
+    asked = [
+        ("GET", f"/v1.0/user/{guest.id}", admin.headers, 200),
+        ("GET", f"/v1.0/user/{guest.id}", {**admin.headers, "If-None-Match": etag}, 304),
+        ("GET", "/v1.0/user/not-an-id", admin.headers, 400),
+        ("GET", f"/v1.0/user/{guest.id}", {}, 401),
+        ("GET", f"/v1.0/user/{other.id}", guest.headers, 403),
+        ("GET", "/v1.0/no/such/route", admin.headers, 404),
+        ("DELETE", "/v1.0/health", {}, 405),
+        ("POST", f"/v1.0/user/{guest.id}/deactivate", admin.headers, 200),
+    ]
+    lines: list[tuple[str, int, str]] = []
+
+    class Keep(logging.Handler):  # the request id as our handlers see it
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append((record.getMessage(), record.levelno, getattr(record, "request_id", "")))
+
+    keep = Keep()
+    keep.addFilter(RequestIdFilter())
+    access = logging.getLogger("hita.access")
+    access.addHandler(keep)
+    ids = []
+    try:
+        with caplog.at_level(logging.INFO, logger="hita.access"):
+            for method, path, headers, status in asked:
+                response = await world.client.request(method, path, headers=headers)
+                await response.read()
+                assert response.status == status, (method, path)
+                ids.append(response.headers["X-Request-ID"])
+                assert len(ids[-1]) == 32
+    finally:
+        access.removeHandler(keep)
+    assert len(lines) == len(asked)
+    for (line, level, request_id), (method, path, _, status), sent in zip(
+        lines, asked, ids, strict=True
+    ):
+        assert re.fullmatch(rf"{method} {re.escape(path)} {status} \d+\.\dms", line)
+        assert (level, request_id) == (logging.INFO, sent)
+    samples = await scrape(world)
+    for verb, route, code, count in [
+        ("GET", "/v1.0/user/{user_id}", "200", 2),  # with the first read, outside the capture
+        ("GET", "/v1.0/user/{user_id}", "304", 1),
+        ("GET", "/v1.0/user/{user_id}", "400", 1),
+        ("GET", "/v1.0/user/{user_id}", "401", 1),
+        ("GET", "/v1.0/user/{user_id}", "403", 1),
+        ("GET", "unmatched", "404", 1),
+        ("DELETE", "unmatched", "405", 1),
+        ("POST", "/v1.0/user/{user_id}/deactivate", "200", 1),
+    ]:
+        labels = {"method": verb, "route": route, "status": code}
+        assert value(samples, "hita_http_requests_total", **labels) == count, labels
+    assert (
+        value(
+            samples,
+            "hita_http_request_duration_seconds_count",
+            method="GET",
+            route="/v1.0/user/{user_id}",
+        )
+        == 6
+    )

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 
 import pytest
 
 from hita.logs import (
     JsonFormatter,
     RequestIdFilter,
+    iso_time_ms,
     request_id_var,
     setup_logging,
     skip_unused_record_fields,
@@ -34,6 +36,27 @@ def test_json_lines_carry_the_request_id_and_extras() -> None:
     assert entry["level"] == "WARNING"
     assert entry["time"].endswith("+00:00")
     assert "\n" not in line
+
+
+def test_the_time_is_the_datetime_text_whatever_the_second_or_its_rounding() -> None:
+    formatter = JsonFormatter()
+    rng = random.Random(10)
+    base = 1_795_000_000
+    instants = [base + rng.random() * 5 for _ in range(20_000)]  # several seconds, back and forth
+    for second in range(base, base + 5):  # the edges, where microseconds round up a second
+        instants += [second + f for f in (0.0, 0.0005, 0.0009995, 0.9994999, 0.9995, 0.9999995)]
+        instants += [second + 0.999999 + k * 1e-7 for k in range(10)]
+    instants += [0.0, 1e-7, 59.9999996, 86_399.9999999, 951_782_399.9999996]
+    for created in instants:
+        rec = logging.LogRecord("hita.test", logging.INFO, __file__, 1, "m", None, None)
+        rec.created = created
+        assert json.loads(formatter.format(rec))["time"] == iso_time_ms(created), created
+
+
+def test_extras_keep_their_order_and_may_override() -> None:
+    entry = json.loads(JsonFormatter().format(record("m", b=1, a=2, level="mine")))
+    assert list(entry) == ["time", "level", "logger", "message", "request_id", "b", "a"]
+    assert (entry["level"], entry["b"], entry["a"]) == ("mine", 1, 2)
 
 
 def test_exceptions_stay_inside_one_json_line() -> None:
