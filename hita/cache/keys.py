@@ -31,12 +31,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, cast
 from uuid import UUID
 
 _SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_ALL_SAFE_RE: Final = re.compile(r"[A-Za-z0-9_.-]*")  # the same set, as a pattern
 _NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_PART_CHARS: Final = 96  # longer parts are replaced by their digest
+MAX_CHECKED_NAMES: Final = 64  # valid cache names remembered (there are a handful)
+_CHECKED_NAMES: set[str] = set()
 DIGEST_HEX_CHARS: Final = 32  # 128 bits of SHA-256
 
 
@@ -66,6 +69,8 @@ def digest(value: object) -> str:
 
 def escape(text: str) -> str:
     """Percent-escape every byte outside ``[A-Za-z0-9_.-]`` (injective)."""
+    if _ALL_SAFE_RE.fullmatch(text):  # nothing to escape (every id, most parts)
+        return text
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in text.encode())
 
 
@@ -109,9 +114,21 @@ def bind_arguments(
 
 
 def check_name(name: str) -> str:
-    if not _NAME_RE.fullmatch(name):
-        raise ValueError(f"cache names are lower-case identifiers, not {name!r}")
+    if name not in _CHECKED_NAMES:
+        if not _NAME_RE.fullmatch(name):
+            raise ValueError(f"cache names are lower-case identifiers, not {name!r}")
+        if len(_CHECKED_NAMES) < MAX_CHECKED_NAMES:
+            _CHECKED_NAMES.add(name)
     return name
+
+
+def _kept_verbatim(part: object) -> bool:
+    """Would ``key_part`` return this part unchanged? (A short string of safe characters.)"""
+    return (
+        type(part) is str
+        and 0 < len(part) <= MAX_PART_CHARS
+        and _ALL_SAFE_RE.fullmatch(part) is not None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +187,10 @@ class KeyBuilder:
     prefix: str = ""
 
     def key(self, cache_type: str, *parts: object) -> Key:
-        rest = ":".join(key_part(p) for p in parts)
+        if len(parts) == 1 and _kept_verbatim(parts[0]):
+            rest = cast(str, parts[0])  # what key_part makes of it (every user id), at once
+        else:
+            rest = ":".join(key_part(p) for p in parts)
         return Key(check_name(cache_type), f"{self.prefix}{cache_type}:{rest}")
 
     def namespace(self, name: str) -> Namespace:

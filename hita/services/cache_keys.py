@@ -12,12 +12,11 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Sequence
 from typing import Final
 
 from hita.cache.client import RedisCache
-from hita.cache.keys import MAX_PART_CHARS, Key, Namespace, NamespacedKey
+from hita.cache.keys import Key, Namespace, NamespacedKey
 from hita.cache.pending import Invalidation
 from hita.constants import (
     CACHE_TYPES,
@@ -33,21 +32,14 @@ from hita.domain.users import UserListQuery
 
 # Everything that shows a user: what changing one user (or all) invalidates.
 USER_NAMESPACES: Final = NAMESPACES
-# A key part the key builder keeps as it is: its safe characters, not too long.
-_VERBATIM_PART_RE: Final = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_PART_CHARS}}}")
 
 
 class CacheKeys:
     def __init__(self, cache: RedisCache) -> None:
         self.cache = cache
         self._builder = cache.keys
-        self._user_details_prefix = self._builder.key(USER_DETAILS, "").redis_key
 
     def user_details(self, user_id: str) -> Key:
-        """The builder's key; for an id it would keep verbatim (every real id),
-        built here at once: two of these per authenticated read of a user."""
-        if _VERBATIM_PART_RE.fullmatch(user_id):
-            return Key(USER_DETAILS, self._user_details_prefix + user_id)
         return self._builder.key(USER_DETAILS, user_id)
 
     def user_list(self, query: UserListQuery) -> NamespacedKey:

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from hita.api.auth import PUBLIC_PATHS, is_public
 from hita.cache.client import RedisCache
-from hita.cache.keys import MAX_PART_CHARS, KeyBuilder
+from hita.cache.keys import MAX_PART_CHARS, Key, KeyBuilder, key_part
 from hita.constants import USER_DETAILS
 from hita.metrics import LATENCY_BUCKETS_S, Metrics
 from hita.services.cache_keys import CacheKeys
@@ -34,8 +34,11 @@ def cache_keys(prefix: str) -> CacheKeys:
         st.sampled_from(["", "5779356081", "a*b", "{x}", "12\n", "é1", "1" * 200]),
     )
 )
-def test_user_details_keys_are_the_builder_s(prefix: str, user_id: str) -> None:
-    assert cache_keys(prefix).user_details(user_id) == KeyBuilder(prefix).key(USER_DETAILS, user_id)
+def test_a_one_part_key_is_the_general_builder_s(prefix: str, user_id: str) -> None:
+    """``KeyBuilder.key`` keeps a safe part as it is without ``key_part``: the same key."""
+    general = Key(USER_DETAILS, f"{prefix}{USER_DETAILS}:{key_part(user_id)}")
+    assert KeyBuilder(prefix).key(USER_DETAILS, user_id) == general
+    assert cache_keys(prefix).user_details(user_id) == general
 
 
 @given(
