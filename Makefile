@@ -50,7 +50,7 @@ seed: $(STAMP) ## load USERS realistic users (default 100000)
 bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 	$(BIN)/python scripts/bench_dashboard.py
 
-bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashews, aiocache (~2 min)
+bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashews, aiocache (~3 min)
 	$(BIN)/python scripts/bench_cache.py
 
 bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (~15 min; needs wrk)

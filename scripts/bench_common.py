@@ -62,14 +62,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def private_redis(name: str) -> Iterator[str]:
-    """``REDIS_URL`` when set, else a private redis-server on a loopback port."""
+def private_redis(name: str, cpu: int | None = None) -> Iterator[str]:
+    """``REDIS_URL`` when set, else a private redis-server on a loopback port
+    (pinned to ``cpu`` when given)."""
     url = os.environ.get("REDIS_URL")
     if url:
         yield url
         return
     server = EmbeddedRedis(BENCH_ROOT / name, port=free_port())
     server.start()
+    if cpu is not None:
+        os.sched_setaffinity(server.process.pid, {cpu})
     try:
         yield server.url
     finally:
