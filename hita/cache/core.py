@@ -114,12 +114,16 @@ class CacheCore:
             else:
                 self.near.invalidate(keys)
 
-    def _usable_near(self) -> NearCache | None:
+    def _usable_near(self, *, drain: bool = True) -> NearCache | None:
         """L1, if it may serve now: tracking connected, breaker closed, and every
-        invalidation message already received processed."""
+        invalidation message already received processed. ``drain=False`` skips
+        that last step (a system call), for a caller that only asks what L1
+        holds and serves nothing from it."""
         near, tracking = self.near, self.tracking
         if near is None or tracking is None or self.breaker.state is not BreakerState.CLOSED:
             return None
+        if not drain:
+            return near if tracking.active else None
         return near if tracking.drain() else None
 
     def _forget_near(self, invalidation: Invalidation) -> None:

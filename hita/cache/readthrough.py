@@ -146,7 +146,7 @@ class ReadThrough(CacheCore):
         Redis Cluster, whose keys sit in different slots, nothing is read ahead."""
         if len(keys) < 2 or not isinstance(self._redis, Redis):
             return  # one read: its own GET is the same round trip
-        near = self._usable_near()
+        near = self._usable_near(drain=False)  # what L1 holds; its reads drain and check
         uses: dict[str, int] = {}
         for key in keys:
             if not self.pending.covers(key) and (near is None or key.redis_key not in near):
