@@ -246,6 +246,11 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.invalidation_failures = Counter(
+            "hita_cache_invalidation_failures",
+            "Committed changes whose request-path invalidation raised (left to the outbox)",
+            registry=self.registry,
+        )
         self._load = LoadCollector()
         self.registry.register(self._load)
 
@@ -257,6 +262,9 @@ class Metrics:
 
     def client_disconnect(self, method: str, route: str) -> None:
         self.client_disconnects.labels(method, route).inc()
+
+    def invalidation_failed(self) -> None:
+        self.invalidation_failures.inc()
 
     def watch_cache(self, cache: RedisCache) -> None:
         self.registry.register(CacheCollector(cache))

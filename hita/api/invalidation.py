@@ -1,13 +1,23 @@
 """``CacheInvalidationMiddleware``: the seed's automatic invalidation.
 
-After a POST, PUT, PATCH or DELETE whose route matches a pattern below, the
-listed cache types are invalidated: on 2xx (it changed) and on 5xx or an
-interrupted request (it may have changed), never on 4xx (nothing changed).
-Patterns are matched against the route template that served the request
+After a POST, PUT, PATCH or DELETE that answered 2xx on a route matching a
+pattern below, the listed cache types are invalidated before the answer goes
+out. Patterns are matched against the route template that served the request
 (``/v1.0/user/{user_id}/activate``), never the raw path, so no path variant
 escapes them. ``user_details`` means the details of the user named in the
 path (or, for routes without one, of the user the handler reports in
 ``AFFECTED_USER``), never of every user; the namespaces go in O(1).
+
+A 4xx changed nothing. A 5xx or an interrupted request invalidates nothing on
+the request path either: what it may have committed is in the outbox, which
+names exactly the users changed, and every instance applies it from there
+(``hita.services.coherence``). Widening an unknown user to every user's
+details, as a request-path guess, emptied the cache for everyone on each
+failed login while PostgreSQL was down.
+
+Once the handler has committed, nothing here may replace its answer: an
+invalidation or a durable-path wait that fails is logged and counted, and
+the committed 2xx goes out.
 
 Differences from the seed's table, each closing a stale read:
 
@@ -34,7 +44,7 @@ from aiohttp.typedefs import Middleware
 
 from hita.api.middlewares import route_template
 from hita.api.typedefs import Handler
-from hita.appkeys import AFFECTED_USER, CACHE_KEYS, COHERENCE
+from hita.appkeys import AFFECTED_USER, CACHE_KEYS, COHERENCE, METRICS
 from hita.constants import (
     DASHBOARD_STATS,
     SUPERADMIN_USER_LIST,
@@ -79,17 +89,35 @@ def invalidation_for(
     return frozenset(types)
 
 
-def changed_state(status: int) -> bool:
-    """2xx changed something; 5xx (or no answer) may have; 4xx did not."""
-    return not 400 <= status < 500
+def owed(
+    types: frozenset[str], status: int, user_id: str | None
+) -> tuple[frozenset[str], str | None] | None:
+    """What the request path invalidates after an answer with ``status``: only a
+    2xx reports a change, and only the user it names (a user id it cannot
+    name is left to the outbox, never widened to every user). None: nothing."""
+    if not types or not 200 <= status < 300:
+        return None
+    if is_user_id(user_id):
+        return types, user_id
+    if USER_DETAILS in types:
+        log.error("a 2xx named no user; its details are left to the outbox")
+    return types - {USER_DETAILS}, None
 
 
 async def _invalidate(app: web.Application, types: frozenset[str], user_id: str | None) -> None:
     """Invalidate before the answer goes out. If Redis does not acknowledge it
-    within its budget, answer only once every instance has been handed the
-    change through PostgreSQL (docs/cache.md): they then hold it suspect."""
-    if not await app[CACHE_KEYS].invalidate(types, user_id, cause="http"):
+    within its budget, wait until every instance holds the change (docs/cache.md).
+    Never raises: the change is committed, and its answer stands."""
+    try:
+        if await app[CACHE_KEYS].invalidate(types, user_id, cause="http"):
+            return
         await app[COHERENCE].confirm_delivery()
+    except Exception:
+        app[METRICS].invalidation_failed()
+        log.exception(
+            "a committed change's invalidation failed; it is left to the outbox"
+            " (other instances hold it suspect until applied)"
+        )
 
 
 def cache_invalidation_middleware(
@@ -107,19 +135,12 @@ def cache_invalidation_middleware(
         if request.method not in MUTATING_METHODS:
             return await handler(request)
         types = types_for(route_template(request))
-        if not types:
-            return await handler(request)
-        status = 500  # unless we learn otherwise: the outcome is unknown
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        finally:
-            if changed_state(status):
-                user_id = request.match_info.get("user_id") or request.get(AFFECTED_USER)
-                if not is_user_id(user_id):  # a 5xx may come before the id was checked
-                    user_id = None
-                # Shielded: a client that hangs up must not cancel the invalidation.
-                await asyncio.shield(_invalidate(request.app, types, user_id))
+        response = await handler(request)
+        user_id = request.match_info.get("user_id") or request.get(AFFECTED_USER)
+        work = owed(types, response.status, user_id)
+        if work is not None:
+            # Shielded: a client that hangs up must not cancel the invalidation.
+            await asyncio.shield(_invalidate(request.app, *work))
+        return response
 
     return invalidate_after

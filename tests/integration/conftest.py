@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -21,9 +24,9 @@ from hita.config import Config
 from hita.constants import JWT_ALGORITHM
 from hita.domain.roles import Role
 from hita.domain.users import NewUser, Operator
-from hita.embedded import EmbeddedRedis
+from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 from hita.services.tokens import Tokens
-from tests.conftest import RedisTarget, make_config
+from tests.conftest import TEST_ROOT, RedisTarget, make_config
 
 PASSWORD = "correct horse battery"
 
@@ -156,3 +159,17 @@ async def notifications_settled(world: World) -> None:
         assert time.monotonic() < deadline, "the outbox was never swept"
         if not await coherence.sweep_once():
             await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL this test owns, to stop and start."""
+    TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="o", dir=TEST_ROOT))
+    server = EmbeddedPostgres(root / "postgres", database="hita_outage", durable=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

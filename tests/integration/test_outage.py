@@ -6,11 +6,7 @@ Owns a private PostgreSQL, so stopping it disturbs no other test.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -22,7 +18,7 @@ from hita.domain.roles import Role
 from hita.domain.users import NewUser, Operator
 from hita.embedded import EmbeddedPostgres
 from hita.services.tokens import Tokens
-from tests.conftest import TEST_ROOT, make_config
+from tests.conftest import make_config
 from tests.integration.conftest import PASSWORD
 from tests.integration.test_openapi_api import assert_documented
 
@@ -30,19 +26,6 @@ pytestmark = pytest.mark.slow
 
 OUTAGE_ANSWER_BUDGET_S = 5.0
 RECOVERY_BUDGET_S = 15.0
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[EmbeddedPostgres]:
-    TEST_ROOT.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="o", dir=TEST_ROOT))
-    server = EmbeddedPostgres(root / "postgres", database="hita_outage", durable=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_requests_get_503_while_postgres_is_down_and_recover(

@@ -1,0 +1,185 @@
+"""Ordinary events during partial faults, tried as a client would: a failed
+login while PostgreSQL is down, a committed write whose invalidation cannot
+be confirmed. Each property has a control that brings the defect back and
+shows the test would see it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+
+from hita.api import invalidation
+from hita.app import create_app
+from hita.appkeys import CACHE, COHERENCE, DATABASE
+from hita.constants import USER_DETAILS
+from hita.domain.roles import Role
+from hita.embedded import EmbeddedPostgres, EmbeddedRedis
+from hita.errors import Overloaded
+from hita.services.tokens import Tokens
+from tests.conftest import make_config
+from tests.integration.conftest import Account, World, open_account, until
+
+pytestmark = pytest.mark.slow
+
+WARM_USERS = 30
+
+
+@dataclass
+class Warm:
+    world: World
+    redis: Redis
+    admin: Account
+    guests: list[Account]
+
+    async def reads(self) -> list[tuple[int, Any]]:
+        answers = []
+        for guest in self.guests:
+            response = await self.world.client.get(
+                f"/v1.0/user/{guest.id}", headers=self.admin.headers
+            )
+            answers.append((response.status, await response.json()))
+        return answers
+
+    async def details_keys(self) -> int:
+        return len([k async for k in self.redis.scan_iter(match=f"{USER_DETAILS}:*")])
+
+
+@pytest.fixture
+async def warm(
+    aiohttp_client: AiohttpClient, private_postgres: EmbeddedPostgres, clean_redis: str
+) -> AsyncIterator[Warm]:
+    """30 users whose details an admin has read: all in Redis (and L1)."""
+    config = make_config(
+        DATABASE_URL=private_postgres.url,
+        REDIS_URL=clean_redis,
+        DB_ACQUIRE_TIMEOUT_S="1",
+        DB_CONNECT_TIMEOUT_S="1",
+        DB_COMMAND_TIMEOUT_S="2",
+    )
+    app = create_app(config)
+    world = World(await aiohttp_client(app), app, config, Tokens(config.auth))
+    admin = await open_account(app, world.tokens, Role.ADMIN)
+    guests = [await open_account(app, world.tokens, Role.USER) for _ in range(WARM_USERS)]
+    await until(lambda: not app[CACHE].pending, "the new users' notifications were not applied")
+    scene = Warm(world, Redis.from_url(clean_redis), admin, guests)
+    assert {status for status, _ in await scene.reads()} == {200}
+    yield scene
+    await scene.redis.aclose()
+
+
+async def failed_login_while_postgres_is_down(
+    warm: Warm, private_postgres: EmbeddedPostgres
+) -> tuple[int, int, int]:
+    """Keys before the login, the login's status, keys after it; reads before
+    and after must match."""
+    private_postgres.stop()
+    before = await warm.reads()
+    keys_before = await warm.details_keys()
+    response = await warm.world.client.post(
+        "/v1.0/auth/login", json={"username": "anyone", "password": "whatever it is"}
+    )
+    keys_after = await warm.details_keys()
+    assert await warm.reads() == before
+    return keys_before, response.status, keys_after
+
+
+async def test_a_failed_login_while_postgres_is_down_empties_nothing(
+    warm: Warm, private_postgres: EmbeddedPostgres
+) -> None:
+    keys_before, status, keys_after = await failed_login_while_postgres_is_down(
+        warm, private_postgres
+    )
+    assert status == 503
+    assert keys_before == keys_after == WARM_USERS + 1  # the guests and the admin
+
+
+async def test_control_a_5xx_widened_to_every_users_details_empties_the_family(
+    warm: Warm, private_postgres: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The defect back: a 5xx with no user id invalidated ``user_details:*``."""
+
+    def widen(types: frozenset[str], status: int, user_id: str | None) -> Any:
+        if not types or 400 <= status < 500:
+            return None
+        return types, user_id if invalidation.is_user_id(user_id) else None
+
+    monkeypatch.setattr(invalidation, "owed", widen)
+    with pytest.raises(AssertionError):  # the reads after it no longer match
+        await failed_login_while_postgres_is_down(warm, private_postgres)
+    assert await warm.details_keys() == 0
+
+
+# -- a committed write whose durable path fails --------------------------------
+
+
+async def add_points_with_redis_paused_and_the_durable_path_overloaded(
+    world: World, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, int]:
+    """Redis paused (the invalidation cannot be acknowledged), and the wait for
+    the other instances refused (the database gate is full): status, content
+    type, ledger rows committed."""
+    admin = await world.make_user(Role.ADMIN)
+    guest = await world.make_user()
+
+    async def overloaded() -> bool:
+        raise Overloaded(reason="database_queue_full")
+
+    monkeypatch.setattr(world.app[COHERENCE], "confirm_delivery", overloaded)
+    redis_server.process.pause()
+    try:
+        response = await world.client.post(
+            f"/v1.0/points/{guest.id}/add",
+            json={"amount": 10, "reason": "late checkout"},
+            headers=admin.headers,
+        )
+        await response.read()
+    finally:
+        redis_server.process.resume()
+    rows = await world.app[DATABASE].fetchval(
+        "SELECT count(*) FROM points_transactions WHERE user_id = $1", guest.id
+    )
+    return response.status, response.content_type, int(rows)
+
+
+@pytest.fixture
+async def fast_world(
+    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
+) -> World:
+    """An app on a Redis the test owns, with a short invalidation budget."""
+    config = make_config(
+        DATABASE_URL=clean_database,
+        REDIS_URL=own_redis.url,
+        CACHE_INVALIDATION_BUDGET_MS="100",
+    )
+    app = create_app(config)
+    return World(await aiohttp_client(app), app, config, Tokens(config.auth))
+
+
+async def test_a_committed_write_keeps_its_2xx_whatever_its_invalidation_raises(
+    fast_world: World, own_redis: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, content_type, rows = await add_points_with_redis_paused_and_the_durable_path_overloaded(
+        fast_world, own_redis, monkeypatch
+    )
+    assert (status, content_type, rows) == (200, "application/json", 1)
+
+
+async def test_control_an_invalidation_that_raises_turns_the_commit_into_a_plain_500(
+    fast_world: World, own_redis: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The defect back: the invalidation's error escaped the middleware."""
+
+    async def raising(app: Any, types: frozenset[str], user_id: str | None) -> None:
+        if not await app[invalidation.CACHE_KEYS].invalidate(types, user_id):
+            await app[COHERENCE].confirm_delivery()
+
+    monkeypatch.setattr(invalidation, "_invalidate", raising)
+    status, content_type, rows = await add_points_with_redis_paused_and_the_durable_path_overloaded(
+        fast_world, own_redis, monkeypatch
+    )
+    assert (status, content_type, rows) == (500, "text/plain", 1)
