@@ -15,8 +15,9 @@ from redis.asyncio import Redis
 
 from hita.api import invalidation
 from hita.app import create_app
-from hita.appkeys import CACHE, COHERENCE, DATABASE
+from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE, DATABASE
 from hita.constants import USER_DETAILS
+from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 from hita.errors import Overloaded
@@ -106,7 +107,7 @@ async def test_control_a_5xx_widened_to_every_users_details_empties_the_family(
     def widen(types: frozenset[str], status: int, user_id: str | None) -> Any:
         if not types or 400 <= status < 500:
             return None
-        return types, user_id if invalidation.is_user_id(user_id) else None
+        return types, user_id if is_user_id(user_id) else None
 
     monkeypatch.setattr(invalidation, "owed", widen)
     with pytest.raises(AssertionError):  # the reads after it no longer match
@@ -175,7 +176,7 @@ async def test_control_an_invalidation_that_raises_turns_the_commit_into_a_plain
     """The defect back: the invalidation's error escaped the middleware."""
 
     async def raising(app: Any, types: frozenset[str], user_id: str | None) -> None:
-        if not await app[invalidation.CACHE_KEYS].invalidate(types, user_id):
+        if not await app[CACHE_KEYS].invalidate(types, user_id):
             await app[COHERENCE].confirm_delivery()
 
     monkeypatch.setattr(invalidation, "_invalidate", raising)
