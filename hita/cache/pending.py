@@ -91,22 +91,29 @@ class PendingInvalidations:
             self.namespaces[namespace.name] = namespace
             self._tickets["n:" + namespace.name] = self.epoch
         for pattern in invalidation.patterns:
-            self._add_pattern(pattern, family_of(pattern))
+            family = family_of(pattern)
+            self._add_pattern(pattern, family, whole=pattern == pattern_of(family))
         for key in invalidation.keys:
-            if key.cache_type in self._families:
+            whole = pattern_of(key.cache_type)
+            if whole in self.patterns:  # the whole family's pending pattern stands for
+                self._tickets["p:" + whole] = self.epoch  # the key, and is now as new
                 continue
             self.keys[key.redis_key] = key
             self._tickets["k:" + key.redis_key] = self.epoch
         if len(self.keys) > self.max_keys:
             for family in {key.cache_type for key in self.keys.values()}:
-                self._add_pattern(pattern_of(family), family)
+                self._add_pattern(pattern_of(family), family, whole=True)
         return self.epoch
 
-    def _add_pattern(self, pattern: str, family: str) -> None:
-        """A pattern makes its whole family suspect, whatever part it names."""
+    def _add_pattern(self, pattern: str, family: str, *, whole: bool) -> None:
+        """Any pattern makes its whole family suspect; only the whole family's
+        pattern (``user_details:*``) also stands for the family's pending keys,
+        since only its deletion removes them all."""
         self.patterns[pattern] = family
         self._families.add(family)
         self._tickets["p:" + pattern] = self.epoch
+        if not whole:
+            return
         for redis_key in [k for k, key in self.keys.items() if key.cache_type == family]:
             del self.keys[redis_key]
             self._tickets.pop("k:" + redis_key, None)
@@ -135,7 +142,7 @@ class PendingInvalidations:
         for pattern in invalidation.patterns:
             if self._settle("p:" + pattern, ticket):
                 family = self.patterns.pop(pattern, None)
-                if family is not None:
+                if family is not None and family not in self.patterns.values():
                     self._families.discard(family)
 
     def _settle(self, item: str, ticket: int) -> bool:
