@@ -35,7 +35,6 @@ from hita.appkeys import (
 )
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
-from hita.cache.counters import WindowCounters
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
 from hita.cache.tracking import Tracking
@@ -101,9 +100,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[USER_SERVICE] = users
         app[POINTS_SERVICE] = PointsService(database)
         app[PERMISSION_SERVICE] = PermissionService(database)
-        throttle = LoginThrottle(
-            WindowCounters(cache.redis, config.redis.key_prefix), config.login_throttle
-        )
+        throttle = LoginThrottle(database, config.login_throttle)
         app[AUTH_SERVICE] = AuthService(database, passwords, Tokens(config.auth), throttle)
 
         warmup = CacheWarmupService(users)
@@ -132,7 +129,7 @@ async def _open_cache(config: Config, stack: AsyncExitStack) -> RedisCache:
         create_redis(config.redis),
         config.cache,
         KeyBuilder(config.redis.key_prefix),
-        stale_ok=(DatabaseUnavailable,),
+        stale_ok=(DatabaseUnavailable,) if config.cache.serve_when_db_down else (),
     )
     stack.push_async_callback(cache.aclose)
     # L1 follows one Redis server's tracking: standalone only (docs/cache.md).
@@ -153,20 +150,21 @@ async def _open_coherence(
     config: Config, cache_keys: CacheKeys, database: Database, stack: AsyncExitStack
 ) -> CacheCoherence:
     """Every change, by any instance or by hand, reaches this instance's cache.
-    Until the channel is up the cache is not trusted: reads go to PostgreSQL."""
+    Until its first lease the cache is not trusted: reads go to PostgreSQL."""
     coherence = CacheCoherence(
         cache_keys,
         database,
         config.database.url or "",
+        config.cache,
         connect_timeout_s=config.database.connect_timeout_s,
     )
-    await stack.enter_async_context(running(coherence.listen_forever(), "cache-coherence"))
+    await stack.enter_async_context(running(coherence.run_forever(), "cache-coherence"))
     await stack.enter_async_context(running(coherence.sweep_forever(), "outbox-sweep"))
     try:
         async with asyncio.timeout(COHERENCE_READY_S):
             await coherence.ready.wait()
     except TimeoutError:
-        log.warning("invalidation channel not ready; reading PostgreSQL until it is")
+        log.warning("no reader lease yet; reading PostgreSQL until there is one")
     return coherence
 
 

@@ -115,11 +115,27 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "how long a write retries its invalidation in Redis before answering, ms",
     ),
     _s(
-        "CACHE_OUTBOX_BARRIER_MS",
-        c.OUTBOX_BARRIER_MS,
-        "then how long it waits for PostgreSQL to deliver it to every instance, ms",
+        "CACHE_READER_LEASE_MS",
+        c.READER_LEASE_MS,
+        "how long an instance trusts Redis after renewing its lease (same on all), ms",
     ),
+    _s("CACHE_READER_RENEW_MS", c.READER_RENEW_MS, "how often an instance renews its lease, ms"),
     _s("CACHE_OUTBOX_SWEEP_MS", c.OUTBOX_SWEEP_MS, "how often the outbox is swept, ms"),
+    _s(
+        "CACHE_OUTBOX_RETENTION_S",
+        c.OUTBOX_RETENTION_S,
+        "applied changes kept in the outbox (re-applied after a Redis failover), s",
+    ),
+    _s(
+        "CACHE_OUTBOX_MAX_ROWS",
+        c.OUTBOX_MAX_ROWS,
+        "unapplied changes kept; past it they collapse into one 'every user changed'",
+    ),
+    _s(
+        "CACHE_SERVE_WHEN_DB_DOWN",
+        "true",
+        "serve what Redis holds while PostgreSQL is down for every instance",
+    ),
     _s("CACHE_L1_ENABLED", "true", "an in-process near cache kept coherent by Redis tracking"),
     _s("CACHE_L1_MAX_ENTRIES", c.L1_MAX_ENTRIES, "near cache: most entries per cache type"),
     _s(
@@ -254,8 +270,12 @@ class CacheConfig:
     pending_max_users: int
     scan_budget_s: float
     invalidation_budget_s: float
-    outbox_barrier_s: float
+    reader_lease_s: float
+    reader_renew_s: float
     outbox_sweep_s: float
+    outbox_retention_s: float
+    outbox_max_rows: int
+    serve_when_db_down: bool
     l1_enabled: bool
     l1_max_entries: int
     l1_max_bytes: int
@@ -570,8 +590,12 @@ def _cache(values: _Values) -> CacheConfig:
         pending_max_users=values.integer("CACHE_PENDING_MAX_USERS", minimum=1),
         scan_budget_s=values.integer("CACHE_SCAN_BUDGET_MS", minimum=1) / 1000,
         invalidation_budget_s=values.integer("CACHE_INVALIDATION_BUDGET_MS") / 1000,
-        outbox_barrier_s=values.integer("CACHE_OUTBOX_BARRIER_MS") / 1000,
+        reader_lease_s=values.integer("CACHE_READER_LEASE_MS", minimum=100) / 1000,
+        reader_renew_s=values.integer("CACHE_READER_RENEW_MS", minimum=10) / 1000,
         outbox_sweep_s=values.integer("CACHE_OUTBOX_SWEEP_MS", minimum=10) / 1000,
+        outbox_retention_s=values.integer("CACHE_OUTBOX_RETENTION_S"),
+        outbox_max_rows=values.integer("CACHE_OUTBOX_MAX_ROWS", minimum=1),
+        serve_when_db_down=values.flag("CACHE_SERVE_WHEN_DB_DOWN"),
         l1_enabled=values.flag("CACHE_L1_ENABLED"),
         l1_max_entries=values.integer("CACHE_L1_MAX_ENTRIES", minimum=1),
         l1_max_bytes=values.integer("CACHE_L1_MAX_BYTES", minimum=1024),

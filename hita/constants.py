@@ -44,14 +44,16 @@ CACHE_SCAN_BUDGET_MS: Final = 1_000  # key counts past this are estimates
 
 # Invalidations that could not reach Redis.
 PENDING_INVALIDATIONS_MAX_USERS: Final = 1_000  # beyond this, all user details go
-# A write waits this long for its invalidation to reach Redis before it answers.
-INVALIDATION_BUDGET_MS: Final = 750
-# Past the budget, it waits this long for PostgreSQL to deliver the change's
-# notification to every instance (its own copy coming back proves it).
-OUTBOX_BARRIER_MS: Final = 1_000
+# A write waits this long for its invalidation to reach Redis before it answers
+# (past it, it waits for every instance to take the change in: reader leases).
+INVALIDATION_BUDGET_MS: Final = 100
+READER_LEASE_MS: Final = 1_500  # an instance trusts Redis this long after a renewal
+READER_RENEW_MS: Final = 250  # and renews its lease this often
 OUTBOX_SWEEP_MS: Final = 1_000  # how often the outbox of invalidations is swept
+OUTBOX_RETENTION_S: Final = 30  # applied changes kept, for re-applying after a failover
+OUTBOX_MAX_ROWS: Final = 10_000  # unapplied changes kept before they collapse into one
 OUTBOX_CHANNEL: Final = "hita_cache"  # the LISTEN/NOTIFY channel of the outbox
-COHERENCE_READY_S: Final = 5.0  # start-up waits this long for the channel; reads use SQL till then
+COHERENCE_READY_S: Final = 5.0  # start-up waits this long for a lease; reads use SQL till then
 
 # PostgreSQL.
 DB_POOL_MIN_SIZE: Final = 2

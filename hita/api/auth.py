@@ -131,7 +131,12 @@ async def check_principal(request: web.Request, principal: Principal) -> None:
     never a pass); then the caller is recorded for the handlers."""
     then = _user_read_next(request, principal)
     user = await request.app[USER_SERVICE].get_caller(principal.user_id, then=then)
-    if user is None or not user["is_active"] or user["role"] != principal.role.value:
+    if (
+        user is None
+        or not user["is_active"]
+        or user["role"] != principal.role.value
+        or principal.revoked_by(user)
+    ):
         raise InvalidToken("Token is no longer valid")
     request[PRINCIPAL] = principal
 

@@ -52,6 +52,7 @@ from hita.constants import (
     USER_LIST,
     USER_STATS,
 )
+from hita.db.database import collect_committed
 from hita.domain.ids import is_user_id
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,17 @@ def owed(
     return types - {USER_DETAILS}, None
 
 
-async def _invalidate(app: web.Application, types: frozenset[str], user_id: str | None) -> None:
-    """Invalidate before the answer goes out. If Redis does not acknowledge it
-    within its budget, wait until every instance holds the change (docs/cache.md).
-    Never raises: the change is committed, and its answer stands."""
+async def _invalidate(
+    app: web.Application, types: frozenset[str], user_id: str | None, xids: list[str]
+) -> None:
+    """Invalidate before the answer goes out; once Redis has acknowledged it,
+    the outbox rows of ``xids`` it covered need no other instance. If Redis does
+    not acknowledge it within its budget, wait until no instance can serve the
+    old entry (docs/cache.md). Never raises: the change is committed, and its
+    answer stands."""
     try:
         if await app[CACHE_KEYS].invalidate(types, user_id, cause="http"):
+            app[COHERENCE].acknowledge(xids, user_id, types)
             return
         await app[COHERENCE].confirm_delivery()
     except Exception:
@@ -135,12 +141,13 @@ def cache_invalidation_middleware(
         if request.method not in MUTATING_METHODS:
             return await handler(request)
         types = types_for(route_template(request))
+        committed = collect_committed()
         response = await handler(request)
         user_id = request.match_info.get("user_id") or request.get(AFFECTED_USER)
         work = owed(types, response.status, user_id)
         if work is not None:
             # Shielded: a client that hangs up must not cancel the invalidation.
-            await asyncio.shield(_invalidate(request.app, *work))
+            await asyncio.shield(_invalidate(request.app, *work, committed))
         return response
 
     return invalidate_after

@@ -109,6 +109,8 @@ class UserSummarySchema(Schema):
 class UserSchema(UserSummarySchema):
     permissions = fields.List(fields.String(), required=True)
     last_login_at = _moment(allow_none=True)
+    # tokens issued before it no longer work
+    password_changed_at = _moment()
 
 
 class UserBodySchema(Schema):

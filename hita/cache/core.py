@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from hita.cache import scripts, topology
 from hita.cache.breaker import BreakerState, CircuitBreaker
+from hita.cache.codec import now_ms
 from hita.cache.connection import POOL_EXHAUSTED, RedisClient
 from hita.cache.errorlog import ErrorLog
 from hita.cache.keys import KeyBuilder
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PING_TIMEOUT_S: Final = 1.0
+WITNESS_KEEP_MS: Final = 60_000  # instances silent this long leave the witness set
 
 # Errors that mean "Redis is not reachable right now": they open the breaker.
 OUTAGE_ERRORS: Final = topology.OUTAGE_ERRORS
@@ -84,9 +86,11 @@ class CacheCore:
             on_transition=self._on_transition,
         )
         self.pending = PendingInvalidations(config.pending_max_users)
-        # Loader errors after which a blind reader may still serve what Redis
-        # holds (the database is down, so no write can have been acknowledged).
+        # Loader errors after which an untrusting reader may still serve what
+        # Redis holds, if no instance has reached the source recently (it is
+        # down for everyone, so no write can have been acknowledged since).
         self.stale_ok = stale_ok
+        self.instance = ""  # this instance's name among those that reach the source
         self._clock = clock
         self._rng = rng
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,6 +101,7 @@ class CacheCore:
         self._release_script = redis.register_script(scripts.RELEASE)
         self._generation_script = redis.register_script(scripts.GENERATION)
         self._claim_slot_script = redis.register_script(scripts.CLAIM_SLOT)
+        self._witness_script = redis.register_script(scripts.WITNESS)
 
     @property
     def redis(self) -> RedisClient:
@@ -213,6 +218,35 @@ class CacheCore:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @property
+    def _witness_key(self) -> str:
+        return f"{self.keys.prefix}coherence:source_reachable"
+
+    def note_source_reachable(self, member: str, for_s: float) -> None:
+        """Instance ``member`` reached the source of truth just now: say so in
+        Redis for ``for_s`` seconds, for instances that cannot reach it."""
+        if self.stale_ok and self.breaker.state is BreakerState.CLOSED:
+            self._spawn(self._note(member, for_s))
+
+    async def _note(self, member: str, for_s: float) -> None:
+        key, until = self._witness_key, now_ms() + ms(for_s)
+        await self._call(
+            "coherence",
+            "witness",
+            lambda: self._witness_script(keys=[key], args=[until, member, WITNESS_KEEP_MS]),
+        )
+
+    async def others_reached_source(self, member: str) -> bool:
+        """Has any instance but ``member`` said it reached the source, within its
+        lease? True when Redis cannot tell (the safe answer)."""
+        key = self._witness_key
+        result = await self._call(
+            "coherence", "witness", lambda: self._redis.zrangebyscore(key, now_ms(), "+inf")
+        )
+        if isinstance(result, _Failed):
+            return True
+        return any(text(m) != member for m in cast(list[bytes], result))
 
     async def ping(self, *, what: str = "cache ping failed") -> bool:
         """The truth about Redis right now, whatever the breaker thinks; on

@@ -47,15 +47,16 @@ class Invalidator(CacheCore):
         budget_s: float | None = None,
     ) -> bool:
         """Bump namespaces, delete entries and families, retrying for up to
-        ``budget_s`` (default ``CACHE_INVALIDATION_BUDGET_MS``) whatever the
-        breaker says. True once Redis has acknowledged it. False: it stays
-        suspect here (never served from Redis) and is applied in the background."""
+        ``budget_s`` (default ``CACHE_INVALIDATION_BUDGET_MS``). True once Redis
+        has acknowledged it. False at once while the breaker is open, or when
+        the budget runs out: it stays suspect here (never served from Redis)
+        and the background applier keeps trying, whatever the breaker says."""
         invalidation = Invalidation(tuple(namespaces), tuple(keys), tuple(patterns))
         if not invalidation:
             return True
         ticket = self._suspect(invalidation, cause)
         budget = self.config.invalidation_budget_s if budget_s is None else budget_s
-        if await self._apply_within(invalidation, budget):
+        if self.breaker.allow() and await self._apply_within(invalidation, budget):
             self.pending.applied(invalidation, ticket)
             return True
         if self._applier is None or self._applier.done():  # one line per episode
@@ -67,12 +68,22 @@ class Invalidator(CacheCore):
         self._kick_applier()
         return False
 
-    def invalidate_later(self, invalidation: Invalidation, *, cause: str) -> None:
-        """Another process changed data: suspect it at once, apply it soon."""
+    def invalidate_later(self, invalidation: Invalidation, *, cause: str) -> int:
+        """Another process changed data: suspect it at once, apply it soon.
+        Returns its ticket (``pending.settled_through()`` passes it once applied)."""
         if not invalidation:
-            return
-        self._suspect(invalidation, cause)
+            return self.pending.epoch
+        ticket = self._suspect(invalidation, cause)
         self._kick_applier()
+        return ticket
+
+    async def settle(self) -> bool:
+        """One attempt at everything pending, breaker or not; True if nothing
+        is left (the backlog taken in at start, applied before serving)."""
+        snapshot = self.pending.snapshot()
+        if snapshot.invalidation and await self.apply_now(snapshot.invalidation):
+            self.pending.applied(snapshot.invalidation, snapshot.ticket)
+        return not self.pending
 
     async def apply_now(self, invalidation: Invalidation) -> bool:
         """One attempt, breaker or not; True if Redis acknowledged it (the outbox sweep)."""
@@ -100,15 +111,18 @@ class Invalidator(CacheCore):
     # -- applying ---------------------------------------------------------------
 
     async def _apply_within(self, invalidation: Invalidation, budget_s: float) -> bool:
-        deadline = self._clock() + budget_s
+        """Attempts until one is acknowledged or the budget runs out; an attempt
+        cut short by the budget counts against the breaker like a timeout."""
         delay = RETRY_FIRST_S
-        while True:
-            if await self.apply_now(invalidation):
-                return True
-            if self._clock() + delay >= deadline:
-                return False
-            await asyncio.sleep(delay)
-            delay *= 2
+        try:
+            async with asyncio.timeout(budget_s):
+                while not await self.apply_now(invalidation):
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        except TimeoutError:
+            self.breaker.record_failure()
+            return False
+        return True
 
     async def _apply(self, invalidation: Invalidation) -> None:
         if invalidation.namespaces or invalidation.keys:

@@ -11,12 +11,15 @@ the same entry is never dropped by an older success. Memory stays bounded:
 past ``max_keys`` single keys, each family with pending keys is invalidated
 wholesale (by pattern) instead.
 
-``blind`` marks a process that cannot know which writes it has missed (its
-notification channel is down): then every entry is suspect.
+Beyond what it knows of, a process trusts Redis only until ``trusted_until``
+(a time on its monotonic clock): its lease as a reader (``hita.services.coherence``).
+Past it, it cannot know which writes it has missed, and every entry is suspect.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,9 +51,11 @@ class PendingInvalidations:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     keys: dict[str, Key] = field(default_factory=dict)
     patterns: dict[str, str] = field(default_factory=dict)  # pattern -> family
-    blind: bool = False
+    trusted_until: float = math.inf  # on ``clock``; past it, everything is suspect
+    clock: Callable[[], float] = time.monotonic
     epoch: int = 0  # grows with every addition; tickets are epochs
-    _tickets: dict[str, int] = field(default_factory=dict)
+    _tickets: dict[str, int] = field(default_factory=dict)  # item -> its newest addition
+    _oldest: dict[str, int] = field(default_factory=dict)  # item -> oldest one not applied
     _families: set[str] = field(default_factory=set)  # families under a pending pattern
 
     def __bool__(self) -> bool:
@@ -61,14 +66,19 @@ class PendingInvalidations:
 
     # -- what reads ask ------------------------------------------------------
 
+    @property
+    def trusted(self) -> bool:
+        """Does this process's lease let it trust Redis beyond what it knows of?"""
+        return self.clock() < self.trusted_until
+
     def covers(self, key: AnyKey) -> bool:
         """Must a read of ``key`` stay away from Redis?"""
-        if self.blind:
+        if self.clock() >= self.trusted_until:
             return True
         return self.covers_specifically(key)
 
     def covers_specifically(self, key: AnyKey) -> bool:
-        """Is an invalidation of ``key`` itself pending (blindness aside)?"""
+        """Is an invalidation of ``key`` itself pending (the lease aside)?"""
         if not self:
             return False
         if isinstance(key, NamespacedKey):
@@ -89,17 +99,17 @@ class PendingInvalidations:
         self.epoch += 1
         for namespace in invalidation.namespaces:
             self.namespaces[namespace.name] = namespace
-            self._tickets["n:" + namespace.name] = self.epoch
+            self._mark("n:" + namespace.name)
         for pattern in invalidation.patterns:
             family = family_of(pattern)
             self._add_pattern(pattern, family, whole=pattern == pattern_of(family))
         for key in invalidation.keys:
             whole = pattern_of(key.cache_type)
             if whole in self.patterns:  # the whole family's pending pattern stands for
-                self._tickets["p:" + whole] = self.epoch  # the key, and is now as new
+                self._mark("p:" + whole)  # the key, and is now as new as it
                 continue
             self.keys[key.redis_key] = key
-            self._tickets["k:" + key.redis_key] = self.epoch
+            self._mark("k:" + key.redis_key)
         if len(self.keys) > self.max_keys:
             for family in {key.cache_type for key in self.keys.values()}:
                 self._add_pattern(pattern_of(family), family, whole=True)
@@ -111,12 +121,18 @@ class PendingInvalidations:
         since only its deletion removes them all."""
         self.patterns[pattern] = family
         self._families.add(family)
-        self._tickets["p:" + pattern] = self.epoch
+        self._mark("p:" + pattern)
         if not whole:
             return
         for redis_key in [k for k, key in self.keys.items() if key.cache_type == family]:
             del self.keys[redis_key]
             self._tickets.pop("k:" + redis_key, None)
+            oldest = self._oldest.pop("k:" + redis_key, self.epoch)
+            self._oldest["p:" + pattern] = min(self._oldest["p:" + pattern], oldest)
+
+    def _mark(self, item: str) -> None:
+        self._tickets[item] = self.epoch
+        self._oldest.setdefault(item, self.epoch)
 
     # -- what the applier does ---------------------------------------------
 
@@ -145,9 +161,19 @@ class PendingInvalidations:
                 if family is not None and family not in self.patterns.values():
                     self._families.discard(family)
 
+    def settled_through(self) -> int:
+        """The latest ticket up to which every addition has been applied."""
+        return min(self._oldest.values(), default=self.epoch + 1) - 1
+
     def _settle(self, item: str, ticket: int) -> bool:
+        """An application taken at ``ticket`` reached Redis: lift ``item`` unless
+        it was added again since (then only its later additions are owed)."""
         current = self._tickets.get(item)
-        if current is None or current > ticket:
+        if current is None:
+            return False
+        if current > ticket:
+            self._oldest[item] = max(self._oldest[item], ticket + 1)
             return False
         del self._tickets[item]
+        del self._oldest[item]
         return True

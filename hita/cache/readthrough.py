@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar, cast
 import orjson
 from redis.asyncio import Redis
 
-from hita.cache.codec import MISS, Entry, decode, encode, new_token
+from hita.cache.codec import MISS, NO_EXPIRY, Entry, decode, encode, new_token, now_ms
 from hita.cache.core import CacheCore, _Failed, ms, text
 from hita.cache.keys import AnyKey, Key, NamespacedKey
 from hita.cache.near import NearCache
@@ -153,7 +153,7 @@ class ReadThrough(CacheCore):
                 uses[key.redis_key] = uses.get(key.redis_key, 0) + 1
         if sum(uses.values()) < 2:
             return
-        epoch, began = self.pending.epoch, near.seq if near is not None else None
+        epoch, began = self.pending.epoch, self._near_fence()
         names = list(uses)
         replies = await self._call(
             keys[0].cache_type, "get", lambda: self._read_command("MGET", *names)
@@ -201,6 +201,13 @@ class ReadThrough(CacheCore):
         near = self._usable_near()
         return MISS if near is None else self._near_value(near, key)
 
+    def _near_fence(self) -> int | None:
+        """L1's sequence number for a read starting now; None while L1 may not
+        serve (tracking down): what that read brings back is not kept, as an
+        invalidation Redis sent meanwhile reached no subscriber."""
+        near = self._usable_near(drain=False)
+        return None if near is None else near.seq
+
     def _near_value(self, near: NearCache, key: AnyKey) -> Any:
         if isinstance(key, Key):
             data_key = key.redis_key
@@ -211,7 +218,12 @@ class ReadThrough(CacheCore):
             data_key = key.namespace.data_key(generation, key.suffix)
         raw = near.get(data_key)
         entry = None if raw is None else decode(raw)
-        return MISS if entry is None else self._value(key, entry)
+        if entry is None:
+            return MISS
+        if entry.expires_ms != NO_EXPIRY and entry.expires_ms <= now_ms():
+            near.invalidate([data_key])  # past its TTL: Redis has let it go too
+            return MISS
+        return self._value(key, entry)
 
     def _keep_near(self, key: AnyKey, read: _Read, began: int | None) -> None:
         """A hit read from Redis goes into L1, unless its key (or namespace) was
@@ -227,48 +239,48 @@ class ReadThrough(CacheCore):
             near.put(read.data_key, read.raw, began, generation_key, cache_type=key.cache_type)
 
     async def _load_bypassing(self, key: AnyKey, loader: Callable[[], Awaitable[T]]) -> T:
-        """A suspect entry: the loader's answer, never Redis's. Except when this
-        process is only blind (not told of a change to this very entry) and the
-        loader's store is down: then no write can have been acknowledged since,
-        and what Redis holds is served rather than an error."""
-        if not self.stale_ok or self.pending.covers_specifically(key):
+        """A suspect entry: the loader's answer, never Redis's. One exception:
+        this process suspects it only because its lease ran out (not for a
+        change it knows of), the loader failed with a ``stale_ok`` error (the
+        database cannot be reached), and no instance has said within its lease
+        that it could reach it: the database is down for everyone, no write can
+        have been acknowledged since, and what Redis holds is served."""
+        if not self.stale_ok or self.pending.trusted or self.pending.covers_specifically(key):
             return await loader()
         try:
             return await loader()
         except self.stale_ok:
+            if await self.others_reached_source(self.instance):
+                raise
             read = await self._read(key, lease=False, check=False)
             if read is not None and read.status == HIT and read.entry is not None:
                 value = self._value(key, read.entry)
                 if value is not MISS and not self.pending.covers_specifically(key):
+                    self.stats.served_while_source_down += 1
                     return cast(T, value)
             raise
 
     async def _read(self, key: AnyKey, *, lease: bool, check: bool = True) -> _Read | None:
         """One entry: plain GETs when it is there (a hit costs no script), the
         READ script (generation, lease) when it is not."""
-        owned = _AHEAD.get()
-        taken = None
-        if owned is not None and isinstance(key, Key) and owned[0] is asyncio.current_task():
-            taken = owned[1].get(key.redis_key)
-            if taken is not None:
-                taken.uses -= 1
-                if not taken.uses:
-                    del owned[1][key.redis_key]
+        taken = _take_ahead(key)
         read: _Read | _Failed | None
         if taken is not None:  # read ahead: judged as a read sent back then
             epoch, began = taken.epoch, taken.began
             read = _hit(cast(Key, key).redis_key, taken.raw)
         else:
-            epoch = self.pending.epoch
-            began = self.near.seq if self.near is not None else None
+            epoch, began = self.pending.epoch, self._near_fence()
             read = await self._call(key.cache_type, "get", lambda: self._read_plain(key))
             if isinstance(read, _Failed):
                 return None
         if read is None:
+            token = new_token() if lease else ""
             scripted = await self._call(
-                key.cache_type, "read", lambda: self._read_scripted(key, lease)
+                key.cache_type, "read", lambda: self._read_scripted(key, token)
             )
             if isinstance(scripted, _Failed):
+                if token:  # the script may still run, or have run: its lease goes back
+                    self._spawn(self._release_later(key, _Read(MISSED, "", token=token)))
                 return None
             read = scripted
         if check and self.pending.epoch != epoch and self.pending.covers(key):
@@ -301,8 +313,7 @@ class ReadThrough(CacheCore):
                 return None
         return _hit(data_key, raw, generation)
 
-    async def _read_scripted(self, key: AnyKey, lease: bool) -> _Read:
-        token = new_token() if lease else ""
+    async def _read_scripted(self, key: AnyKey, token: str) -> _Read:
         lease_ms = str(self.config.lease_ttl_ms)
         if isinstance(key, Key):
             keys, args = [key.redis_key], ["", "", "", token, lease_ms]
@@ -420,10 +431,17 @@ class ReadThrough(CacheCore):
             self._spawn(self._release_later(key, read))
 
     async def _try_release(self, key: AnyKey, read: _Read) -> bool:
+        """``read.data_key`` empty: the read that took the lease lost its answer,
+        so a namespaced entry's key is resolved on the server."""
+        if isinstance(key, Key):
+            keys, args = [key.redis_key], [read.token, "", ""]
+        elif read.data_key:
+            keys, args = [read.data_key], [read.token, "", ""]
+        else:
+            ns = key.namespace
+            keys, args = [ns.generation_key], [read.token, ns.data_prefix, key.suffix]
         result = await self._call(
-            key.cache_type,
-            "release",
-            lambda: self._release_script(keys=[read.data_key], args=[read.token]),
+            key.cache_type, "release", lambda: self._release_script(keys=keys, args=args)
         )
         return not isinstance(result, _Failed)
 
@@ -501,6 +519,19 @@ def _hit(data_key: str, raw: bytes | None, generation: str | None = None) -> _Re
     if raw is None or entry is None:
         return None
     return _Read(HIT, data_key, entry=entry, pttl_ms=entry.ttl_ms(), raw=raw, generation=generation)
+
+
+def _take_ahead(key: AnyKey) -> _Ahead | None:
+    """This task's answer read ahead for ``key``, used once per listing."""
+    owned = _AHEAD.get()
+    if owned is None or not isinstance(key, Key) or owned[0] is not asyncio.current_task():
+        return None
+    taken = owned[1].get(key.redis_key)
+    if taken is not None:
+        taken.uses -= 1
+        if not taken.uses:
+            del owned[1][key.redis_key]
+    return taken
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -63,12 +63,23 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# Give back a lease that was not used (the loader failed).
-#   KEYS[1]  data key;  ARGV[1]  our lease token
+# Give back a lease that was not used (the loader failed, or the read that
+# took it timed out before its answer came back, so its data key is not known
+# here: then it is resolved as READ resolved it).
+#   KEYS[1]  data key, or (namespaced) the generation key;  ARGV[1]  our lease token
+#   ARGV[2]  '' for a data key; else the data key prefix;  ARGV[3]  the suffix
 RELEASE: Final = """
-local cur = redis.call('GET', KEYS[1])
+local key = KEYS[1]
+if ARGV[2] ~= '' then
+  local gen = redis.call('GET', KEYS[1])
+  if not gen then
+    return 0
+  end
+  key = ARGV[2] .. gen .. ':' .. ARGV[3]
+end
+local cur = redis.call('GET', key)
 if cur and cur == 'l' .. ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  return redis.call('DEL', key)
 end
 return 0
 """
@@ -98,4 +109,14 @@ if redis.call('SET', key, ARGV[2], 'NX', 'PX', 2 * tonumber(ARGV[1])) then
   return slot
 end
 return -1
+"""
+
+# Instances that reached the source of truth, each with the time (ms since the
+# epoch) until which that holds; instances silent for a while leave the set.
+#   KEYS[1]  the set;  ARGV[1]  until;  ARGV[2]  the instance;  ARGV[3]  keep, ms
+WITNESS: Final = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
 """

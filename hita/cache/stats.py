@@ -34,6 +34,8 @@ class CacheStats:
     invalidation_causes: defaultdict[tuple[str, str], int] = field(
         default_factory=lambda: defaultdict(int)
     )
+    # reads served from Redis while the source was down for every instance
+    served_while_source_down: int = 0
 
     def __getitem__(self, cache_type: str) -> TypeCounters:
         return self.types[cache_type]

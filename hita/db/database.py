@@ -8,9 +8,12 @@ unique violation pass through for the repositories to interpret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -24,6 +27,27 @@ from hita.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 POOL_CLOSE_TIMEOUT_S = 10.0
+COMMIT_OUTCOME_WAIT_S = 2.0  # how long a failed COMMIT's outcome is asked for
+COMMIT_OUTCOME_POLL_S = 0.05
+
+# The ids of the transactions this task (an HTTP request) committed, for
+# whoever started collecting them (``collect_committed``).
+_COMMITTED: ContextVar[list[str] | None] = ContextVar("hita_committed_xids", default=None)
+
+
+def collect_committed() -> list[str]:
+    """Start collecting the ids of the transactions this task commits from now on."""
+    xids: list[str] = []
+    _COMMITTED.set(xids)
+    return xids
+
+
+def note_committed(xid: str) -> None:
+    """A statement run outside ``Database.transaction`` committed as ``xid``."""
+    xids = _COMMITTED.get()
+    if xids is not None:
+        xids.append(xid)
+
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -89,12 +113,50 @@ class Database:
     async def transaction(
         self, *, isolation: str | None = None, readonly: bool = False
     ) -> AsyncIterator[asyncpg.Connection]:
-        """A connection inside one transaction; errors on it are translated too."""
-        async with (
-            self.connection() as conn,
-            conn.transaction(isolation=isolation, readonly=readonly),
-        ):
-            yield conn
+        """A connection inside one transaction; errors on it are translated too.
+
+        A transaction that wrote is committed knowing its id: if the connection
+        fails during COMMIT, whether it committed is asked of PostgreSQL
+        (``pg_xact_status``) instead of guessed, so a committed change is never
+        reported as failed. Its id is added to what ``collect_committed`` collects."""
+        async with self.connection() as conn:
+            transaction = conn.transaction(isolation=isolation, readonly=readonly)
+            await transaction.start()
+            try:
+                yield conn
+                xid = None
+                if not readonly:
+                    xid = await conn.fetchval("SELECT pg_current_xact_id_if_assigned()::text")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            try:
+                await transaction.commit()
+            except UNAVAILABLE_ERRORS:
+                if xid is None or not await self._committed(xid):
+                    raise
+                log.warning("the connection failed during COMMIT; PostgreSQL says it committed")
+            if xid is not None:
+                note_committed(xid)
+
+    async def _committed(self, xid: str) -> bool:
+        """Did transaction ``xid`` commit? Asked on another connection for up to
+        ``COMMIT_OUTCOME_WAIT_S``; False when PostgreSQL cannot say (then the
+        change is reported as failed: the outbox still applies it if it did commit)."""
+        deadline = time.monotonic() + COMMIT_OUTCOME_WAIT_S
+        while time.monotonic() < deadline:
+            status = None
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                    status = await self._pool.fetchval("SELECT pg_xact_status($1::text::xid8)", xid)
+            except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+                pass
+            if status in ("committed", "aborted"):
+                return bool(status == "committed")
+            await asyncio.sleep(COMMIT_OUTCOME_POLL_S)
+        log.error("a transaction's outcome is unknown: PostgreSQL could not be asked")
+        return False
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self.connection() as conn:

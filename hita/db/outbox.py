@@ -1,25 +1,26 @@
-"""The outbox of cache invalidations, and the channel that announces them.
+"""The outbox of cache invalidations, and each instance's reader session.
 
-Triggers (migration 0005) write a row to ``cache_outbox`` in the transaction
-of every change to users or permissions, and ``NOTIFY hita_cache`` with what
-changed; PostgreSQL delivers the notification on commit, to every listener,
-in commit order. This module knows PostgreSQL and nothing of Redis:
+Triggers (migrations 0005, 0006) write a row to ``cache_outbox`` in the
+transaction of every change to users or permissions: which users changed
+(None: every user) and whether only their details changed. This module knows
+PostgreSQL and nothing of Redis:
 
-* ``OutboxListener`` holds one dedicated connection that LISTENs, reconnects
-  on its own, and tells its owner when it is deaf (lost) and when it hears
-  again; it also answers ``barrier()``: a notification of our own whose
-  return proves that every change committed before it has been handed to
-  every listener.
-* ``Outbox`` reads what is pending and sweeps it: rows are taken with
-  ``FOR UPDATE SKIP LOCKED`` (so instances share the work), applied by the
-  caller, and deleted in the same transaction.
+* ``ReaderSession`` is one dedicated connection per instance. It renews the
+  instance's reader lease (``cache_readers``) and, in the same statement,
+  reads every unacknowledged outbox row committed since the snapshot it read
+  last; it reports, with each renewal, the snapshot whose rows the instance
+  took in before renewing, and which rows the instance has applied to Redis.
+  Writers ask it for the other readers' state. It also LISTENs, for hints:
+  a new row (renew soon), or a writer waiting for the readers (renew now).
+* ``Outbox`` is the table seen from the shared pool: the sweep re-applies
+  rows nobody acknowledged, prunes acknowledged rows after their retention,
+  and collapses an overgrown backlog into one "every user changed" row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,12 +34,10 @@ from hita.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
-RECONNECT_FIRST_S: Final = 0.1
-RECONNECT_MAX_S: Final = 2.0
-KEEPALIVE_S: Final = 1.0  # how often the listening connection is checked
-KEEPALIVE_TIMEOUT_S: Final = 2.0
+APPLICATION_NAME: Final = "hita-coherence"
+HURRY: Final = "hurry"  # the payload of a writer's notification
 SWEEP_BATCH: Final = 1_000  # rows per sweep transaction
-PENDING_READ_LIMIT: Final = 10_000  # past this, "everything changed"
+PRUNE_BATCH: Final = 10_000  # rows deleted per prune statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +45,7 @@ class Change:
     """What one committed statement changed: some users (None: every user),
     and whether only their details ('details') or everything shown of them ('all')."""
 
+    id: int
     user_ids: tuple[str, ...] | None
     scope: str
 
@@ -54,163 +54,237 @@ class Change:
         return self.scope == "details"
 
 
-EVERYTHING: Final = Change(None, "all")
+def _change(row: Sequence[Any]) -> Change:
+    row_id, ids, scope = row
+    return Change(int(row_id), None if ids is None else tuple(str(i) for i in ids), str(scope))
 
 
-def parse_change(payload: str) -> Change | str:
-    """A change, or a barrier's token."""
-    data = orjson.loads(payload)
-    if "b" in data:
-        return str(data["b"])
-    ids = data.get("u")
-    return Change(None if ids is None else tuple(str(i) for i in ids), str(data.get("s", "all")))
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    snapshot: str  # pg_snapshot text: the rows below are those it sees and the last did not
+    changes: list[Change]
 
 
-OnChange = Callable[[Change], None]
-OnEvent = Callable[[], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class Readers:
+    snapshot: str  # taken when the question was asked
+    applied: list[str | None]  # each live reader's last reported snapshot
 
 
-class OutboxListener:
+_RENEW: Final = """
+WITH me AS (
+    INSERT INTO cache_readers AS r (instance, lease_until, applied, renewed_at)
+    VALUES ($1, now() + make_interval(secs => $2), $3::text::pg_snapshot, now())
+    ON CONFLICT (instance) DO UPDATE
+        SET lease_until = EXCLUDED.lease_until, applied = EXCLUDED.applied,
+            renewed_at = EXCLUDED.renewed_at
+    RETURNING 1
+), acked AS (
+    UPDATE cache_outbox SET acked_at = now()
+    WHERE id = ANY($4::bigint[]) AND acked_at IS NULL
+    RETURNING 1
+)
+SELECT pg_current_snapshot()::text AS snapshot,
+       (SELECT count(*) FROM me) + (SELECT count(*) FROM acked) AS written,
+       COALESCE((SELECT json_agg(json_build_array(o.id, o.user_ids, o.scope) ORDER BY o.id)
+                   FROM cache_outbox o
+                  WHERE o.acked_at IS NULL
+                    AND ($3::text IS NULL
+                         OR (o.xid >= pg_snapshot_xmin($3::text::pg_snapshot)
+                             AND NOT pg_visible_in_snapshot(o.xid, $3::text::pg_snapshot)))),
+                '[]') AS rows
+"""
+
+_READERS: Final = """
+SELECT pg_current_snapshot()::text AS snapshot,
+       COALESCE(json_agg(applied::text) FILTER (WHERE lease_until > clock_timestamp()), '[]')
+           AS applied
+  FROM cache_readers
+"""
+
+
+class ReaderSession:
+    """This instance's own connection to PostgreSQL, outside the shared pool
+    (so a saturated pool never keeps it from renewing). Every call is bounded
+    by ``timeout_s``; any failure closes the connection and raises
+    ``DatabaseUnavailable``: the owner reconnects."""
+
     def __init__(
         self,
         dsn: str,
+        instance: str,
         *,
-        on_change: OnChange,
-        on_deaf: Callable[[], None],
-        on_listening: OnEvent,
         connect_timeout_s: float,
+        timeout_s: float,
+        on_hint: Callable[[bool], None],
     ) -> None:
         self._dsn = dsn
-        self._on_change = on_change
-        self._on_deaf = on_deaf
-        self._on_listening = on_listening
+        self.instance = instance
         self._connect_timeout_s = connect_timeout_s
-        self._barriers: dict[str, asyncio.Future[None]] = {}
-        self._lost = asyncio.Event()
-        self.listening = False
-        self.connections = 0  # how many times a listening connection was opened
+        self._timeout_s = timeout_s
+        self._on_hint = on_hint
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()  # one statement at a time on the connection
+        self.connections = 0  # how many times it was opened
+        self.pid: int | None = None  # its backend's, for tests and operators
 
-    async def run_forever(self) -> None:
-        delay = RECONNECT_FIRST_S
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout_s)
-                self._lost.clear()
-                conn.add_termination_listener(lambda _conn: self._lost.set())
-                await conn.add_listener(OUTBOX_CHANNEL, self._notified)
-                self.connections += 1
-                await self._on_listening()
-                self.listening = True
-                delay = RECONNECT_FIRST_S
-                log.info("listening for cache invalidations")
-                await self._keepalive(conn)
-            except asyncio.CancelledError:
-                raise
-            except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
-                log.warning("invalidation channel unavailable: %s", exc.__class__.__name__)
-            except Exception:
-                log.exception("invalidation channel failed")
-            finally:
-                self._deafen()
-                if conn is not None:
-                    conn.terminate()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_S)
+    @property
+    def open(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
-    async def _keepalive(self, conn: asyncpg.Connection) -> None:
-        """Return when the connection is lost: terminated, or not answering."""
-        while not self._lost.is_set():
-            try:
-                async with asyncio.timeout(KEEPALIVE_S):
-                    await self._lost.wait()
-                return
-            except TimeoutError:
-                pass
-            async with asyncio.timeout(KEEPALIVE_TIMEOUT_S):
-                await conn.execute("SELECT 1")
+    async def connect(self) -> None:
+        await self.close()
+        try:
+            conn = await asyncpg.connect(
+                self._dsn,
+                timeout=self._connect_timeout_s,
+                server_settings={"application_name": APPLICATION_NAME},
+            )
+            await conn.add_listener(OUTBOX_CHANNEL, self._notified)
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable(f"reader session: {exc.__class__.__name__}") from exc
+        self._conn = conn
+        self.pid = conn.get_server_pid()
+        self.connections += 1
 
-    def _deafen(self) -> None:
-        was = self.listening
-        self.listening = False
-        for future in self._barriers.values():
-            if not future.done():
-                future.set_exception(ConnectionError("invalidation channel lost"))
-        self._barriers.clear()
-        if was:
-            log.warning("invalidation channel lost: distrusting the cache until it is back")
-        self._on_deaf()
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            change = parse_change(payload)
-        except (orjson.JSONDecodeError, AttributeError, TypeError):
-            log.error("unreadable invalidation notification; treating it as 'everything'")
-            change = EVERYTHING
-        if isinstance(change, str):
-            future = self._barriers.pop(change, None)
-            if future is not None and not future.done():
-                future.set_result(None)
-            return
-        self._on_change(change)
+        self._on_hint(payload == HURRY)
 
-    async def barrier(self, database: Database, timeout_s: float) -> bool:
-        """True once a notification sent now has come back to us: every change
-        committed before this call has then been handed to every listener."""
-        if not self.listening:
-            return False
-        token = secrets.token_hex(8)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._barriers[token] = future
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            raise DatabaseUnavailable("reader session closed")
         try:
-            async with asyncio.timeout(timeout_s):
-                await database.execute(
-                    "SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, orjson.dumps({"b": token}).decode()
-                )
-                await future
-            return True
-        except (TimeoutError, ConnectionError, DatabaseUnavailable):
-            return False
-        finally:
-            self._barriers.pop(token, None)
+            async with self._lock, asyncio.timeout(self._timeout_s):
+                row: asyncpg.Record = await conn.fetchrow(sql, *args)
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
+            await self.close()
+            raise DatabaseUnavailable(f"reader session: {exc.__class__.__name__}") from exc
+        return row
+
+    async def renew(self, lease_s: float, applied: str | None, acked: Sequence[int]) -> Renewal:
+        """Hold the lease ``lease_s`` more seconds from now (the server's
+        clock), report ``applied`` and the rows ``acked``; the rows committed
+        since ``applied`` (all unacknowledged rows when None)."""
+        row = await self._fetchrow(_RENEW, self.instance, lease_s, applied, list(acked))
+        rows = orjson.loads(row["rows"])
+        return Renewal(row["snapshot"], [_change(r) for r in rows])
+
+    async def readers(self) -> Readers:
+        row = await self._fetchrow(_READERS)
+        return Readers(row["snapshot"], orjson.loads(row["applied"]))
+
+    async def acknowledge(
+        self, xids: Sequence[str], user_ids: Sequence[str], *, everything_shown: bool
+    ) -> int:
+        """Mark acknowledged the rows of transactions ``xids`` that an invalidation
+        already acknowledged by Redis covered: rows naming only ``user_ids``,
+        and changing only details unless ``everything_shown`` was invalidated too."""
+        row = await self._fetchrow(
+            "WITH acked AS (UPDATE cache_outbox SET acked_at = now()"
+            " WHERE xid = ANY($1::text[]::xid8[]) AND acked_at IS NULL"
+            " AND user_ids <@ $2::text[] AND (scope = 'details' OR $3) RETURNING 1)"
+            " SELECT count(*) AS n FROM acked",
+            list(xids),
+            list(user_ids),
+            everything_shown,
+        )
+        return int(row["n"])
+
+    async def hurry(self) -> None:
+        """Ask every reader to renew at once (a writer waits for them)."""
+        await self._fetchrow("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, HURRY)
+
+    async def release(self) -> None:
+        """Give the lease back (a clean stop): writers stop waiting for us."""
+        if self.open:
+            await self._fetchrow(
+                "UPDATE cache_readers SET lease_until = now() WHERE instance = $1 RETURNING 1",
+                self.instance,
+            )
 
 
 class Outbox:
-    """The ``cache_outbox`` table."""
+    """The ``cache_outbox`` table, from the shared pool."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def pending(self) -> list[Change]:
-        """Every change not yet swept (``EVERYTHING`` when there are too many)."""
-        rows = await self._db.fetch(
-            "SELECT user_ids, scope FROM cache_outbox ORDER BY id LIMIT $1",
-            PENDING_READ_LIMIT + 1,
-        )
-        if len(rows) > PENDING_READ_LIMIT:
-            return [EVERYTHING]
-        return [_change(row) for row in rows]
-
-    async def sweep(self, apply: Callable[[Sequence[Change]], Awaitable[bool]]) -> int:
-        """Apply and delete a batch of rows; rows another instance is sweeping
-        are skipped. If ``apply`` fails, nothing is deleted. Returns the count."""
+    async def sweep(
+        self, apply: Callable[[Sequence[Change]], Awaitable[bool]], *, older_than_s: float
+    ) -> int:
+        """Apply rows nobody acknowledged within ``older_than_s`` and mark them
+        acknowledged; rows another instance is sweeping are skipped. If
+        ``apply`` fails, nothing is marked. Returns the count."""
         async with self._db.transaction() as conn:
             rows = await conn.fetch(
-                "SELECT id, user_ids, scope FROM cache_outbox ORDER BY id"
-                " LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT id, user_ids, scope FROM cache_outbox"
+                " WHERE acked_at IS NULL AND created_at < now() - make_interval(secs => $1)"
+                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                older_than_s,
                 SWEEP_BATCH,
             )
-            if not rows or not await apply([_change(row) for row in rows]):
+            changes = [_change(tuple(r)) for r in rows]
+            if not changes or not await apply(changes):
                 return 0
             await conn.execute(
-                "DELETE FROM cache_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+                "UPDATE cache_outbox SET acked_at = now() WHERE id = ANY($1::bigint[])",
+                [c.id for c in changes],
             )
-            return len(rows)
+            return len(changes)
+
+    async def prune(self, retention_s: float) -> int:
+        """Delete acknowledged rows older than ``retention_s``, and readers gone for a day."""
+        status = await self._db.execute(
+            "DELETE FROM cache_outbox WHERE id IN (SELECT id FROM cache_outbox"
+            " WHERE acked_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)",
+            retention_s,
+            PRUNE_BATCH,
+        )
+        await self._db.execute(
+            "DELETE FROM cache_readers WHERE lease_until < now() - interval '1 day'"
+        )
+        return int(status.split()[-1])
+
+    async def compact(self, max_rows: int) -> bool:
+        """Past ``max_rows`` unacknowledged rows, replace them by one row that
+        says every user changed: readers then distrust everything until it is
+        applied, and the table stays bounded. True if it compacted."""
+        async with self._db.transaction() as conn:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM (SELECT 1 FROM cache_outbox WHERE acked_at IS NULL"
+                " LIMIT $1) AS w",
+                max_rows + 1,
+            )
+            if waiting <= max_rows:
+                return False
+            await conn.execute("DELETE FROM cache_outbox WHERE acked_at IS NULL")
+            await conn.execute("INSERT INTO cache_outbox (user_ids, scope) VALUES (NULL, 'all')")
+        log.warning("the outbox held over %d unapplied changes: collapsed into one", max_rows)
+        return True
+
+    async def waiting(self) -> tuple[int, float]:
+        """Rows not yet acknowledged, and the age in seconds of the oldest."""
+        row = await self._db.fetchrow(
+            "SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
+            " AS age FROM cache_outbox WHERE acked_at IS NULL"
+        )
+        assert row is not None
+        return int(row["n"]), float(row["age"])
 
     async def count(self) -> int:
         return int(await self._db.fetchval("SELECT count(*) FROM cache_outbox"))
 
-
-def _change(row: asyncpg.Record) -> Change:
-    ids = row["user_ids"]
-    return Change(None if ids is None else tuple(ids), row["scope"])
+    async def changed_since(self, seconds: float) -> list[Change]:
+        """Every change committed in the last ``seconds``, acknowledged or not."""
+        rows = await self._db.fetch(
+            "SELECT id, user_ids, scope FROM cache_outbox"
+            " WHERE created_at > now() - make_interval(secs => $1) ORDER BY id",
+            seconds,
+        )
+        return [_change(tuple(r)) for r in rows]

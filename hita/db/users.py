@@ -13,7 +13,8 @@ from hita.domain.users import Credentials, UserListQuery, UserRecord
 from hita.errors import Conflict
 
 _COLUMNS: Final = (
-    "id, username, email, full_name, role, is_active, points, created_at, updated_at, last_login_at"
+    "id, username, email, full_name, role, is_active, points, created_at, updated_at,"
+    " last_login_at, password_changed_at"
 )
 # unique index -> the field a client must change
 _UNIQUE_FIELDS: Final = {
@@ -51,6 +52,7 @@ def record(row: asyncpg.Record) -> UserRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         last_login_at=row["last_login_at"],
+        password_changed_at=row["password_changed_at"],
         permissions=tuple(row["permissions"]) if "permissions" in row else (),
     )
 
@@ -156,17 +158,21 @@ class UsersRepository:
             return None
         return Credentials(row["id"], Role(row["role"]), row["is_active"], row["password_hash"])
 
-    async def record_login(self, user_id: str, password_hash: str | None) -> None:
-        """Stamp the login; also stores a rehash when the hashing parameters changed."""
-        await self._db.execute(
+    async def record_login(self, user_id: str, password_hash: str | None) -> str | None:
+        """Stamp the login; also stores a rehash when the hashing parameters
+        changed. The id of the transaction (one statement, committed when it
+        answers), or None when the user is gone."""
+        xid: str | None = await self._db.fetchval(
             """
             UPDATE users SET last_login_at = now(),
                              password_hash = COALESCE($2, password_hash)
             WHERE id = $1
+            RETURNING pg_current_xact_id()::text
             """,
             user_id,
             password_hash,
         )
+        return xid
 
     async def update(
         self,
@@ -188,6 +194,8 @@ class UsersRepository:
                     email = COALESCE($3, email),
                     full_name = COALESCE($4, full_name),
                     password_hash = COALESCE($5, password_hash),
+                    password_changed_at = CASE WHEN $5 IS NULL THEN password_changed_at
+                                               ELSE clock_timestamp() END,
                     role = COALESCE($6, role),
                     is_active = COALESCE($7, is_active),
                     updated_at = now()

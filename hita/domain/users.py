@@ -20,10 +20,18 @@ MAX_PAGE: Final = MAX_LIST_OFFSET_ROWS // MAX_PAGE_SIZE + 1
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The verified caller: the subject of a token that is still valid."""
+    """The verified caller: the subject of a token that is still valid.
+    ``issued_at`` is the token's ``iat`` as the API writes times (ISO 8601 UTC,
+    fixed width, so that it compares as text with ``password_changed_at``)."""
 
     user_id: str
     role: Role
+    issued_at: str = ""
+
+    def revoked_by(self, user: JsonDict) -> bool:
+        """Was the token issued before its user's password last changed?"""
+        changed = user.get("password_changed_at")
+        return isinstance(changed, str) and self.issued_at < changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,7 @@ class UserRecord:
     created_at: datetime
     updated_at: datetime
     last_login_at: datetime | None
+    password_changed_at: datetime | None = None
     permissions: tuple[str, ...] = ()
 
     def summary_json(self) -> JsonDict:
@@ -71,6 +80,7 @@ class UserRecord:
             **self.summary_json(),
             "permissions": list(self.permissions),
             "last_login_at": iso_utc_or_none(self.last_login_at),
+            "password_changed_at": iso_utc_or_none(self.password_changed_at),
         }
 
 

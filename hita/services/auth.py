@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hita.constants import JWT_TOKEN_TYPE
-from hita.db.database import Database
+from hita.db.database import Database, note_committed
 from hita.db.users import UsersRepository
 from hita.domain.typedefs import JsonDict
 from hita.errors import NotAuthenticated, PermissionDenied
@@ -47,26 +47,27 @@ class AuthService:
         An unknown username costs as much time as a wrong password (the password
         is checked against a dummy hash), and both get the same answer; an
         inactive user learns so only with the right password. With a throttle,
-        too many failures for the username or from ``address`` are a
-        ``LoginThrottled`` before any password is checked."""
-        if self._throttle is not None:
-            await self._throttle.check(username, address)
+        every attempt is counted first, and one past the limit for the username
+        or for ``address`` is a ``LoginThrottled`` before any password is checked."""
+        counted = (
+            None if self._throttle is None else await self._throttle.attempt(username, address)
+        )
         repo = UsersRepository(self._db)
         credentials = await repo.credentials(username)
         stored = None if credentials is None else credentials.password_hash
         matches = await self._passwords.verify(stored, password)  # always: same time
         if credentials is None or not matches:
-            if self._throttle is not None:
-                await self._throttle.failed(username, address)
             raise InvalidCredentials()
         if self._throttle is not None:
-            await self._throttle.succeeded(username)
+            await self._throttle.succeeded(counted)
         if not credentials.is_active:
             raise AccountDeactivated()
         rehash = None
         if self._passwords.needs_rehash(credentials.password_hash):
             rehash = await self._passwords.hash(password)
-        await repo.record_login(credentials.user_id, rehash)
+        xid = await repo.record_login(credentials.user_id, rehash)
+        if xid is not None:
+            note_committed(xid)
         return Login(
             credentials.user_id,
             {

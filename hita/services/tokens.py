@@ -6,8 +6,10 @@ algorithm; ``required_claims_error`` is the check it does not do.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final
 
 import jwt
@@ -16,6 +18,7 @@ from hita.config import AuthConfig
 from hita.constants import JWT_ALGORITHM
 from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
+from hita.domain.timefmt import iso_utc
 from hita.domain.users import Principal
 
 REQUIRED_CLAIMS: Final = ("sub", "role", "iat", "exp")
@@ -30,7 +33,9 @@ class Tokens:
         self.ttl_s = config.jwt_ttl_s
 
     def issue(self, user_id: str, role: Role, now: float | None = None) -> str:
-        issued_at = int(time.time() if now is None else now)
+        # To the millisecond, rounded up: a token issued after a password
+        # change never looks older than it (Principal.revoked_by).
+        issued_at = math.ceil((time.time() if now is None else now) * 1000) / 1000
         claims = {
             "sub": user_id,
             "role": role.value,
@@ -54,4 +59,9 @@ def principal_from_claims(claims: Mapping[str, object]) -> Principal | None:
     if not is_user_id(sub) or not isinstance(role, str) or role not in _ROLES:
         return None
     assert isinstance(sub, str)  # is_user_id said so
-    return Principal(sub, Role(role))
+    issued = float(claims["iat"])  # type: ignore[arg-type]  # a number, checked above
+    try:
+        issued_at = iso_utc(datetime.fromtimestamp(issued, UTC))
+    except (OverflowError, OSError, ValueError):
+        return None
+    return Principal(sub, Role(role), issued_at)

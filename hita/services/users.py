@@ -81,18 +81,18 @@ class UserService:
     async def create_user(self, actor: Actor, new: NewUser) -> JsonDict:
         rules.check_create(actor, new.role)
         password_hash = await self._passwords.hash(new.password)
-        repo = UsersRepository(self._db)
 
         async def insert() -> UserRecord:
-            return await repo.insert(
-                new_user_id(),
-                username=new.username,
-                email=new.email,
-                full_name=new.full_name,
-                password_hash=password_hash,
-                role=new.role,
-                is_active=new.is_active,
-            )
+            async with self._db.transaction() as conn:  # its id: see Database.transaction
+                return await UsersRepository(conn).insert(
+                    new_user_id(),
+                    username=new.username,
+                    email=new.email,
+                    full_name=new.full_name,
+                    password_hash=password_hash,
+                    role=new.role,
+                    is_active=new.is_active,
+                )
 
         for _ in range(ID_ATTEMPTS - 1):
             try:

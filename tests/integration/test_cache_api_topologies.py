@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from hita.cache import topology
 from hita.cache.connection import RedisClient
 from hita.config import Config
+from hita.constants import CACHE_TYPES
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
 from tests.conftest import RedisTarget, forbidden_calls
@@ -68,7 +69,7 @@ async def test_detailed_health_stats_and_clear_cover_every_primary(
     stats = await body_of(await world.client.get("/v1.0/cache/stats", headers=admin.headers))
     assert stats["key_counts"] == statistics["key_counts"]
 
-    ours = [k for k in await keys_of(raw, "*") if not k.startswith(b"other_app:")]
+    ours = [k for k in await keys_of(raw, "*") if k.split(b":")[0].decode() in CACHE_TYPES]
     cleared = await body_of(await world.client.post("/v1.0/cache/clear", headers=admin.headers))
     assert cleared["keys_deleted"] == len(ours)
     assert await keys_of(raw, "*") == [b"other_app:session:1"]

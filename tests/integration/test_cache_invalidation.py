@@ -359,7 +359,7 @@ async def test_no_secret_ever_reaches_redis(scene: Scene) -> None:
         assert raw is not None
         for secret in (
             b"argon2",
-            b"password",
+            b"password_hash",
             PASSWORD.encode(),
             scene.guest.token.encode(),
             scene.superadmin.token.encode(),

@@ -8,6 +8,7 @@ mechanism and shows the stale read coming back.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -26,12 +27,20 @@ from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
 from hita.domain.roles import Role
+from hita.domain.users import Principal
 from hita.embedded import EmbeddedRedis
-from hita.services.coherence import CacheCoherence
+from hita.errors import DatabaseUnavailable
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
 from tests.helpers import state_of
-from tests.integration.conftest import Account, World, body_of, deafen, silence_outbox
+from tests.integration.conftest import (
+    Account,
+    World,
+    body_of,
+    deafen,
+    silence_outbox,
+    until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -248,77 +257,124 @@ async def test_control_without_the_channel_a_sql_change_stays_hidden(
     assert await seen_by(b, admin, guest.id, "Renamed In psql") == float("inf")
 
 
-# -- the channel drops; the reader is blind, then catches up ----------------------
+# -- the reader's session: dropped, or hung ------------------------------------------
 
 
-async def drop_channel(world: World, database_url: str) -> None:
-    """Terminate the instance's LISTEN connection from the server side."""
+async def drop_session(world: World, database_url: str) -> None:
+    """Terminate the instance's reader session from the server side."""
+    session = world.app[COHERENCE].session
+    connections = session.connections
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-        )
+        await conn.execute("SELECT pg_terminate_backend($1)", session.pid)
     finally:
         await conn.close()
-    coherence = world.app[COHERENCE]
-    deadline = time.monotonic() + 5
-    while coherence.listener.listening:
-        assert time.monotonic() < deadline, "the instance never noticed"
-        await asyncio.sleep(0.01)
+    await until(lambda: session.connections > connections, "the instance never reconnected")
 
 
-async def test_a_dropped_channel_blinds_the_reader_until_the_backlog_is_read(
-    worlds: tuple[World, World], clean_database: str, clean_redis: str
-) -> None:
-    a, b = worlds
-    admin, guest = await cached_guest(a, b)
-    coherence = b.app[COHERENCE]
-    reconnects = coherence.listener.connections
-    await drop_channel(b, clean_database)
-    assert b.app[CACHE].pending.blind
-    # While B is deaf, a change made by hand (no Redis invalidation at all).
-    await rename_by_sql(clean_database, guest.id, "Changed While Deaf")
-    assert (await details(b, admin, guest.id))["full_name"] == "Changed While Deaf"
-    await asyncio.wait_for(coherence.ready.wait(), 10)
-    assert coherence.listener.connections == reconnects + 1
-    assert not b.app[CACHE].pending.blind
-    # ... and the cache holds and serves it again (once the sweep, too, has applied the row).
-    key = b.app[CACHE_KEYS].user_details(guest.id).redis_key
-    raw = Redis.from_url(clean_redis)
-    try:
-        deadline = time.monotonic() + 5
-        while b"Changed While Deaf" not in (await raw.get(key) or b""):
-            assert time.monotonic() < deadline, "the cache never served again"
-            assert (await details(b, admin, guest.id))["full_name"] == "Changed While Deaf"
-            await asyncio.sleep(0.05)
-    finally:
-        await raw.aclose()
-
-
-async def test_control_a_reader_that_ignores_the_drop_serves_the_old_name(
-    worlds: tuple[World, World], clean_database: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    a, b = worlds
-    admin, guest = await cached_guest(a, b)
-    monkeypatch.setattr(CacheCoherence, "_deaf", lambda self: None)
-    monkeypatch.setattr(b.app[COHERENCE].listener, "_on_deaf", lambda: None)
-    await drop_channel(b, clean_database)
-    await rename_by_sql(clean_database, guest.id, "Changed While Deaf")
-    assert (await details(b, admin, guest.id))["full_name"] == "Old Name"
-
-
-async def test_the_sweep_applies_and_prunes_the_outbox(
+async def test_a_dropped_session_takes_in_what_was_committed_meanwhile(
     worlds: tuple[World, World], clean_database: str
 ) -> None:
     a, b = worlds
     admin, guest = await cached_guest(a, b)
+    silence_outbox(a)  # only B's own session can tell B of the change
+    await drop_session(b, clean_database)
+    await rename_by_sql(clean_database, guest.id, "Changed While Away")
+    assert await seen_by(b, admin, guest.id, "Changed While Away") < SEEN_WITHIN_S
+
+
+async def test_control_a_reader_that_takes_nothing_in_keeps_the_old_name(
+    worlds: tuple[World, World], clean_database: str
+) -> None:
+    a, b = worlds
+    admin, guest = await cached_guest(a, b)
+    for world in (a, b):
+        silence_outbox(world)
+    await drop_session(b, clean_database)
+    await rename_by_sql(clean_database, guest.id, "Changed While Away")
+    assert await seen_by(b, admin, guest.id, "Changed While Away") == float("inf")
+
+
+async def hung_reader(a: World, b: World, monkeypatch: pytest.MonkeyPatch) -> tuple[str, float]:
+    """B's session backend stopped (SIGSTOP) and B's path to open another
+    one lost: B can neither renew nor take anything in. A's invalidation times
+    out, so A waits for B: what B shows right after A's answer, and how long
+    A's write took."""
+    admin, guest = await cached_guest(a, b)
+    time_out_invalidations(monkeypatch, a)
+
+    async def unreachable() -> None:
+        raise DatabaseUnavailable("path lost")
+
+    monkeypatch.setattr(b.app[COHERENCE].session, "connect", unreachable)
+    backend = b.app[COHERENCE].session.pid
+    assert backend is not None
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        await rename(a, admin, guest.id, "New Name")
+        took = time.monotonic() - started
+        shown = str((await details(b, admin, guest.id))["full_name"])
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    return shown, took
+
+
+async def test_a_hung_reader_is_waited_out_by_its_lease(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = worlds
+    shown, took = await hung_reader(a, b, monkeypatch)
+    assert shown == "New Name"
+    lease = a.config.cache.reader_lease_s
+    assert lease - 0.5 < took < lease + 0.5  # A waited for B's lease to run out
+
+
+async def test_control_a_reader_that_ignores_its_lease_serves_the_old_name(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = worlds
+    pending = b.app[CACHE].pending
+    monkeypatch.setattr(type(pending), "covers", lambda self, key: self.covers_specifically(key))
+    shown, _ = await hung_reader(a, b, monkeypatch)
+    assert shown == "Old Name"
+
+
+async def test_rows_are_acknowledged_once_applied_and_pruned_after_their_retention(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    a, b = await two_worlds(
+        aiohttp_client, clean_database, clean_redis, CACHE_OUTBOX_RETENTION_S="0"
+    )
+    admin, guest = await cached_guest(a, b)
     await rename(a, admin, guest.id, "New Name")
+    coherence = a.app[COHERENCE]
     deadline = time.monotonic() + 10
-    while await a.app[COHERENCE].outbox.count():
-        assert time.monotonic() < deadline, "the outbox was never swept"
+    while await coherence.outbox.count():
+        assert time.monotonic() < deadline, "the outbox was never pruned"
+        await coherence.sweep_once()
         await asyncio.sleep(0.05)
-    assert a.app[COHERENCE].swept + b.app[COHERENCE].swept >= 1
+    assert a.app[COHERENCE].stats.swept + b.app[COHERENCE].stats.swept == 0  # nothing left over
+    assert a.app[COHERENCE].stats.rows_acked + b.app[COHERENCE].stats.rows_acked >= 1
+
+
+async def test_the_sweep_applies_rows_nobody_acknowledged(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    a, b = await two_worlds(
+        aiohttp_client, clean_database, clean_redis, CACHE_READER_LEASE_MS="200"
+    )
+    for world in (a, b):
+        deafen(world)
+    await a.make_user()
+    coherence = a.app[COHERENCE]
+    assert (await coherence.outbox.waiting())[0] == 1
+    deadline = time.monotonic() + 10
+    while (await coherence.outbox.waiting())[0]:
+        assert time.monotonic() < deadline, "the sweep never applied the row"
+        await coherence.sweep_once()
+        await asyncio.sleep(0.05)
+    assert coherence.stats.swept == 1
 
 
 # -- Redis paused; the writer dies right after its commit -------------------------
@@ -353,6 +409,9 @@ async def killed_writer_during_pause(
         writer_killed_after_commit, database_url, guest.id, "Written Then Killed"
     )
     assert code == -signal.SIGKILL
+    # Nobody acknowledged this write: it reaches B through the outbox, within a
+    # renewal (at once when B is asked, as a waiting writer would ask).
+    assert await b.app[COHERENCE].confirm_delivery()
     seen = [str((await details(b, admin, guest.id))["full_name"])]  # Redis paused
     own_redis.process.resume()
     for _ in range(30):
@@ -385,3 +444,33 @@ async def test_control_without_the_outbox_the_old_entry_returns_after_the_pause(
         silence_outbox(world)
     seen = await killed_writer_during_pause(a, b, own_redis, clean_database)
     assert "Old Name" in seen
+
+
+# -- a password change ends the user's earlier tokens, on every instance -------------
+
+
+async def old_token_after_a_password_change(a: World, b: World) -> list[int]:
+    """What the guest's token made before the change gets, on A and on B."""
+    admin, guest = await cached_guest(a, b)
+    path = f"/v1.0/user/{guest.id}"
+    assert (await b.client.get(path, headers=guest.headers)).status == 200  # cached on B
+    response = await a.client.patch(
+        f"/v1.0/user/update/{guest.id}", json={"password": "a new secret"}, headers=admin.headers
+    )
+    assert response.status == 200
+    return [(await w.client.get(path, headers=guest.headers)).status for w in (a, b)]
+
+
+async def test_a_password_change_ends_earlier_tokens_on_every_instance(
+    worlds: tuple[World, World],
+) -> None:
+    a, b = worlds
+    assert await old_token_after_a_password_change(a, b) == [401, 401]
+
+
+async def test_control_without_the_check_the_old_token_still_works(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Principal, "revoked_by", lambda self, user: False)
+    a, b = worlds
+    assert await old_token_after_a_password_change(a, b) == [200, 200]

@@ -1,9 +1,13 @@
 """Login: an unknown username takes as long as a wrong password, and failed
-logins are throttled per username and per client address, in Redis shared by
-every instance, in process while Redis is away."""
+logins are throttled per username and per client address, counted in
+PostgreSQL before the password is checked: shared by every instance, atomic
+under parallel attempts, folded as the login lookup folds usernames, and the
+same whether Redis is up or not."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import statistics
 import time
 from typing import Any, Final
@@ -11,11 +15,13 @@ from typing import Any, Final
 import pytest
 from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
-from redis.asyncio import Redis
 
 from hita.app import create_app
+from hita.appkeys import DATABASE
+from hita.db.login_attempts import Counted, LoginAttempts
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
+from hita.services import login_throttle
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
 from tests.integration.conftest import PASSWORD, World, open_account
@@ -153,7 +159,7 @@ async def test_behind_a_trusted_proxy_the_last_forwarded_address_counts(
     assert (await login(world.client, guest.username, PASSWORD, **other_client)).status == 200
 
 
-async def test_instances_on_one_redis_share_the_counts(
+async def test_instances_share_the_counts_hashed_in_postgres(
     aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
 ) -> None:
     first = await throttled_world(
@@ -167,29 +173,104 @@ async def test_instances_on_one_redis_share_the_counts(
     assert (await login(second.client, guest.username, "guess")).status == 401
     await assert_throttled(await login(first.client, guest.username, PASSWORD), 300)
     await assert_throttled(await login(second.client, guest.username, PASSWORD), 300)
-    redis = Redis.from_url(clean_redis)
-    try:
-        keys = [k.decode() async for k in redis.scan_iter(match="*login_throttle*")]
-        assert len(keys) == 2  # one username, one address
-        assert guest.username not in " ".join(keys)  # hashed, never the name itself
-        ttls = [await redis.ttl(k) for k in keys]
-        assert all(0 < ttl <= 300 for ttl in ttls), ttls
-    finally:
-        await redis.aclose()
+    rows = await first.app[DATABASE].fetch(
+        "SELECT name, EXTRACT(EPOCH FROM window_ends - now()) AS left_s FROM login_attempts"
+    )
+    assert len(rows) == 2  # one username, one address
+    assert guest.username not in " ".join(row["name"] for row in rows)  # hashed
+    assert all(0 < row["left_s"] <= 300 for row in rows)
 
 
 @pytest.mark.slow
-async def test_without_redis_the_counts_are_kept_in_process(
+async def test_without_redis_the_counts_are_still_shared(
     aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
 ) -> None:
-    world = await throttled_world(
-        aiohttp_client, clean_database, own_redis.url, LOGIN_MAX_FAILURES_PER_USER="3"
-    )
-    guest = await open_account(world.app, world.tokens, Role.USER)
+    first, second = [
+        await throttled_world(
+            aiohttp_client, clean_database, own_redis.url, LOGIN_MAX_FAILURES_PER_USER="3"
+        )
+        for _ in range(2)
+    ]
+    guest = await open_account(first.app, first.tokens, Role.USER)
     own_redis.stop()
-    for _ in range(3):
+    for world in (first, second, first):
         assert (await login(world.client, guest.username, "guess")).status == 401
-    await assert_throttled(await login(world.client, guest.username, PASSWORD), 300)
-    # Back with an empty Redis: the counts kept in process still hold.
+    await assert_throttled(await login(second.client, guest.username, PASSWORD), 300)
     own_redis.start()
+    await assert_throttled(await login(first.client, guest.username, PASSWORD), 300)
+
+
+# -- parallel attempts, and spellings of one username --------------------------------
+
+
+async def parallel_wrong_passwords(world: World, username: str, attempts: int) -> list[int]:
+    async def attempt() -> int:
+        response = await login(world.client, username, "wrong guess")
+        await response.read()
+        return response.status
+
+    return list(await asyncio.gather(*(attempt() for _ in range(attempts))))
+
+
+async def test_parallel_wrong_passwords_get_at_most_the_limit_of_401s(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    world = await throttled_world(aiohttp_client, clean_database, clean_redis)
+    guest = await world.make_user()
+    statuses = await parallel_wrong_passwords(world, guest.username, 40)
+    assert statuses.count(401) == world.config.login_throttle.max_failures_per_user == 5
+    assert statuses.count(429) == 35
+
+
+async def test_control_counting_after_the_check_lets_parallel_guesses_through(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    clean_redis: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The defect back: each attempt reads the count, checks its password,
+    and only then counts, so parallel attempts all see a low count."""
+    real = LoginAttempts.count
+
+    async def count_after_a_pause(self: LoginAttempts, *args: Any) -> Any:
+        await asyncio.sleep(0.05)  # as long as a password check takes
+        return await real(self, *args)
+
+    monkeypatch.setattr(LoginAttempts, "count", count_after_a_pause)
+    monkeypatch.setattr(login_throttle, "LoginAttempts", _CountingLast)
+    world = await throttled_world(aiohttp_client, clean_database, clean_redis)
+    guest = await world.make_user()
+    statuses = await parallel_wrong_passwords(world, guest.username, 40)
+    assert statuses.count(401) > 5
+
+
+class _CountingLast(LoginAttempts):
+    """Reads the counts as they were before this attempt (the check), then counts."""
+
+    async def count(self, username: str, address: str, window_s: int) -> Counted:
+        before = await self._db.fetch(
+            "SELECT name, attempts FROM login_attempts WHERE name LIKE 'user:%'"
+        )
+        counted = await super().count(username, address, window_s)
+        seen = max((row["attempts"] for row in before), default=0)
+        return Counted(dataclasses.replace(counted.user, attempts=seen), counted.address)
+
+
+async def test_every_spelling_the_lookup_folds_together_shares_one_count(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    world = await throttled_world(
+        aiohttp_client, clean_database, clean_redis, LOGIN_MAX_FAILURES_PER_USER="3"
+    )
+    guest = await world.make_user(username="kiosk.idmin")
+    database = world.app[DATABASE]
+    spellings = ["KIOSK.IDMIN", "Kiosk.Idmin", "\u212aiosk.idmin", "kiosk.\u0130dmin"]
+    folded = [
+        s
+        for s in spellings
+        if await database.fetchval("SELECT lower($1) = lower($2)", s, guest.username)
+    ]
+    assert len(folded) >= 2  # ASCII case at least; the others as this server's locale folds
+    for spelling in (folded * 3)[:3]:
+        assert (await login(world.client, spelling, "guess")).status == 401
     await assert_throttled(await login(world.client, guest.username, PASSWORD), 300)

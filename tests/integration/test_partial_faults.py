@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
@@ -20,10 +21,11 @@ from hita.constants import USER_DETAILS
 from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
-from hita.errors import Overloaded
+from hita.errors import DatabaseUnavailable, Overloaded
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
 from tests.integration.conftest import Account, World, open_account, until
+from tests.integration.test_coherence import cached_guest, two_worlds
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +60,7 @@ async def warm(
     config = make_config(
         DATABASE_URL=private_postgres.url,
         REDIS_URL=clean_redis,
+        CACHE_SERVE_WHEN_DB_DOWN="true",
         DB_ACQUIRE_TIMEOUT_S="1",
         DB_CONNECT_TIMEOUT_S="1",
         DB_COMMAND_TIMEOUT_S="2",
@@ -175,7 +178,7 @@ async def test_control_an_invalidation_that_raises_turns_the_commit_into_a_plain
 ) -> None:
     """The defect back: the invalidation's error escaped the middleware."""
 
-    async def raising(app: Any, types: frozenset[str], user_id: str | None) -> None:
+    async def raising(app: Any, types: frozenset[str], user_id: str | None, xids: Any) -> None:
         if not await app[CACHE_KEYS].invalidate(types, user_id):
             await app[COHERENCE].confirm_delivery()
 
@@ -184,3 +187,64 @@ async def test_control_an_invalidation_that_raises_turns_the_commit_into_a_plain
         fast_world, own_redis, monkeypatch
     )
     assert (status, content_type, rows) == (500, "text/plain", 1)
+
+
+# -- one instance loses its own path to PostgreSQL ---------------------------------
+
+
+async def read_on_the_cut_off_instance(
+    a: World, b: World, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """B can no longer reach PostgreSQL (neither its session nor its pool),
+    while A still can. What B answers for an entry it holds in Redis, once its
+    lease has run out."""
+    admin, guest = await cached_guest(a, b)
+
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable("path lost")
+
+    session = b.app[COHERENCE].session
+    monkeypatch.setattr(session, "connect", unreachable)
+    monkeypatch.setattr(b.app[DATABASE], "fetchrow", unreachable)
+    monkeypatch.setattr(b.app[DATABASE], "fetch", unreachable)
+    await terminate_backend(database_url, session.pid)
+    await until(lambda: not b.app[CACHE].pending.trusted, "B's lease never ran out", 5)
+    response = await b.client.get(f"/v1.0/user/{guest.id}", headers=admin.headers)
+    return response.status
+
+
+async def terminate_backend(database_url: str, pid: int | None) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def serving_worlds(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> tuple[World, World]:
+    return await two_worlds(
+        aiohttp_client, clean_database, clean_redis, CACHE_SERVE_WHEN_DB_DOWN="true"
+    )
+
+
+async def test_an_instance_that_alone_lost_postgres_fails_closed(
+    serving_worlds: tuple[World, World], clean_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = serving_worlds
+    assert await read_on_the_cut_off_instance(a, b, clean_database, monkeypatch) == 503
+
+
+async def test_control_taking_its_own_outage_for_everyones_serves_from_redis(
+    serving_worlds: tuple[World, World], clean_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The defect back: B takes its own database error as 'down for everyone'."""
+    a, b = serving_worlds
+
+    async def nobody(member: str) -> bool:
+        return False
+
+    monkeypatch.setattr(b.app[CACHE], "others_reached_source", nobody)
+    assert await read_on_the_cut_off_instance(a, b, clean_database, monkeypatch) == 200

@@ -169,13 +169,16 @@ async def test_a_user_changes_its_own_name_email_and_password_only(world: World)
         "/v1.0/auth/login", json={"username": guest.username, "password": "brand new pw"}
     )
     assert login.status == 200
+    # the password change ended the token it was made with; the new login's works
+    assert (await world.client.get(f"/v1.0/user/{guest.id}", headers=guest.headers)).status == 401
+    headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
     for forbidden in ({"role": "admin"}, {"username": "new.name"}, {"is_active": False}):
-        response = await world.client.patch(path, json=forbidden, headers=guest.headers)
+        response = await world.client.patch(path, json=forbidden, headers=headers)
         assert response.status == 403
         assert (await body_of(response))["success"] is False
     # the same values as now are no change
     same = {"username": guest.username, "role": "user", "is_active": True, "full_name": "Me"}
-    assert (await world.client.patch(path, json=same, headers=guest.headers)).status == 200
+    assert (await world.client.patch(path, json=same, headers=headers)).status == 200
 
 
 async def test_admins_cannot_delete_deactivate_or_demote_themselves(world: World) -> None:

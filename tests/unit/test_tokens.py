@@ -24,7 +24,9 @@ def test_issued_tokens_carry_sub_role_iat_exp() -> None:
 
 
 def test_good_claims_name_the_caller() -> None:
-    assert principal_from_claims(GOOD) == Principal("5779356081", Role.ADMIN)
+    assert principal_from_claims(GOOD) == Principal(
+        "5779356081", Role.ADMIN, "1970-01-01T00:00:01.000000Z"
+    )
 
 
 @pytest.mark.parametrize(

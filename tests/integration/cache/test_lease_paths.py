@@ -13,19 +13,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
 from hita.embedded import EmbeddedRedis
 from tests.helpers import state_of
-from tests.integration.cache.test_behaviour import USER, Loader
+from tests.integration.cache.test_behaviour import KEYS, USER, Loader
 from tests.integration.cache.test_outages import real_cache
 
 VALUE = {"id": "5779356081", "full_name": "Ada Lovelace"}
 SETTLE_S = 15.0  # bound on waiting for a background release; leases here live 60 s
+PAGE = KEYS.namespaced("user_list", page=1)
 
 
 @pytest.fixture
@@ -158,3 +161,64 @@ async def test_a_fill_that_times_out_is_released_once_redis_answers(
     loader = Loader(VALUE)
     assert await cache.get_or_load(USER, loader, ttl=60) == VALUE
     assert cache.stats["user_details"].lease_waits == 0
+
+
+# -- a read whose answer is lost after Redis ran it --------------------------------
+
+
+def lose_the_reads_answer(cache: RedisCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The READ script runs and takes its lease, but its answer never comes
+    back: as when the client's timeout fires while Redis is busy."""
+    real = cache._read_scripted
+
+    async def run_then_time_out(key: Any, token: str) -> Any:
+        await real(key, token)
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(cache, "_read_scripted", run_then_time_out)
+
+
+@pytest.mark.parametrize("key", [USER, PAGE], ids=["plain", "namespaced"])
+async def test_a_lease_taken_by_a_read_whose_answer_was_lost_is_given_back(
+    cache: RedisCache, admin: Redis, monkeypatch: pytest.MonkeyPatch, key: Any
+) -> None:
+    lose_the_reads_answer(cache, monkeypatch)
+    assert await cache.get_or_load(key, Loader(VALUE), ttl=60) == VALUE  # from the loader
+    monkeypatch.undo()
+    assert await leases(admin) == []  # released, though it would live 60 s
+    started = time.monotonic()
+    assert await cache.get_or_load(key, Loader(VALUE), ttl=60) == VALUE
+    assert time.monotonic() - started < 0.5  # nobody waited for that lease
+    assert cache.stats[key.cache_type].lease_waits == 0
+
+
+async def test_control_without_the_release_the_lost_lease_makes_the_next_reader_wait(
+    cache: RedisCache, admin: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lose_the_reads_answer(cache, monkeypatch)
+
+    async def keep(key: Any, read: Any) -> None:
+        return None
+
+    monkeypatch.setattr(cache, "_release_later", keep)
+    assert await cache.get_or_load(USER, Loader(VALUE), ttl=60) == VALUE
+    monkeypatch.undo()
+    assert len(await leases(admin)) == 1
+    assert await cache.get_or_load(USER, Loader(VALUE), ttl=60) == VALUE
+    assert cache.stats["user_details"].lease_waits == 1
+
+
+async def stored_at(admin: Redis, key: bytes) -> bytes:
+    raw = await admin.get(key)
+    assert raw is None or isinstance(raw, bytes)
+    return raw or b""
+
+
+async def leases(admin: Redis) -> list[bytes]:
+    """Leases left in Redis once background releases had a moment to run."""
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        found = [k async for k in admin.scan_iter() if (await stored_at(admin, k)).startswith(b"l")]
+        if not found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)

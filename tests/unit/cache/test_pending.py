@@ -72,10 +72,12 @@ def test_applying_a_snapshot_keeps_what_was_added_again_since() -> None:
     assert not pending
 
 
-def test_a_blind_process_suspects_everything_but_knows_what_was_specific() -> None:
-    pending = PendingInvalidations(max_keys=10)
+def test_past_its_lease_a_process_suspects_everything_but_knows_what_was_specific() -> None:
+    now = [100.0]
+    pending = PendingInvalidations(max_keys=10, trusted_until=101.0, clock=lambda: now[0])
     add(pending, Invalidation(keys=(DETAILS[0],)))
-    pending.blind = True
+    assert suspects(pending, PAGE, DETAILS[0], DETAILS[1]) == [False, True, False]
+    now[0] = 101.0
     assert suspects(pending, PAGE, DETAILS[0], DETAILS[1]) == [True, True, True]
     assert [pending.covers_specifically(k) for k in (PAGE, DETAILS[0], DETAILS[1])] == [
         False,
@@ -178,11 +180,17 @@ class PendingMachine(RuleBasedStateMachine):
                 assert self.pending.covers(probe), (probe, self.outstanding)
 
     @invariant()
+    def settled_through_names_only_applied_additions(self) -> None:
+        settled = self.pending.settled_through()
+        assert all(ticket > settled for _, ticket in self.outstanding)
+
+    @invariant()
     def a_fresh_snapshot_applied_clears_everything(self) -> None:
         copy = deepcopy(self.pending)
         snapshot = copy.snapshot()
         copy.applied(snapshot.invalidation, snapshot.ticket)
         assert not copy
+        assert copy.settled_through() == copy.epoch
 
 
 TestPendingInterleavings = PendingMachine.TestCase

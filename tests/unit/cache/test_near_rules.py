@@ -1,0 +1,91 @@
+"""When L1 may keep and serve an entry: never one read while tracking was
+down, never one past its TTL. A cache over fakeredis with a stand-in for
+tracking whose state the test sets."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import fakeredis
+import pytest
+
+from hita.cache import readthrough
+from hita.cache.client import RedisCache
+from hita.cache.codec import MISS, encode
+from hita.cache.keys import KeyBuilder
+from hita.cache.near import NearCache
+from tests.conftest import make_config
+
+KEY = KeyBuilder().key("user_details", "5779356081")
+
+
+class FakeTracking:
+    """Tracking as the cache sees it: up or down; nothing arrives."""
+
+    def __init__(self) -> None:
+        self.active = True
+
+    def drain(self) -> bool:
+        return self.active
+
+
+def cache_with_l1() -> tuple[RedisCache, NearCache, FakeTracking]:
+    config = dataclasses.replace(make_config().cache, l1_enabled=True)
+    cache = RedisCache(fakeredis.FakeAsyncRedis(), config, KeyBuilder())
+    near, tracking = NearCache(100, 1 << 20), FakeTracking()
+    cache.attach_near(near, tracking)  # type: ignore[arg-type]
+    return cache, near, tracking
+
+
+async def read_across_a_reconnect(monkeypatch: pytest.MonkeyPatch) -> NearCache:
+    """A read sent while tracking is down, answered once it is back."""
+    cache, near, tracking = cache_with_l1()
+    await cache.set(KEY, {"full_name": "Old Name"}, ttl=60)
+    real = cache._read_plain
+    answered = asyncio.Event()
+
+    async def slow_read(key: Any) -> Any:
+        read = await real(key)
+        await answered.wait()
+        return read
+
+    monkeypatch.setattr(cache, "_read_plain", slow_read)
+    tracking.active = False  # lost: an invalidation sent now reaches no subscriber
+    reading = asyncio.create_task(cache.get(KEY))
+    await asyncio.sleep(0)
+    tracking.active = True  # reconnected before the answer arrives
+    answered.set()
+    assert await reading == {"full_name": "Old Name"}
+    await cache.aclose()
+    return near
+
+
+async def test_a_read_sent_while_tracking_was_down_is_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    near = await read_across_a_reconnect(monkeypatch)
+    assert KEY.redis_key not in near
+
+
+async def test_control_a_fence_taken_while_tracking_was_down_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fence_regardless(self: RedisCache) -> int | None:
+        return None if self.near is None else self.near.seq
+
+    monkeypatch.setattr(readthrough.ReadThrough, "_near_fence", fence_regardless)
+    near = await read_across_a_reconnect(monkeypatch)
+    assert KEY.redis_key in near
+
+
+async def test_an_entry_past_its_ttl_is_not_served_from_l1() -> None:
+    cache, near, _ = cache_with_l1()
+    near.put(KEY.redis_key, encode({"full_name": "Expired"}, ttl_ms=-1), near.seq)
+    near.put("user_details:fresh", encode({"full_name": "Fresh"}, ttl_ms=60_000), near.seq)
+    assert cache._near_hit(KEY) is MISS
+    assert KEY.redis_key not in near
+    fresh = KeyBuilder().key("user_details", "fresh")
+    assert cache._near_hit(fresh) == {"full_name": "Fresh"}
+    await cache.aclose()
