@@ -307,6 +307,12 @@ class Config:
     def is_production(self) -> bool:
         return self.env == "production"
 
+    def needs_embedded(self, *, database: bool = True, redis: bool = True) -> bool:
+        """Whether an embedded server must be started: PostgreSQL without a
+        DATABASE_URL, a standalone Redis without a URL (cluster and sentinel
+        name their own servers)."""
+        return (database and self.database.url is None) or (redis and self.redis.needs_embedded)
+
 
 class _Values:
     """Resolved raw values with typed, validating accessors."""

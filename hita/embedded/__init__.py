@@ -31,8 +31,7 @@ def embedded_dependencies(
     process owns and will stop (see ``hita.embedded.owner``)."""
     with ExitStack() as stack:
         root = config.data_dir.resolve()
-        needed = (database and config.database.url is None) or (redis and config.redis.url is None)
-        if needed:
+        if config.needs_embedded(database=database, redis=redis):
             ownership = Ownership(root)
             if ownership.claim():
                 stack.callback(ownership.release)  # registered first: released last
@@ -40,14 +39,14 @@ def embedded_dependencies(
                 raise ownership.refuse()
             else:
                 log.info("using the embedded servers of %s", ownership.owner())
-        if database and config.database.url is None:
+        if config.needs_embedded(database=database, redis=False):
             postgres = EmbeddedPostgres(root / "postgres")
             stack.callback(postgres.stop)
             postgres.start()
             config = dataclasses.replace(
                 config, database=dataclasses.replace(config.database, url=postgres.url)
             )
-        if redis and config.redis.needs_embedded:
+        if config.needs_embedded(database=False, redis=redis):
             server = EmbeddedRedis(root / "redis")
             stack.callback(server.stop)
             server.start()
