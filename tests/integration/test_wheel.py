@@ -49,13 +49,18 @@ def run(argv: list[str | Path], cwd: Path, timeout: float = 300) -> str:
 
 def test_the_wheel_installs_and_serves_outside_the_checkout(outside: Path) -> None:
     pip = [sys.executable, "-m", "pip"]
-    # The dev extra brings setuptools, so the build needs no isolated environment;
-    # the venv gets no pip of its own: this one installs into it (--python).
-    run(
-        [*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", "dist", PROJECT_ROOT],
-        outside,
+    # Built from a copy of what the package is made of, so that no stale build/
+    # of the checkout slips in; the dev extra brings setuptools, so the build
+    # needs no isolated environment.
+    source = outside / "source"
+    shutil.copytree(
+        PROJECT_ROOT / "hita", source / "hita", ignore=shutil.ignore_patterns("__pycache__")
     )
+    for name in ("pyproject.toml", "README.md", "setup.cfg"):
+        shutil.copy(PROJECT_ROOT / name, source / name)
+    run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", "dist", source], outside)
     [wheel] = (outside / "dist").glob("hita-*.whl")
+    # The venv gets no pip of its own: this one installs into it (--python).
     run([sys.executable, "-m", "venv", "--without-pip", "venv"], outside)
     python = outside / "venv" / "bin" / "python"
     run([*pip, "--python", python, "install", "-q", f"{wheel}[embedded]"], outside)
