@@ -29,10 +29,10 @@ install: $(STAMP) ## create .venv and install HITA with its dev and embedded ext
 run: $(STAMP) ## start the service (embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set)
 	$(BIN)/hita serve
 
-test: $(STAMP) ## run the whole test suite
+test: lint ## lint, then the whole test suite (what CI runs)
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(BENCH_STAMP) ## ruff and mypy --strict (scripts import the bench extra's peers)
 	$(BIN)/ruff check hita tests scripts
 	$(BIN)/ruff format --check hita tests scripts
 	$(BIN)/mypy
@@ -53,9 +53,9 @@ bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashews, aiocache (~3 min)
 	$(BIN)/python scripts/bench_cache.py
 
-bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (~15 min; needs wrk)
+bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (needs wrk)
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
-	$(BIN)/python scripts/bench_http.py
+	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3
 
 chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 15 minutes, every read checked; writes docs/chaos.md
 	$(BIN)/python scripts/chaos.py --minutes 15 --faults-each 7 --clients 16 --report docs/chaos.md
@@ -67,7 +67,7 @@ overload: $(STAMP) ## admission control: 1,000 connections with Redis down (need
 	$(BIN)/python scripts/bench_overload.py
 
 soak: $(STAMP) ## MINUTES (default 30) of mixed load with Redis faults, into docs/soak.md
-	$(BIN)/python scripts/soak.py --minutes $(MINUTES)
+	$(BIN)/python scripts/soak.py --minutes $(MINUTES) --rate 30
 
 coverage: $(STAMP) ## the test suite with a coverage report
 	$(BIN)/pytest --cov --cov-report=term

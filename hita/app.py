@@ -38,7 +38,7 @@ from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
 from hita.cache.tracking import Tracking
-from hita.config import Config, ConfigError, redacted_url
+from hita.config import Config, ConfigError, redact
 from hita.constants import CACHE_TYPES, COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.gate import PoolGate
@@ -85,7 +85,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         cache = await _open_cache(config, stack)
         app[CACHE] = cache
         # One clear line at start when Redis cannot be used (NOAUTH, WRONGPASS, TLS...).
-        where = redacted_url(config.redis.url or "")
+        where = redact(config.redis.url or "")
         await cache.ping(what=f"Redis at {where} cannot be used; serving from PostgreSQL")
 
         cache_keys = CacheKeys(cache)

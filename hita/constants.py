@@ -103,4 +103,3 @@ L1_MAX_BYTES: Final = 32 * 1024 * 1024  # 32 MiB of stored entries, at most
 LOGIN_MAX_FAILURES_PER_USER: Final = 5  # per username and window
 LOGIN_MAX_FAILURES_PER_ADDRESS: Final = 50  # per client address and window (NAT: generous)
 LOGIN_THROTTLE_WINDOW_S: Final = 300  # 5 minutes
-LOGIN_THROTTLE_LOCAL_MAX_KEYS: Final = 10_000  # in-process counters while Redis is away

@@ -202,7 +202,7 @@ def section(
         " default bounds (`HTTP_MAX_IN_FLIGHT`, `DB_POOL_MAX_SIZE`, `DB_QUEUE_MAX`,"
         " `DB_QUEUE_TIMEOUT_MS`, `OVERLOAD_PACE_MS`). wrk ignores `Retry-After` and sends"
         " its next request at once: the service reads it `OVERLOAD_PACE_MS` (500 ms) later,"
-        " which is most of the median below. Before admission control (issue 14): 618"
+        " which is most of the median below. Without admission control (the commit before it): 618"
         ' answers "database unavailable: TimeoutError" after 3 s waits for a pool'
         " connection while PostgreSQL had 0 to 1 active queries, p99 3.8 s.",
         "",

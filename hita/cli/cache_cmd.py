@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager, closing
 from typing import Any
 
 from hita.cli.cache_access import open_cache
+from hita.cli.servers import servers
 from hita.config import Config
 from hita.db.database import open_database
 from hita.domain.ids import is_user_id
-from hita.embedded import embedded_dependencies
 from hita.services.cache_admin import CacheAdmin
 from hita.services.cached_users import CachedUserService
 from hita.services.passwords import Passwords
@@ -90,6 +90,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.action == "clear-user" and not is_user_id(user_id):
         print("hita: the user id must be a 10-digit number", file=sys.stderr)
         return 2
-    with embedded_dependencies(config, database=args.action == "warm") as resolved:
+    with servers(config, database=args.action == "warm") as resolved:
         print(asyncio.run(_run(args.action, user_id, resolved)))
     return 0

@@ -1,18 +1,17 @@
 """``hita config``: the effective settings, where each comes from, and the
-servers they lead to; secrets and passwords masked."""
+servers they lead to; secrets and passwords masked. ``--markdown`` prints the
+documentation's table instead (docs/configuration.md; README's with
+``--differing``)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
-from hita.config import Config, Resolved, resolve, settings_markdown
+from hita.config import Config, Kind, Resolved, redact, resolve, settings_markdown
 from hita.devsecret import secret_path
 
-SECRETS: Final = frozenset({"JWT_SECRET", "REDIS_PASSWORD"})
-URLS: Final = frozenset({"DATABASE_URL", "REDIS_URL"})
 MAX_VALUE_CHARS: Final = 48
 
 
@@ -21,29 +20,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--markdown",
         action="store_true",
-        help="print README's table of environment variables instead",
+        help="print the table of settings of docs/configuration.md instead",
+    )
+    parser.add_argument(
+        "--differing",
+        action="store_true",
+        help="with --markdown: only the settings whose development and production values differ",
     )
     parser.set_defaults(run=run)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def shown(row: Resolved) -> str:
     value = row.value
     if value in (None, ""):
         return "(unset)"
-    if row.setting.name in SECRETS:
+    if row.setting.secret:
         return "(set, hidden)"
-    if row.setting.name in URLS:
-        value = mask_url(value)
+    if row.setting.kind is Kind.URL:
+        value = redact(value)
     if len(value) > MAX_VALUE_CHARS:
         value = value[: MAX_VALUE_CHARS - 3] + "..."
     return value
@@ -52,15 +46,17 @@ def shown(row: Resolved) -> str:
 def servers(config: Config) -> list[str]:
     root = config.data_dir.resolve()
     database = (
-        mask_url(config.database.url)
+        redact(config.database.url)
         if config.database.url
         else f"embedded PostgreSQL, data in {root / 'postgres'}"
     )
-    redis = (
-        mask_url(config.redis.url)
-        if config.redis.url
-        else f"embedded Redis, socket under {root / 'redis'}"
-    )
+    if config.redis.url:
+        redis = redact(config.redis.url)
+    elif config.redis.nodes:
+        nodes = ",".join(f"{host}:{port}" for host, port in config.redis.nodes)
+        redis = f"{config.redis.mode} {nodes}"
+    else:
+        redis = f"embedded Redis, socket under {root / 'redis'}"
     secret = (
         "JWT_SECRET"
         if config.auth.jwt_secret
@@ -87,5 +83,8 @@ def table(environ: Mapping[str, str], config: Config) -> str:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    print(settings_markdown() if args.markdown else table(args.environ, config))
+    if args.markdown:
+        print(settings_markdown(differing_only=args.differing))
+    else:
+        print(table(args.environ, config))
     return 0

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import dataclasses
 
+from hita.cli.servers import servers
 from hita.config import Config
 from hita.db.database import open_database
 from hita.db.migrate import apply_migrations
-from hita.embedded import embedded_dependencies
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +25,7 @@ async def _migrate(config: Config) -> list[str]:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    with embedded_dependencies(config, redis=False) as resolved:
+    with servers(config, redis=False) as resolved:
         applied = asyncio.run(_migrate(resolved))
     print("\n".join(f"applied {name}" for name in applied) or "database is up to date")
     return 0

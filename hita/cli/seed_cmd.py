@@ -19,9 +19,9 @@ from typing import Final
 from tqdm import tqdm
 
 from hita.cli.cache_access import invalidate_user_caches
+from hita.cli.servers import servers
 from hita.config import Config
 from hita.db.database import Database, open_database
-from hita.embedded import embedded_dependencies
 from hita.services import seeding
 from hita.services.passwords import Passwords
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print("hita: --users must be 0 or more", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    with embedded_dependencies(config) as resolved:
+    with servers(config) as resolved:
         result = asyncio.run(_seed_cli(resolved, args.users))
     elapsed = time.perf_counter() - started
     print(

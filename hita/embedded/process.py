@@ -7,7 +7,6 @@ without cleaning up (PR_SET_PDEATHSIG), so no server outlives its owner.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pwd
@@ -20,16 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Final
 
+from hita.runtime import die_with_parent
+
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG: Final = 1
 STOP_TIMEOUT_S: Final = 15.0
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to send this process SIGTERM when its parent dies (Linux)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 _die_with_parent = die_with_parent  # runs in a server child between fork and exec

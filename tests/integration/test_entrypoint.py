@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from hita.embedded.owner import Ownership
 from tests.conftest import TEST_ROOT
 from tests.integration.test_health import closed_port
 
@@ -221,3 +222,37 @@ def test_a_second_serve_in_one_folder_refuses_and_the_first_keeps_its_servers(
             first.kill()
             first.wait()
     assert processes_using(data_dir) == []
+
+
+def test_a_serve_that_starts_no_embedded_server_ignores_the_folders_owner(
+    data_dir: Path, database_url: str
+) -> None:
+    """A second serve from the same folder with DATABASE_URL set and Redis through
+    sentinels starts no embedded server, so the folder's owner does not refuse it
+    (here no sentinel answers: it serves from PostgreSQL, degraded)."""
+    owner = Ownership(data_dir)  # the first serve's lock, as another process holds it
+    assert owner.claim()
+    port = closed_port()
+    env = service_env(
+        data_dir,
+        port,
+        DATABASE_URL=database_url,
+        REDIS_MODE="sentinel",
+        REDIS_SENTINELS=f"127.0.0.1:{closed_port()}",
+    )
+    with (data_dir / "second.log").open("wb") as log:
+        second = subprocess.Popen(
+            [sys.executable, "-m", "hita", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        health = wait_healthy(second, port)
+        assert (health["status"], health["database"]) == ("degraded", {"status": "ok"})
+        second.send_signal(signal.SIGINT)
+        assert second.wait(timeout=30) == 0
+    finally:
+        owner.release()
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+    assert "belong to another HITA process" not in (data_dir / "second.log").read_text()
+    assert not (data_dir / "postgres").exists()

@@ -7,6 +7,7 @@ import pytest
 
 from hita.config import (
     PROJECT_ROOT,
+    SETTINGS,
     AuthConfig,
     BreakerConfig,
     CacheConfig,
@@ -20,6 +21,7 @@ from hita.config import (
     RefreshConfig,
     load_config,
     settings_markdown,
+    unknown_variables,
 )
 
 SECRET = "s" * 40
@@ -106,7 +108,6 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             max_failures_per_user=5,
             max_failures_per_address=50,
             window_s=300,
-            local_max_keys=10_000,
             trust_forwarded_for=False,
         ),
     )
@@ -244,9 +245,84 @@ def test_refresh_interval_defaults_to_80_percent_of_the_shortest_stats_ttl() -> 
     assert explicit.refresh.interval_s == 2.5
 
 
-def test_readme_documents_every_setting() -> None:
+def test_the_configuration_reference_documents_every_setting() -> None:
+    reference = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    assert settings_markdown() in reference
     readme = (PROJECT_ROOT / "README.md").read_text()
-    assert settings_markdown() in readme
+    assert settings_markdown(differing_only=True) in readme
+    assert "(docs/configuration.md)" in readme
+
+
+def test_every_setting_is_declared_once() -> None:
+    names = [s.name for s in SETTINGS]
+    assert len(names) == len(set(names)) > 60
+
+
+def test_with_an_empty_profile_the_config_is_the_declared_defaults(tmp_path: Path) -> None:
+    (tmp_path / "development.toml").write_text("# nothing\n")
+    assert load_config({"HITA_CONFIG_DIR": str(tmp_path)}) == Config()
+
+
+def test_the_profiles_are_read_from_the_package_not_the_checkout() -> None:
+    # The checkout's config/ is a link to them, for readers; nothing reads through it.
+    assert (PROJECT_ROOT / "config").resolve() == (PROJECT_ROOT / "hita/config/profiles")
+    assert load_config({"HITA_ENV": "test"}).refresh.enabled is False
+
+
+def test_a_profile_may_not_choose_the_profile(tmp_path: Path) -> None:
+    (tmp_path / "development.toml").write_text('HITA_ENV = "production"\n')
+    with pytest.raises(ConfigError, match="sets HITA_ENV: only the environment may"):
+        load_config({"HITA_CONFIG_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"LOG_LEVEL": "info"}, ("INFO", "text", "standalone")),
+        ({"LOG_LEVEL": "Debug", "LOG_FORMAT": "JSON"}, ("DEBUG", "json", "standalone")),
+        (
+            {"REDIS_MODE": "Sentinel", "REDIS_SENTINELS": "s:26379"},
+            ("INFO", "text", "sentinel"),
+        ),
+    ],
+)
+def test_choices_are_case_insensitive(
+    environ: dict[str, str], expected: tuple[str, str, str]
+) -> None:
+    config = load_config(environ)
+    assert (config.log_level, config.log_format, config.redis.mode) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "warnings"),
+    [
+        (
+            {"REDIS_URLL": "redis://x"},
+            ["REDIS_URLL is not a HITA setting; did you mean REDIS_URL?"],
+        ),
+        ({"LOGLEVEL": "info"}, ["LOGLEVEL is not a HITA setting; did you mean LOG_LEVEL?"]),
+        (
+            {"HITA_DATADIR": "/x"},
+            ["HITA_DATADIR is not a HITA setting; did you mean HITA_DATA_DIR?"],
+        ),
+        ({"HITA_PROFILE": "x"}, ["HITA_PROFILE is not a HITA setting (hita config lists them)"]),
+        (
+            {
+                "HOME": "/root",
+                "HOSTNAME": "box",
+                "PATH": "/bin",
+                "TEST_DATABASE_URL": "postgresql://h/d",
+                "REDIS_URL": "redis://h",
+                "PYTHONPATH": ".",
+            },
+            [],
+        ),
+    ],
+)
+def test_a_variable_that_looks_like_a_setting_is_named(
+    environ: dict[str, str], warnings: list[str]
+) -> None:
+    assert unknown_variables(environ) == warnings
 
 
 def test_config_is_frozen() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hita.cli.config_cmd import mask_url, table
-from hita.config import SETTINGS, load_config
+from hita.cli.config_cmd import table
+from hita.config import SETTINGS, load_config, redact
 
 
 def config_lines(environ: dict[str, str]) -> list[str]:
@@ -70,7 +70,18 @@ def test_without_jwt_secret_it_names_the_generated_one(tmp_path: Path) -> None:
         ("redis://:p%40ss@h:6379/0", "redis://:***@h:6379/0"),
         ("postgresql://u@/d?host=/run", "postgresql://u@/d?host=/run"),
         ("unix:///tmp/r.sock?db=0", "unix:///tmp/r.sock?db=0"),
+        ("redis://app:pw@h:6379/0", "redis://app:***@h:6379/0"),
+        (
+            "postgresql://u@h/d?password=pw&sslmode=require",
+            "postgresql://u@h/d?password=***&sslmode=require",
+        ),
+        ("postgresql://u:a@h/d?sslpassword=k", "postgresql://u:***@h/d?sslpassword=***"),
     ],
 )
-def test_mask_url(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
+def test_one_redaction_for_urls_and_dsns(url: str, masked: str) -> None:
+    assert redact(url) == masked
+
+
+def test_cluster_and_sentinel_name_their_nodes_not_an_embedded_redis() -> None:
+    lines = config_lines({"REDIS_MODE": "cluster", "REDIS_CLUSTER_NODES": "10.0.0.1:7000"})
+    assert "redis:       cluster 10.0.0.1:7000" in lines
