@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -86,7 +87,9 @@ class CacheCoherence:
         """For a write whose invalidation Redis did not acknowledge: wait until
         every instance has been handed its change (bounded)."""
         timeout = self._cache.config.outbox_barrier_s
+        started = time.monotonic()
         delivered = await self.listener.barrier(self._database, timeout)
+        self._cache.stats.waited(delivered, time.monotonic() - started)
         if not delivered:
             log.error(
                 "a write's invalidation reached neither Redis nor the notification channel"
