@@ -147,9 +147,14 @@ async def notifications_settled(world: World) -> None:
     been applied, and been swept from the outbox (a sweep applies each change
     once more, a moment later). Otherwise a write's invalidation may come round
     again after the next read."""
-    coherence = world.app[COHERENCE]
+    await app_settled(world.app)
+
+
+async def app_settled(app: web.Application) -> None:
+    """``notifications_settled`` for an app without a test client (a live server)."""
+    coherence = app[COHERENCE]
     assert await coherence.confirm_delivery(), "the notification channel is down"
-    cache = world.app[CACHE]
+    cache = app[CACHE]
     await until(lambda: not cache.pending, "the notified invalidations were never applied")
     deadline = time.monotonic() + 10
     while await coherence.outbox.count():  # rows another sweep holds are skipped: retry

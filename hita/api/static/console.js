@@ -304,9 +304,12 @@ function svg(name, attributes) {
   return element;
 }
 
+// The x axis spans the samples kept: from the first (at most WINDOW_MS ago) to now.
 function plot(element, legend, store, now) {
   const { width, height, left, right, top, bottom } = PLOT;
-  const x = (t) => left + ((t - (now - WINDOW_MS)) / WINDOW_MS) * (width - left - right);
+  const first = Math.min(now - 10000, ...[...store.values()].flat().map((p) => p.t));
+  const span = now - Math.max(first, now - WINDOW_MS);
+  const x = (t) => left + ((t - (now - span)) / span) * (width - left - right);
   const y = (v) => top + (1 - v) * (height - top - bottom);
   const children = [];
   for (const v of [0, 0.5, 1]) {
@@ -315,10 +318,11 @@ function plot(element, legend, store, now) {
     label.textContent = v * 100 + "%";
     children.push(label);
   }
-  const caption = svg("text", { x: width - right - 60, y: height - 4 });
+  const caption = svg("text", { x: width - right - 20, y: height - 4 });
   caption.textContent = "now";
   const start = svg("text", { x: left, y: height - 4 });
-  start.textContent = "−5 min";
+  start.textContent = span >= 90000 ? "−" + Math.round(span / 60000) + " min"
+    : "−" + Math.round(span / 1000) + " s";
   children.push(caption, start);
   const items = [];
   let most = 0;
