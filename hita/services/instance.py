@@ -60,10 +60,13 @@ class InstanceView:
         self._lag_read_at = -math.inf
 
     async def read_outbox_lag(self) -> OutboxLag | None:
-        """The outbox lag, read again when the last read is over a second old;
-        when PostgreSQL cannot answer in time, the last one read (or None)."""
+        """The outbox lag, read again when the last read is over a second old
+        and a pooled connection is free (it never queues for one, nor counts
+        as an overload refusal); otherwise, or when PostgreSQL cannot answer in
+        time, the last one read (or None)."""
         now = time.monotonic()
-        if now - self._lag_read_at >= OUTBOX_LAG_MAX_AGE_S:
+        gate = self._database.gate
+        if now - self._lag_read_at >= OUTBOX_LAG_MAX_AGE_S and (gate is None or gate.free):
             self._lag_read_at = now
             try:
                 async with asyncio.timeout(OUTBOX_LAG_TIMEOUT_S):
