@@ -22,6 +22,7 @@ PAGE: Final = "console.html"
 # The files the page loads, by name, with their content type.
 ASSETS: Final = {
     "console.js": "text/javascript",
+    "plot.js": "text/javascript",
     "console.css": "text/css",
     "icon.svg": "image/svg+xml",
 }
