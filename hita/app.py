@@ -25,6 +25,7 @@ from hita.appkeys import (
     COHERENCE,
     CONFIG,
     DATABASE,
+    INSTANCE,
     METRICS,
     OPENAPI,
     PERMISSION_SERVICE,
@@ -50,6 +51,7 @@ from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
 from hita.services.cached_users import CachedUserService
 from hita.services.coherence import CacheCoherence
+from hita.services.instance import InstanceView
 from hita.services.login_throttle import LoginThrottle
 from hita.services.passwords import Passwords
 from hita.services.permissions import PermissionService
@@ -116,6 +118,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         app[REFRESHER] = refresher
         app[METRICS].watch_refresher(refresher)
+        view = InstanceView(
+            cache,
+            app[COHERENCE],
+            refresher,
+            database,
+            redis_mode=config.redis.mode,
+            http=app[METRICS].http_summary,
+        )
+        app[INSTANCE] = view
+        app[METRICS].watch_coherence(app[COHERENCE], cache, lambda: view.outbox_lag)
         if config.refresh.enabled:
             await stack.enter_async_context(running(refresher.run_forever(), "stats-refresh"))
         log.info("resources ready")

@@ -13,6 +13,7 @@ from hita.services.auth import AuthService
 from hita.services.cache_admin import CacheAdmin
 from hita.services.cache_keys import CacheKeys
 from hita.services.coherence import CacheCoherence
+from hita.services.instance import InstanceView
 from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
 from hita.services.refresh import StatsRefresher
@@ -33,6 +34,8 @@ AUTH_SERVICE: Final = web.AppKey("auth_service", AuthService)
 WARMUP: Final = web.AppKey("warmup", CacheWarmupService)
 CACHE_ADMIN: Final = web.AppKey("cache_admin", CacheAdmin)
 REFRESHER: Final = web.AppKey("refresher", StatsRefresher)
+# What this instance sees of its cache now (the `instance` of /cache/stats, the console's data).
+INSTANCE: Final = web.AppKey("instance", InstanceView)
 # The OpenAPI document, built from the router once per app.
 OPENAPI: Final = web.AppKey("openapi", bytes)
 

@@ -3,7 +3,8 @@ one), so several applications in one process never collide.
 
 HTTP requests and latency are labelled by route template (``/v1.0/user/{user_id}``),
 never by raw path, so clients cannot grow the label set. Cache and refresh
-figures are read from the in-process counters at scrape time.
+figures are read from the in-process counters at scrape time
+(``hita.cache_metrics``). docs/observability.md lists every metric.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
+from hita.cache_metrics import CacheCollector, CoherenceCollector, NearCollector, RouteReads
 from hita.db.gate import PoolGate
+from hita.db.outbox_lag import OutboxLag
+from hita.domain.typedefs import JsonDict
+from hita.services.coherence import CacheCoherence
 from hita.services.refresh import StatsRefresher
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -29,51 +33,6 @@ LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 METHOD_LABELS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
 )
-_COUNTERS: Final = ("hits", "misses", "errors", "sets", "lease_waits", "early_refreshes")
-
-
-class CacheCollector(Collector):
-    def __init__(self, cache: RedisCache) -> None:
-        self._cache = cache
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self._cache.stats
-        for name in _COUNTERS:
-            family = CounterMetricFamily(
-                f"hita_cache_{name}", f"Cache {name} per cache type", labels=["type"]
-            )
-            for cache_type, counters in sorted(stats.types.items()):
-                family.add_metric([cache_type], getattr(counters, name))
-            yield family
-        invalidations = CounterMetricFamily(
-            "hita_cache_invalidations",
-            "Cache invalidations requested, per type and cause",
-            labels=["type", "cause"],
-        )
-        for (cache_type, cause), count in sorted(stats.invalidation_causes.items()):
-            invalidations.add_metric([cache_type, cause], count)
-        yield invalidations
-        state = GaugeMetricFamily(
-            "hita_cache_breaker_state",
-            "1 for the circuit breaker's current state",
-            labels=["state"],
-        )
-        for candidate in BreakerState:
-            state.add_metric(
-                [candidate.value], 1.0 if self._cache.breaker.state is candidate else 0.0
-            )
-        yield state
-        transitions = CounterMetricFamily(
-            "hita_cache_breaker_transitions", "Circuit breaker transitions", labels=["transition"]
-        )
-        for transition, count in sorted(stats.breaker_transitions.items()):
-            transitions.add_metric([transition], count)
-        yield transitions
-        yield GaugeMetricFamily(
-            "hita_cache_pending_invalidations",
-            "Invalidations waiting for Redis to answer",
-            value=len(self._cache.pending),
-        )
 
 
 class RefreshCollector(Collector):
@@ -138,6 +97,9 @@ class LoadCollector(Collector):
             )
             yield GaugeMetricFamily(
                 "hita_db_connections_in_use", "PostgreSQL connections held", value=gate.in_use
+            )
+            yield GaugeMetricFamily(
+                "hita_db_pool_slots", "PostgreSQL connections the pool may hold", value=gate.slots
             )
             yield CounterMetricFamily(
                 "hita_db_queue_waits",
@@ -207,6 +169,27 @@ class RequestCollector(Collector):
         latency.sum += seconds
         latency.buckets[bisect_left(self._bounds, seconds)] += 1.0
 
+    def summary(self) -> JsonDict:
+        """Every request so far: the count, the 5xx among them, and the latency
+        histogram over all routes (``latency_counts`` cumulative, one more than
+        ``latency_buckets_s``: the last counts every request)."""
+        requests = sum(c.value for c in self._counts.values())
+        errors = sum(c.value for (_, _, s), c in self._counts.items() if s.startswith("5"))
+        merged = [0.0] * len(self._bounds)
+        for series in self._latencies.values():
+            for i, observed in enumerate(series.buckets):
+                merged[i] += observed
+        cumulative, running = [], 0.0
+        for observed in merged:
+            running += observed
+            cumulative.append(int(running))
+        return {
+            "requests": int(requests),
+            "server_errors": int(errors),
+            "latency_buckets_s": list(self._bounds[:-1]),
+            "latency_counts": cumulative,
+        }
+
     def describe(self) -> Iterator[Metric]:
         yield Metric(
             self.REQUESTS, "HTTP requests, per method, route template and status", "counter"
@@ -246,13 +229,10 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
-        self.invalidation_failures = Counter(
-            "hita_cache_invalidation_failures",
-            "Committed changes whose request-path invalidation raised (left to the outbox)",
-            registry=self.registry,
-        )
         self._load = LoadCollector()
         self.registry.register(self._load)
+        self._route_reads = RouteReads()
+        self.registry.register(self._route_reads)
 
     def watch_gate(self, gate: PoolGate) -> None:
         self._load.gate = gate
@@ -263,11 +243,15 @@ class Metrics:
     def client_disconnect(self, method: str, route: str) -> None:
         self.client_disconnects.labels(method, route).inc()
 
-    def invalidation_failed(self) -> None:
-        self.invalidation_failures.inc()
-
     def watch_cache(self, cache: RedisCache) -> None:
         self.registry.register(CacheCollector(cache))
+        self.registry.register(NearCollector(cache))
+
+    def watch_coherence(
+        self, coherence: CacheCoherence, cache: RedisCache, lag: Callable[[], OutboxLag | None]
+    ) -> None:
+        """``lag``: the outbox lag last read (the scrape reads it first, at most once a second)."""
+        self.registry.register(CoherenceCollector(coherence, cache, lag))
 
     def watch_refresher(self, refresher: StatsRefresher) -> None:
         self.registry.register(RefreshCollector(refresher))
@@ -278,6 +262,13 @@ class Metrics:
         self._requests.observe(
             method if method in METHOD_LABELS else "OTHER", route, status, seconds
         )
+
+    def observe_reads(self, route: str, reads: list[int]) -> None:
+        """Count a request's cache reads by tier (``hita.cache.stats.READS``)."""
+        self._route_reads.observe(route, reads)
+
+    def http_summary(self) -> JsonDict:
+        return self._requests.summary()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -57,10 +57,12 @@ PUBLIC_PATHS: Final = (
     r"^/v1\.0/health/live$",
     r"^/v1\.0/auth/login$",
     r"^/v1\.0/cache/health$",
+    r"^/v1\.0/cache/console$",  # a page with no data: the data calls need an admin
+    r"^/v1\.0/cache/console/[^/]+$",
     r"^/metrics$",
     r"^/v1\.0/openapi\.json$",
 )
-_PUBLIC_RE: Final = re.compile("|".join(f"(?:{p})" for p in PUBLIC_PATHS))  # one match, not six
+_PUBLIC_RE: Final = re.compile("|".join(f"(?:{p})" for p in PUBLIC_PATHS))  # one match
 # RFC 6750's b64token: what a bearer token may be made of (ASCII only).
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 # The route whose data read shares a round trip with the token check's.

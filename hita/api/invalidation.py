@@ -44,7 +44,7 @@ from aiohttp.typedefs import Middleware
 
 from hita.api.middlewares import route_template
 from hita.api.typedefs import Handler
-from hita.appkeys import AFFECTED_USER, CACHE_KEYS, COHERENCE, METRICS
+from hita.appkeys import AFFECTED_USER, CACHE, CACHE_KEYS, COHERENCE
 from hita.constants import (
     DASHBOARD_STATS,
     SUPERADMIN_USER_LIST,
@@ -119,7 +119,7 @@ async def _invalidate(
             return
         await app[COHERENCE].confirm_delivery()
     except Exception:
-        app[METRICS].invalidation_failed()
+        app[CACHE].stats.invalidation_failures += 1
         log.exception(
             "a committed change's invalidation failed; it is left to the outbox"
             " (other instances hold it suspect until applied)"

@@ -1,4 +1,5 @@
-"""Request context: a request id for every log line, and one access line."""
+"""Request context: a request id for every log line, one access line, and the
+request's metrics (its latency, and its cache reads by tier)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiohttp.typedefs import Middleware
 
 from hita.api.typedefs import Handler
 from hita.appkeys import METRICS
+from hita.cache.stats import READS
 from hita.constants import CLIENT_CLOSED_REQUEST
 from hita.logs import request_id_var
 
@@ -48,6 +50,8 @@ def request_context_middleware(*, access_log: bool = True) -> Middleware:
         ours = not offered or _CLIENT_REQUEST_ID_RE.fullmatch(offered) is None
         request_id = os.urandom(16).hex() if ours else offered
         token = request_id_var.set(request_id)
+        reads = [0, 0, 0]  # l1, redis, miss: counted by the cache
+        reads_token = READS.set(reads)
         started = time.perf_counter()
         status = 500
         try:
@@ -62,11 +66,14 @@ def request_context_middleware(*, access_log: bool = True) -> Middleware:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            request.app[METRICS].observe_request(
-                request.method, route_template(request), status, elapsed
-            )
+            metrics = request.app[METRICS]
+            route = route_template(request)
+            metrics.observe_request(request.method, route, status, elapsed)
+            if reads != [0, 0, 0]:
+                metrics.observe_reads(route, reads)
             if access_log:
                 log.info("%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
+            READS.reset(reads_token)
             request_id_var.reset(token)
 
     return request_context

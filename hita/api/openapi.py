@@ -32,7 +32,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from hita import __version__
-from hita.api import health, metrics, schemas
+from hita.api import console, health, metrics, schemas
+from hita.api import openapi_instance as instance
 from hita.api import openapi_schemas as out
 from hita.api.admission import ALWAYS_ADMITTED
 from hita.api.auth import is_public
@@ -72,6 +73,7 @@ class Operation:
     status: int = 200
     errors: frozenset[int] = frozenset()  # beyond those that follow from the above
     unavailable: type[Schema] | None = None  # a 503 body of its own, not the shared one
+    headers: Mapping[str, Any] | None = None  # the success response's headers
     notes: str = ""
     # Business rules a well-formed request may still break (422): they depend on who
     # calls or on the stored data, so no schema can state them.
@@ -130,6 +132,14 @@ _PAGE_DEPTH: Final = (
     f"than {MAX_LIST_OFFSET_ROWS} rows deep (narrow the filters to see further)."
 )
 _CACHE_UNAVAILABLE: Final = frozenset({503})
+_NO_SUCH_THING: Final = frozenset({404})
+_CONSOLE_HEADERS: Final = {
+    "Content-Security-Policy": {
+        "required": True,
+        "description": "Only this service's own scripts, styles and data; no inline code.",
+        "schema": {"type": "string", "enum": [console.CONTENT_SECURITY_POLICY]},
+    },
+}
 _SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 for an admin)."
 
 OPERATIONS: Final[Mapping[Handler, Operation]] = {
@@ -260,14 +270,36 @@ OPERATIONS: Final[Mapping[Handler, Operation]] = {
     ),
     cache.clear: _admin(
         "cache",
-        "Remove every cache entry of the service (never FLUSHDB)",
+        "Remove every cache entry of the service, or of one family (never FLUSHDB)",
         out.CacheClearedSchema,
+        query=schemas.CACHE_CLEAR_QUERY,
+        notes="`family` (one of the five cache types) limits it to that family.",
     ),
     cache.clear_user: _admin("cache", "Remove one user's cache entries", out.MessageSchema),
     cache.warm: _admin("cache", "Fill the essential caches", out.CacheWarmedSchema),
-    cache.stats: _admin("cache", "Cache statistics", out.CacheStatsSchema),
+    cache.stats: _admin(
+        "cache",
+        "Cache statistics, and what this instance sees of its cache",
+        instance.CacheStatsSchema,
+        unavailable=instance.CacheStatsUnavailableSchema,
+    ),
     cache.self_test: _admin(
         "cache", "Set, get, exists and delete a probe key", out.CacheTestSchema
+    ),
+    console.page: Operation(
+        "operations",
+        "The cache console (a page with no data: it asks for an admin's token)",
+        {"text/html": {"schema": {"type": "string"}}},
+        headers=_CONSOLE_HEADERS,
+        notes="Every figure it shows comes from `GET /v1.0/cache/stats`, called with the "
+        "token; a token without admin rights gets the login form back.",
+    ),
+    console.asset: Operation(
+        "operations",
+        "A static file of the cache console",
+        {kind: {"schema": {"type": "string"}} for kind in sorted(set(console.ASSETS.values()))},
+        headers=_CONSOLE_HEADERS,
+        errors=_NO_SUCH_THING,
     ),
     metrics.metrics: Operation(
         "operations",
@@ -303,6 +335,12 @@ LINKS: Final[Mapping[Handler, tuple[str, tuple[Handler, ...]]]] = {
 }
 
 PATH_PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
+    "asset": {
+        "name": "asset",
+        "description": "The name of one of the console's files.",
+        "schema": {"type": "string", "enum": sorted(console.ASSETS)},
+        "example": "console.js",
+    },
     "user_id": {
         "name": "user_id",
         "description": "A 10-digit user id such as 5779356081.",
@@ -331,7 +369,7 @@ ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
         },
     ),
     403: ("PermissionDenied", _error("The caller may not do this.")),
-    404: ("NotFound", _error("No such user.")),
+    404: ("NotFound", _error("No such user (or, for the console, no such file).")),
     409: ("Conflict", _error("The username or email is taken.")),
     413: ("PayloadTooLarge", _error("The request body is too large.")),
     429: (
@@ -496,15 +534,23 @@ def _cached_read(method: str, path: str) -> bool:
     return method == "GET" and path in CACHED_READ_ROUTES
 
 
+def _success(handler: Handler, op: Operation, method: str, path: str) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": op.summary, "content": op.ok}
+    if handler in LINKS:
+        ok["links"] = _links(*LINKS[handler])
+    headers = dict(op.headers or {})
+    if _cached_read(method, path):
+        headers["ETag"] = _ETAG_HEADER
+    if headers:
+        ok["headers"] = headers
+    return ok
+
+
 def _operation(handler: Handler, op: Operation, method: str, path: str) -> dict[str, Any]:
     if (op.role is None) != is_public(path):
         raise UndocumentedRoute(f"{path}: PUBLIC_PATHS and OPERATIONS disagree on its access")
-    ok: dict[str, Any] = {"description": op.summary, "content": op.ok}
-    responses: dict[str, Any] = {str(op.status): ok}
-    if handler in LINKS:
-        ok["links"] = _links(*LINKS[handler])
+    responses: dict[str, Any] = {str(op.status): _success(handler, op, method, path)}
     if _cached_read(method, path):
-        ok["headers"] = {"ETag": _ETAG_HEADER}
         responses["304"] = _NOT_MODIFIED
     for status in sorted(op.error_statuses(path)):
         responses[str(status)] = ERROR_RESPONSES[status][0] if status != 422 else _broken_rule(op)

@@ -276,6 +276,9 @@ class TypeCountersSchema(Schema):
     invalidations = _count()
     lease_waits = _count()
     early_refreshes = _count()
+    l1_hits = _count()
+    l1_misses = _count()
+    fills_refused = _count()
     hit_rate = _float()
 
 
@@ -336,13 +339,6 @@ class CacheHealthSchema(Schema):
 class CacheDetailedHealthSchema(CacheHealthSchema):
     timestamp = _moment()
     detailed_statistics = _nested(DetailedStatisticsSchema)
-
-
-class CacheStatsSchema(Schema):
-    success = _flag(True)
-    cache_info = _nested(CacheInfoBriefSchema)
-    key_counts = _nested(KeyCountsSchema)
-    service_statistics = _nested(ServiceStatisticsSchema)
 
 
 class MessageSchema(Schema):

@@ -15,7 +15,7 @@ from typing import Final
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import MatchInfoError, UrlMappingMatchInfo
 
-from hita.api import health, metrics, openapi
+from hita.api import console, health, metrics, openapi
 from hita.api.handlers import auth, cache, permissions, points, stats, users
 from hita.api.typedefs import Handler
 from hita.constants import API_PREFIX
@@ -56,6 +56,8 @@ ROUTES: Final[Sequence[tuple[str, str, Handler]]] = (
     (POST, f"{_P}/cache/warm", cache.warm),
     (GET, f"{_P}/cache/stats", cache.stats),
     (GET, f"{_P}/cache/test", cache.self_test),
+    (GET, f"{_P}/cache/console", console.page),
+    (GET, f"{_P}/cache/console/{{asset}}", console.asset),
     (GET, "/metrics", metrics.metrics),
     (GET, f"{_P}/openapi.json", openapi.openapi_document),
 )

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Final, TypeVar
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from hita.constants import CACHE_TYPES
 from hita.domain.ids import is_user_id
 from hita.domain.points import MAX_POINTS_AMOUNT
 from hita.domain.roles import Role
@@ -218,6 +219,10 @@ class UserListQuerySchema(PageQuerySchema):
         return UserListQuery(**data)
 
 
+class CacheClearQuerySchema(Schema):
+    family = fields.String(validate=validate.OneOf(CACHE_TYPES))
+
+
 LOGIN: Final = LoginSchema()
 CREATE_USER: Final = CreateUserSchema()
 PUT_USER: Final = PutUserSchema()
@@ -226,6 +231,7 @@ POINTS: Final = PointsSchema()
 PERMISSION: Final = PermissionSchema()
 PAGE_QUERY: Final = PageQuerySchema()
 USER_LIST_QUERY: Final = UserListQuerySchema()
+CACHE_CLEAR_QUERY: Final = CacheClearQuerySchema()
 
 
 def load(schema: Schema, data: Mapping[str, Any]) -> Any:

@@ -29,6 +29,7 @@ from hita.cache.inspect import KeyCounts, RedisInfo
 from hita.cache.invalidation import SCAN_COUNT, Invalidator
 from hita.cache.keys import AnyKey, Key, KeyBuilder, Namespace, check_name
 from hita.cache.readthrough import ReadThrough
+from hita.cache.stats import L1, REDIS
 from hita.config import CacheConfig
 
 __all__ = ["FAILED", "RedisCache"]
@@ -52,17 +53,19 @@ class RedisCache(ReadThrough, Invalidator):
     async def get(self, key: AnyKey) -> Any:
         """The cached value, or ``MISS``. Falsy values (0, [], {}, "", False, None) are hits."""
         counters = self.stats[key.cache_type]
+        tier = L1
         if self.pending.covers(key):
             value = MISS
         else:
             value = self._near_hit(key)
             if value is MISS:
+                tier = REDIS
                 read = await self._read(key, lease=False)
                 value = MISS if read is None or read.entry is None else self._value(key, read.entry)
         if value is MISS:
-            counters.misses += 1
+            counters.miss()
         else:
-            counters.hits += 1
+            counters.hit(tier)
         return value
 
     async def set(self, key: Key, value: Any, ttl: float) -> bool:
@@ -110,9 +113,9 @@ class RedisCache(ReadThrough, Invalidator):
             value = MISS if entry is None or suspect else self._value(key, entry)
             counters = self.stats[key.cache_type]
             if value is MISS:
-                counters.misses += 1
+                counters.miss()
             else:
-                counters.hits += 1
+                counters.hit()
             values.append(value)
         return values
 
@@ -159,6 +162,12 @@ class RedisCache(ReadThrough, Invalidator):
         """INFO, parsed; None when Redis cannot be reached (or the breaker is open)."""
         result = await self._call("info", "info", lambda: topology.info(self._redis))
         return None if isinstance(result, _Failed) else RedisInfo.parse(result)
+
+    async def servers(self) -> list[dict[str, str]] | None:
+        """The servers behind the client (``topology.describe``); None when
+        Redis cannot be reached (or the breaker is open)."""
+        result = await self._call("info", "topology", lambda: topology.describe(self._redis))
+        return None if isinstance(result, _Failed) else result
 
     async def count_keys(self, families: Iterable[str], budget_s: float) -> KeyCounts | None:
         """Keys per family (``user_details``...), by one SCAN pass over this

@@ -27,7 +27,7 @@ from hita.cache.codec import now_ms
 from hita.cache.connection import POOL_EXHAUSTED, RedisClient
 from hita.cache.errorlog import ErrorLog
 from hita.cache.keys import KeyBuilder
-from hita.cache.near import NearCache
+from hita.cache.near import BREAKER_OPEN, PATTERN, TRACKING_LOST, NearCache
 from hita.cache.pending import Invalidation, PendingInvalidations
 from hita.cache.stats import CacheStats
 from hita.cache.tracking import Tracking
@@ -111,11 +111,11 @@ class CacheCore:
         """Serve hits from ``near`` while ``tracking`` keeps it coherent."""
         self.near, self.tracking = near, tracking
 
-    def tracked_keys(self, keys: list[str] | None) -> None:
+    def tracked_keys(self, keys: list[str] | None, reason: str = TRACKING_LOST) -> None:
         """Redis says ``keys`` changed (None: everything, or tracking was lost)."""
         if self.near is not None:
             if keys is None:
-                self.near.flush()
+                self.near.flush(reason)
             else:
                 self.near.invalidate(keys)
 
@@ -136,7 +136,7 @@ class CacheCore:
         if self.near is None:
             return
         if invalidation.patterns:
-            self.near.flush()
+            self.near.flush(PATTERN)
             return
         self.near.invalidate(
             [n.generation_key for n in invalidation.namespaces]
@@ -152,9 +152,9 @@ class CacheCore:
         self._transition_listeners.append(listener)
 
     def _on_transition(self, old: BreakerState, new: BreakerState) -> None:
-        self.stats.breaker_transitions[f"{old.value}->{new.value}"] += 1
+        self.stats.transitioned(f"{old.value}->{new.value}")
         if new is BreakerState.OPEN and self.near is not None:
-            self.near.flush()  # Redis is in trouble: L1 waits until it is well again
+            self.near.flush(BREAKER_OPEN)  # Redis is in trouble: L1 waits until it is well again
         for listener in self._transition_listeners:
             listener(old, new)
 

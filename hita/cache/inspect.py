@@ -26,6 +26,8 @@ class RedisInfo:
     uptime_in_seconds: int
     keyspace_hits: int
     keyspace_misses: int
+    used_memory_bytes: int = 0
+    maxmemory_bytes: int = 0  # 0: no limit
     nodes: int = 1  # servers whose INFO is summed here (a cluster's primaries)
 
     @property
@@ -46,6 +48,8 @@ class RedisInfo:
             uptime_in_seconds=int(info.get("uptime_in_seconds", 0)),
             keyspace_hits=int(info.get("keyspace_hits", 0)),
             keyspace_misses=int(info.get("keyspace_misses", 0)),
+            used_memory_bytes=int(info.get("used_memory", 0)),
+            maxmemory_bytes=int(info.get("maxmemory", 0)),
             nodes=int(info.get("hita_nodes", 1)),
         )
 

@@ -25,6 +25,7 @@ from hita.cache import topology
 from hita.cache.core import CacheCore, _Failed
 from hita.cache.keys import Key, Namespace
 from hita.cache.pending import Invalidation
+from hita.cache.stats import BACKGROUND, WITHIN_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Invalidator(CacheCore):
         budget = self.config.invalidation_budget_s if budget_s is None else budget_s
         if self.breaker.allow() and await self._apply_within(invalidation, budget):
             self.pending.applied(invalidation, ticket)
+            self.stats.acknowledged[WITHIN_BUDGET] += 1
             return True
         if self._applier is None or self._applier.done():  # one line per episode
             log.warning(
@@ -106,6 +108,7 @@ class Invalidator(CacheCore):
             self._kick_applier()
             return 0
         self.pending.applied(invalidation, ticket)
+        self.stats.acknowledged[WITHIN_BUDGET] += 1
         return result
 
     # -- applying ---------------------------------------------------------------
@@ -117,6 +120,7 @@ class Invalidator(CacheCore):
         try:
             async with asyncio.timeout(budget_s):
                 while not await self.apply_now(invalidation):
+                    self.stats.invalidation_retries += 1
                     await asyncio.sleep(delay)
                     delay *= 2
         except TimeoutError:
@@ -150,8 +154,10 @@ class Invalidator(CacheCore):
             snapshot = self.pending.snapshot()
             if await self.apply_now(snapshot.invalidation):
                 self.pending.applied(snapshot.invalidation, snapshot.ticket)
+                self.stats.acknowledged[BACKGROUND] += 1
                 delay = 0.0
             else:
+                self.stats.invalidation_retries += 1
                 delay = min(max(delay * 2, RETRY_FIRST_S), RETRY_MAX_S)
         log.debug("pending invalidations applied")
 
@@ -164,6 +170,7 @@ class Invalidator(CacheCore):
         """Count it, hold it suspect (and out of L1) until applied; its ticket."""
         self._count(invalidation, cause)
         ticket = self.pending.add(invalidation, self._family_of, self.keys.pattern)
+        self.stats.suspected(ticket)
         self._forget_near(invalidation)
         return ticket
 

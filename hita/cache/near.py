@@ -13,26 +13,42 @@ invalidation of its key arrived while it was being read.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Final
 
 FORGET_AFTER: Final = 10_000  # invalidated keys remembered, to fence in-flight reads
+
+# Why L1 was emptied (``flush``).
+TRACKING_LOST: Final = "tracking_lost"  # a tracking connection closed or failed
+REDIS_FLUSHED: Final = "redis_flushed"  # Redis said every key changed (FLUSHALL, FLUSHDB)
+BREAKER_OPEN: Final = "breaker_open"  # Redis is failing: L1 waits until it is well again
+PATTERN: Final = "pattern_invalidation"  # a whole family was invalidated (cache clear)
+FLUSH_REASONS: Final = (TRACKING_LOST, REDIS_FLUSHED, BREAKER_OPEN, PATTERN)
+# Why entries left L1 one by one, besides a flush.
+BOUND: Final = "bound"  # least recently used, past the entry or byte bound
+INVALIDATION: Final = "invalidation"  # its key (or namespace) changed in Redis
+FLUSH: Final = "flush"
+EVICTION_REASONS: Final = (BOUND, INVALIDATION, FLUSH)
 
 
 @dataclass(slots=True)
 class NearStats:
     hits: int = 0
     stores: int = 0
-    evictions: int = 0
+    evictions: int = 0  # past a bound
     invalidations: int = 0
     flushes: int = 0
+    flush_reasons: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # (cache type, reason) -> entries dropped: bound, invalidation, flush
+    dropped: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
 
 @dataclass(slots=True)
 class _Part:
     """One cache type's share: its keys, least recently used first, and bytes."""
 
+    name: str
     order: OrderedDict[str, None] = field(default_factory=OrderedDict)
     bytes: int = 0
 
@@ -61,6 +77,10 @@ class NearCache:
     @property
     def size_bytes(self) -> int:
         return self._bytes
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Entries and bytes per cache type (every type stored since start)."""
+        return {name: (len(part.order), part.bytes) for name, part in self._parts.items()}
 
     # -- reads -------------------------------------------------------------------
 
@@ -99,7 +119,7 @@ class NearCache:
         self._drop(key)
         part = self._parts.get(cache_type)
         if part is None:
-            part = self._parts[cache_type] = _Part()
+            part = self._parts[cache_type] = _Part(cache_type)
         self._entries[key] = (raw, part)
         part.order[key] = None
         part.bytes += len(raw)
@@ -111,6 +131,7 @@ class NearCache:
         while len(part.order) > self.max_entries or part.bytes > self.max_bytes:
             self._drop(next(iter(part.order)))
             self.stats.evictions += 1
+            self.stats.dropped[part.name, BOUND] += 1
 
     def put_generation(self, generation_key: str, token: str, began: int) -> None:
         if self.may_store(began, generation_key):
@@ -127,23 +148,33 @@ class NearCache:
             self._floor = self.seq
         for key in keys:
             self._invalidated[key] = self.seq
-            self._drop(key)
+            self._evict(key)
             if self._generations.pop(key, None) is not None or key in self._by_generation:
                 for data_key in self._by_generation.pop(key, set()):
-                    self._drop(data_key)
+                    self._evict(data_key)
 
-    def flush(self) -> None:
-        """Forget everything (tracking lost, Redis flushed, breaker opened)."""
+    def flush(self, reason: str) -> None:
+        """Forget everything; ``reason`` is one of ``FLUSH_REASONS``."""
         self.seq += 1
         self.stats.flushes += 1
+        self.stats.flush_reasons[reason] += 1
         self._entries.clear()
-        self._parts.clear()
+        for part in self._parts.values():  # kept, so each type's figures stay listed
+            self.stats.dropped[part.name, FLUSH] += len(part.order)
+            part.order.clear()
+            part.bytes = 0
         self._bytes = 0
         self._generations.clear()
         self._by_generation.clear()
         self._owner.clear()
         self._invalidated.clear()
         self._floor = self.seq
+
+    def _evict(self, key: str) -> None:
+        held = self._entries.get(key)
+        if held is not None:
+            self.stats.dropped[held[1].name, INVALIDATION] += 1
+        self._drop(key)
 
     def _drop(self, key: str) -> None:
         held = self._entries.pop(key, None)

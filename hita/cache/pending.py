@@ -64,6 +64,10 @@ class PendingInvalidations:
     def __len__(self) -> int:
         return len(self.namespaces) + len(self.keys) + len(self.patterns)
 
+    def oldest_ticket(self) -> int | None:
+        """The ticket of the longest-pending item (None: nothing pending)."""
+        return min(self._tickets.values(), default=None)
+
     # -- what reads ask ------------------------------------------------------
 
     @property

@@ -28,6 +28,7 @@ from hita.cache.codec import MISS, NO_EXPIRY, Entry, decode, encode, new_token, 
 from hita.cache.core import CacheCore, _Failed, ms, text
 from hita.cache.keys import AnyKey, Key, NamespacedKey
 from hita.cache.near import NearCache
+from hita.cache.stats import L1
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,11 @@ class ReadThrough(CacheCore):
         """
         counters = self.stats[key.cache_type]
         if self.pending.covers(key):
-            counters.misses += 1
+            counters.miss()
             return await self._load_bypassing(key, loader)
         value = self._near_hit(key)
         if value is not MISS:
-            counters.hits += 1
+            counters.hit(L1)
             return cast(T, value)
         deadline = self._clock() + self.config.lease_wait_ms / 1000
         delay = LEASE_POLL_FIRST_S
@@ -120,20 +121,20 @@ class ReadThrough(CacheCore):
             if read is None or read.status == HIT:
                 value = MISS if read is None or read.entry is None else self._value(key, read.entry)
                 if read is None or value is MISS:  # Redis unavailable, or an unreadable entry
-                    counters.misses += 1
+                    counters.miss()
                     return await loader()
-                counters.hits += 1
+                counters.hit()
                 self._maybe_refresh_early(key, read, loader, ttl)
                 return cast(T, value)
             if read.status == MISSED:  # the lease is ours
-                counters.misses += 1
+                counters.miss()
                 return await self._load_and_fill(key, read, loader, ttl, negative_ttl)
             if not waited:  # another reader holds the lease
                 counters.lease_waits += 1
                 waited = True
             flight = self._flights.get((read.data_key, read.token))
             if flight is not None or self._clock() >= deadline:
-                counters.misses += 1
+                counters.miss()
                 return await _join(flight, loader)
             await asyncio.sleep(delay)
             delay = min(delay * 2, LEASE_POLL_MAX_S)
@@ -199,7 +200,12 @@ class ReadThrough(CacheCore):
     def _near_hit(self, key: AnyKey) -> Any:
         """The value L1 holds for ``key``, or MISS (also when L1 may not serve)."""
         near = self._usable_near()
-        return MISS if near is None else self._near_value(near, key)
+        if near is None:
+            return MISS
+        value = self._near_value(near, key)
+        if value is MISS:
+            self.stats[key.cache_type].l1_misses += 1
+        return value
 
     def _near_fence(self) -> int | None:
         """L1's sequence number for a read starting now; None while L1 may not
@@ -419,7 +425,10 @@ class ReadThrough(CacheCore):
                 keys=[data_key], args=[expected, raw, ms(ttl), "1" if allow_absent else "0"]
             ),
         )
-        if isinstance(stored, _Failed) or not stored:
+        if isinstance(stored, _Failed):
+            return False
+        if not stored:  # the lease was gone: an invalidation came first
+            self.stats[key.cache_type].fills_refused += 1
             return False
         self.stats[key.cache_type].sets += 1
         return True

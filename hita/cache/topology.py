@@ -44,6 +44,7 @@ OUTAGE_ERRORS: Final = (
 _SUMMED: Final = (
     "used_memory",
     "used_memory_peak",
+    "maxmemory",
     "connected_clients",
     "total_connections_received",
     "total_commands_processed",
@@ -183,6 +184,24 @@ async def ping(redis: RedisClient) -> bool:
         if not await redis.execute_command("PING", target_nodes=node):
             return False
     return bool(targets)
+
+
+async def describe(redis: RedisClient) -> list[dict[str, str]]:
+    """The servers behind the client: ``[{address, role}]``, roles ``primary``
+    and ``replica`` (a cluster's nodes as the client sees them), ``master``
+    (the one Sentinel names now) or ``server``. Addresses carry no password."""
+    if isinstance(redis, RedisCluster):
+        return [
+            {"address": node.name, "role": str(node.server_type or "unknown")}
+            for node in await nodes(redis) or []
+        ]
+    pool = redis.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+        return [{"address": f"{host}:{port}", "role": "master"}]
+    kwargs = pool.connection_kwargs
+    address = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    return [{"address": str(address), "role": "server"}]
 
 
 async def close(redis: RedisClient) -> None:

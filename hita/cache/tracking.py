@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+from hita.cache.near import REDIS_FLUSHED, TRACKING_LOST
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ CONNECT_TIMEOUT_S: Final = 1.0
 RECONNECT_FIRST_S: Final = 0.1
 RECONNECT_MAX_S: Final = 2.0
 
-OnKeys = Callable[[list[str] | None], None]  # None: Redis flushed everything
+
+class OnKeys(Protocol):
+    def __call__(self, keys: list[str] | None, reason: str = ...) -> None:
+        """``keys`` changed; None: forget everything, for ``reason`` (an L1 flush reason)."""
 
 
 def command(*parts: str | bytes) -> bytes:
@@ -60,6 +64,7 @@ class Tracking:
         self._lost: asyncio.Event = asyncio.Event()
         self.active = False
         self.connections = 0
+        self.messages = 0  # invalidation messages received
         self.client_id: int | None = None  # of the subscriber, for tests (CLIENT KILL)
 
     # -- life cycle -----------------------------------------------------------------
@@ -117,13 +122,13 @@ class Tracking:
         self._sub = self._ctl = None
         if was:
             log.warning("cache tracking lost: L1 emptied until it is back")
-            self._on_keys(None)
+            self._on_keys(None, TRACKING_LOST)
 
     def lose(self, why: str) -> None:
         if self.active:
             log.warning("cache tracking: %s", why)
         self.active = False
-        self._on_keys(None)
+        self._on_keys(None, TRACKING_LOST)
         self._lost.set()
 
     # -- reading messages ---------------------------------------------------------------
@@ -174,9 +179,10 @@ class Tracking:
     def _message(self, reply: Any) -> None:
         if not isinstance(reply, list) or len(reply) != 3 or reply[0] != b"message":
             return  # a subscribe confirmation, or a pong
+        self.messages += 1
         keys = reply[2]
         if keys is None:
-            self._on_keys(None)  # FLUSHALL / FLUSHDB
+            self._on_keys(None, REDIS_FLUSHED)  # FLUSHALL / FLUSHDB
         else:
             self._on_keys([k.decode(errors="replace") for k in keys])
 

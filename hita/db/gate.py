@@ -52,6 +52,11 @@ class PoolGate:
         self.mean_hold_s = 0.0
         self.stats = GateStats()
 
+    @property
+    def free(self) -> bool:
+        """A slot is free now and nobody waits: ``slot()`` would not wait."""
+        return not self._semaphore.locked() and not self.waiting
+
     def _refuse(self, reason: str) -> Overloaded:
         self.stats.refused[reason] += 1
         return Overloaded(reason=f"database_{reason}")

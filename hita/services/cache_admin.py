@@ -127,15 +127,23 @@ class CacheAdmin:
             "cache_info": cache_info(info, brief=True),
             "key_counts": key_counts(await self._counts()),
             "service_statistics": self.service_statistics(),
+            "redis_memory": {
+                "used_bytes": info.used_memory_bytes,
+                "max_bytes": info.maxmemory_bytes,
+            },
         }
 
-    async def clear(self) -> int:
-        """Every key of the five families and of every ``@cached`` prefix, by
-        SCAN + UNLINK; never FLUSHDB (the Redis may be shared). Returns the count."""
+    async def clear(self, family: str | None = None) -> int:
+        """Every key of the five families and of every ``@cached`` prefix (or
+        of ``family`` alone, one of ``CACHE_TYPES``), by SCAN + UNLINK; never
+        FLUSHDB (the Redis may be shared). Returns the count."""
+        if family is not None and family not in CACHE_TYPES:
+            raise ValueError(f"unknown cache family {family!r}")
         await self._info()  # 503 at once when Redis is away, rather than deferring
         deleted = 0
-        for family in (*CACHE_TYPES, *sorted(DECORATOR_PREFIXES)):
-            deleted += await self._cache.delete_pattern(self._keys.pattern(family), cause="admin")
+        families = (family,) if family else (*CACHE_TYPES, *sorted(DECORATOR_PREFIXES))
+        for name in families:
+            deleted += await self._cache.delete_pattern(self._keys.pattern(name), cause="admin")
         return deleted
 
     async def clear_user(self, user_id: str) -> None:

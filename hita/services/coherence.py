@@ -34,7 +34,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from hita.cache.pending import Invalidation
@@ -78,7 +78,6 @@ class CoherenceStats:
     rows_acked: int = 0
     swept: int = 0  # rows re-applied by this instance's sweeps
     compactions: int = 0
-    waits: dict[str, int] = field(default_factory=lambda: {"confirmed": 0, "lease_expiry": 0})
 
 
 class CacheCoherence:
@@ -240,6 +239,12 @@ class CacheCoherence:
         this call: each live reader has reported a snapshot that sees it (True),
         or any lease granted before it has run out (False; just as safe).
         Never raises."""
+        started = self._clock()
+        confirmed = await self._wait_for_readers()
+        self._cache.stats.waited(confirmed, self._clock() - started)
+        return confirmed
+
+    async def _wait_for_readers(self) -> bool:
         waiter = _Waiter(asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         if self._watcher is None or self._watcher.done():
@@ -248,11 +253,9 @@ class CacheCoherence:
             async with asyncio.timeout(self._trusted_s * (1 + CLOCK_DRIFT) + LEASE_MARGIN_S):
                 await asyncio.shield(waiter.done)
         except TimeoutError:
-            self.stats.waits["lease_expiry"] += 1
             return False
         finally:
             self._waiters.remove(waiter)
-        self.stats.waits["confirmed"] += 1
         return True
 
     async def _watch(self) -> None:

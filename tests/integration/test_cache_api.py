@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS
+from hita.cache.near import REDIS_FLUSHED
 from hita.constants import CACHE_TYPES
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
@@ -141,10 +142,17 @@ async def test_key_counts_and_hit_rates_are_real_and_move(world: World, redis: R
         await call(world, "GET", "/v1.0/dashboard/stats", admin)
     keyspace_before = (await redis.info("stats"))["keyspace_hits"]
     if cache.near is not None:
-        cache.near.flush()  # so that the next request's token check asks Redis
+        cache.near.flush(REDIS_FLUSHED)  # so that the next request's token check asks Redis
 
     body = await body_of(await call(world, "GET", "/v1.0/cache/stats", admin))
-    assert set(body) == {"success", "cache_info", "key_counts", "service_statistics"}
+    assert set(body) == {
+        "success",
+        "cache_info",
+        "key_counts",
+        "service_statistics",
+        "redis_memory",
+        "instance",
+    }
     assert set(body["cache_info"]) == {"status", "redis_version", "hit_rate"}
     own = body["service_statistics"]["by_type"]["dashboard_stats"]
     assert (own["hits"], own["misses"]) == (hits, misses)
@@ -251,6 +259,9 @@ async def test_stats_on_200k_keys_answer_within_the_budget_without_keys(
     app = create_app(config)
     world = World(await aiohttp_client(app), app, config, Tokens(config.auth))
     admin = await world.make_user(Role.ADMIN)
+    # The outbox rows left by the fixture's TRUNCATE say "every user changed": once
+    # swept, nothing deletes user_details:* while the keys below are counted.
+    await notifications_settled(world)
     await populate(redis, 150_000, "user_details")
     await populate(redis, 50_000, "user_list:{user_list}:gx")
     before = await command_calls(redis)
@@ -306,6 +317,8 @@ async def test_with_redis_stopped_every_cache_endpoint_is_a_quick_503_and_users_
         body = await response.json()
         if path == "/v1.0/cache/health/detailed":  # admins also get Redis's own reason
             assert body.pop("reason").startswith("ConnectionError: Error ")
+        if path == "/v1.0/cache/stats":  # and what this instance sees of its cache
+            assert body.pop("instance")["breaker"]["state"] in {"open", "half_open"}
         assert body == UNAVAILABLE
         assert time.perf_counter() - started < 2.0  # no 5 s timeouts, whatever the route
     response = await call(world, "GET", f"/v1.0/user/{guest.id}", admin)

@@ -13,7 +13,7 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from hita.appkeys import CACHE
-from hita.cache.near import NearCache
+from hita.cache.near import REDIS_FLUSHED, NearCache
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
 from tests.integration.cache.test_scale import calls_since, command_calls
@@ -69,7 +69,7 @@ async def test_a_warm_l1_answers_with_no_redis_command_and_a_cold_one_with_no_sc
 
     cache = world.app[CACHE]
     assert cache.near is not None
-    cache.near.flush()
+    cache.near.flush(REDIS_FLUSHED)
     before = await command_calls(redis)
     await get(world, admin, path)
     calls = await calls_since(redis, before)

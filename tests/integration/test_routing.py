@@ -15,6 +15,12 @@ from tests.integration.conftest import World, body_of
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 SOME_ID = "5779356081"
+SOME_ASSET = "console.js"
+
+
+def concrete(template: str, user_id: str = SOME_ID) -> str:
+    """A path the template matches: its parameters filled in."""
+    return template.replace("{user_id}", user_id).replace("{asset}", SOME_ASSET)
 
 
 def documented_methods(world: World) -> dict[str, set[str]]:
@@ -34,7 +40,7 @@ async def test_a_method_a_path_lacks_is_a_405_listing_exactly_its_methods(world:
     """No token needed: the 405 comes before authentication, as a 404 does."""
     checked = 0
     for template, methods in documented_methods(world).items():
-        path = template.replace("{user_id}", SOME_ID)
+        path = concrete(template)
         expected = allowed(methods)
         for method in sorted(set(METHODS) - expected):
             response = await world.client.request(method, path)
@@ -67,7 +73,7 @@ async def test_head_answers_every_get_route_as_get_without_a_body(world: World) 
     gets = [path for method, path, _ in ROUTES if method == "GET"]
     assert len(gets) > 10
     for template in gets:
-        path = template.replace("{user_id}", admin.id)
+        path = concrete(template, admin.id)
         get = await world.client.get(path, headers=admin.headers)
         head = await world.client.head(path, headers=admin.headers)
         assert (head.status, head.content_type) == (get.status, get.content_type), path

@@ -12,9 +12,10 @@ from aiohttp import web
 
 from hita.api import schemas
 from hita.api.auth import require_role
-from hita.api.responses import json_ok
-from hita.appkeys import CACHE_ADMIN
+from hita.api.responses import json_error, json_ok
+from hita.appkeys import CACHE_ADMIN, INSTANCE
 from hita.domain.roles import Role
+from hita.errors import CacheUnavailable
 
 
 async def health(request: web.Request) -> web.Response:
@@ -32,10 +33,17 @@ async def detailed_health(request: web.Request) -> web.Response:
 
 
 async def clear(request: web.Request) -> web.Response:
-    """Admin. Removes the five families and the decorator keys (never FLUSHDB)."""
+    """Admin. Removes the five families and the decorator keys, or with
+    ``?family=`` one family (never FLUSHDB)."""
     require_role(request, Role.ADMIN)
-    deleted = await request.app[CACHE_ADMIN].clear()
-    return json_ok({"message": "All user caches cleared successfully", "keys_deleted": deleted})
+    family = schemas.load(schemas.CACHE_CLEAR_QUERY, schemas.query_params(request)).get("family")
+    deleted = await request.app[CACHE_ADMIN].clear(family)
+    message = (
+        "All user caches cleared successfully"
+        if family is None
+        else f"Cache family {family} cleared successfully"
+    )
+    return json_ok({"message": message, "keys_deleted": deleted})
 
 
 async def clear_user(request: web.Request) -> web.Response:
@@ -61,9 +69,16 @@ async def warm(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """Admin. ``{success, cache_info: {status, redis_version, hit_rate},
-    key_counts, service_statistics}``."""
+    key_counts, service_statistics, redis_memory, instance}``; ``instance`` (what
+    this instance sees: L1, coherence, breaker...) is in the 503 too."""
     require_role(request, Role.ADMIN)
-    return json_ok(await request.app[CACHE_ADMIN].stats())
+    view = request.app[INSTANCE]
+    try:
+        body = await request.app[CACHE_ADMIN].stats()
+    except CacheUnavailable as exc:
+        instance = await view.snapshot()
+        return json_error(503, exc.public_message, cache_available=False, instance=instance)
+    return json_ok({**body, "instance": await view.snapshot()})
 
 
 async def self_test(request: web.Request) -> web.Response:
