@@ -36,11 +36,12 @@ from typing import Final
 import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
-from soak import accounts, free_port, prepare, server_env, wait_healthy
 
 from hita.config import PROJECT_ROOT, load_config
 from hita.embedded import EmbeddedPostgres
 from hita.services.tokens import Tokens
+
+from soak import accounts, free_port, prepare, server_env, wait_healthy
 
 ROOT: Final = PROJECT_ROOT / ".hita" / "bench-overload"
 REPORT: Final = PROJECT_ROOT / "docs" / "benchmarks.md"
