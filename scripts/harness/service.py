@@ -3,9 +3,11 @@ the users it serves (seeded with the service's own seeding code)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
+import secrets
 import sys
 import time
 from collections.abc import Mapping
@@ -15,7 +17,7 @@ from typing import Final
 import asyncpg
 import jwt
 
-from hita.config import SETTINGS, Config
+from hita.config import SETTINGS, Config, load_config
 from hita.db.database import open_database
 from hita.services import seeding
 from hita.services.passwords import Passwords
@@ -62,6 +64,34 @@ def mint_token(secret: str, user_id: str, role: str) -> str:
     now = int(time.time())
     claims = {"sub": user_id, "role": role, "iat": now, "exp": now + TOKEN_TTL_S}
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def seeded_service(
+    *,
+    database_url: str,
+    redis_url: str,
+    data_dir: Path,
+    port: int,
+    env_items: list[str],
+    users: int,
+) -> tuple[dict[str, str], str]:
+    """The environment (and its new secret) of a ``hita serve`` that logs at
+    WARNING in text, with a script's ``--env`` items, on a database migrated
+    and seeded with ``users`` users."""
+    secret = secrets.token_urlsafe(48)
+    settings = {"LOG_LEVEL": "WARNING", "LOG_FORMAT": "text", **parse_settings(env_items)}
+    env = service_env(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=data_dir,
+        secret=secret,
+        port=port,
+        settings=settings,
+    )
+    config = load_config({**env, "HITA_ENV": "development", "DB_AUTO_MIGRATE": "true"})
+    print(f"seeding {users} users...", flush=True)
+    asyncio.run(seed_users(config, users))
+    return env, secret
 
 
 async def seed_users(config: Config, users: int, seed: int = 7) -> None:
