@@ -44,10 +44,11 @@ sys.path.insert(0, str(ROOT))  # tests.topologies: the Sentinel and Cluster serv
 
 from hita.db.migrate import apply_migrations  # noqa: E402
 
+from chaos_client import FLAG, User  # noqa: E402
 from chaos_faults import Faults  # noqa: E402
 from chaos_history import History  # noqa: E402
 from chaos_report import RunFacts, markers, render  # noqa: E402
-from chaos_workload import FLAG, User, Workload  # noqa: E402
+from chaos_workload import Workload  # noqa: E402
 from chaos_world import TOPOLOGIES, World  # noqa: E402
 from harness.reports import write_marked  # noqa: E402
 from harness.service import mint_token, parse_settings  # noqa: E402
@@ -127,25 +128,35 @@ class Chaos:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.args.clients)
         async with aiohttp.ClientSession(connector=connector) as session:
             faults = Faults(self.world, workload, self.history, session)
-            t0 = time.monotonic()
-            faults.t0 = t0
-            workload.stop_at = t0 + self.args.minutes * 60
+            t0 = faults.t0 = time.monotonic()
+            stop_at = t0 + self.args.minutes * 60
+            faults_done = asyncio.Event()
+
+            def running() -> bool:  # the planned time, and as long as the faults last
+                return time.monotonic() < stop_at or not faults_done.is_set()
+
             workload.phase = "normal"
             clients = [
-                asyncio.create_task(workload.client(session, i)) for i in range(self.args.clients)
+                asyncio.create_task(workload.client(session, i, running))
+                for i in range(self.args.clients)
             ]
             try:
-                await faults.run(self.args.faults_each, workload.stop_at)
+                await faults.run(self.args.faults_each, stop_at)
             finally:
-                workload.faults_done.set()
+                faults_done.set()
                 await asyncio.gather(*clients)
             elapsed = time.monotonic() - t0
         await self.audit()
-        key = self.args.topology + (f"-sweep{self.args.sweep_ms}ms" if self.args.sweep_ms else "")
+        sweep = self.args.sweep_ms
+        key = self.args.topology + (f"-sweep{sweep}ms" if sweep else "")
+        title = self.args.topology.capitalize() + (
+            f", outbox sweep every {sweep} ms" if sweep else ""
+        )
         facts = RunFacts(
             command=shlex.join([".venv/bin/python", "scripts/chaos.py", *sys.argv[1:]]),
             topology=self.args.topology,
             key=key,
+            title=title,
             instances=INSTANCES,
             elapsed_s=elapsed,
             t0=t0,

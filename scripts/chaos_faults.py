@@ -20,9 +20,11 @@ from typing import Final
 
 import aiohttp
 
+from chaos_client import User
 from chaos_history import History
-from chaos_workload import Plan, User, Workload
+from chaos_workload import Workload
 from chaos_world import Instance, RedisNode, World
+from chaos_writes import Plan
 
 PG_GRACE_S: Final = 3.0  # after PostgreSQL is back (or reachable again), its pools reconnect
 AFTER_S: Final = 3.0  # the phase "after <kind>" that follows each fault

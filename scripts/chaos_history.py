@@ -268,7 +268,8 @@ class History:
                 self._judge(attempt, attempt.committed)
 
     def _judge(self, attempt: Attempt, committed: bool) -> None:
-        status, what = attempt.answer.status, f"{attempt.kind} of user {attempt.user_id}"
+        status = attempt.answer.status
+        what = f"{attempt.kind} of {attempt.key if attempt.kind == 'create' else attempt.user_id}"
         if committed and attempt.committed is False:
             self._find(LATE_COMMIT, attempt.answer, f"{what}, answered {status}")
         if status >= 500 and committed:

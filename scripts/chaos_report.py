@@ -48,6 +48,7 @@ class RunFacts:
     command: str
     topology: str
     key: str  # the section's name in docs/chaos.md
+    title: str
     instances: int
     elapsed_s: float
     t0: float
@@ -144,6 +145,8 @@ def render(history: History, facts: RunFacts) -> str:
     failed = ", ".join(f"{k} x{n}" for k, n in sorted(facts.failed.items()))
     lines = [
         begin,
+        "",
+        f"### {facts.title}",
         "",
         f"Command: `{facts.command}`",
         "",
