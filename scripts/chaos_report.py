@@ -127,7 +127,7 @@ def _findings(history: History, t0: float) -> list[str]:
     rows: list[str] = []
     for kind, found in history.by_kind().items():
         rows += ["", f"{LABELS[kind]}: {len(found):,}", ""]
-        for f in found[:EXAMPLES]:
+        for f in sorted(found, key=lambda f: f.at)[:EXAMPLES]:
             where = "" if f.instance is None else f" on instance {f.instance}"
             rows.append(f"- {f.at - t0:.2f} s{where} ({f.phase}): {f.detail}")
     five = [f for f in history.findings if f.kind == FIVE_XX_UP]

@@ -123,6 +123,17 @@ class Redises:
             return self.cluster.replica_of(master)
         return None
 
+    def wait_promoted(self, replica: RedisNode) -> None:
+        """Until ``replica`` is a master (the sentinels name it, or it serves slots)."""
+
+        def promoted() -> bool:
+            try:
+                return replica.port in [node.port for node in self.masters()]
+            except Exception:  # a cluster in the middle of a failover
+                return False
+
+        wait_until(promoted, timeout_s=HEALTHY_TIMEOUT_S, what=f"Redis {replica.port} promoted")
+
     def wait_healthy(self) -> None:
         if self.sentinel is not None:
             self.sentinel.wait_healthy(HEALTHY_TIMEOUT_S)
@@ -284,6 +295,14 @@ class World:
     def redis(node: RedisNode) -> Redis:
         assert node.port is not None  # every node listens on a loopback port here
         return Redis(host=HOST, port=node.port, socket_timeout=REDIS_TIMEOUT_S)
+
+    async def cut_replication(self, master: RedisNode) -> None:
+        """Close the master's links to its replicas (CLIENT KILL TYPE replica)."""
+        client = self.redis(master)
+        try:
+            await client.client_kill_filter(_type="replica")
+        finally:
+            await client.aclose()
 
     async def kill_redis_clients(self) -> int:
         """CLIENT KILL of every client connection on every data node (tracking
