@@ -88,7 +88,7 @@ def _figures(history: History, answers: list[Answer], facts: RunFacts) -> list[s
         f" {sum(1 for a in answers if a.status == 0):,} |",
         f"| write tries of unknown outcome (5xx, no answer), read back from PostgreSQL |"
         f" {unknown:,} |",
-        f"| of those, committed with no answer |  {history.committed_no_answer:,} |",
+        f"| of those, committed with no answer | {history.committed_no_answer:,} |",
     ]
     return rows
 
