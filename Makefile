@@ -6,12 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 USERS ?= 100000
 MINUTES ?= 30
+# make chaos: the Redis topology (standalone, sentinel or cluster) and, if set,
+# the instances' CACHE_OUTBOX_SWEEP_MS (30000: the sweep no longer hides the suspect logic)
+TOPOLOGY ?= standalone
+SWEEP_MS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers chaos overload soak coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers chaos chaos-sentinel chaos-cluster overload soak coverage clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,8 +74,14 @@ bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's 
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3
 
-chaos: $(STAMP) ## two instances under Redis/PostgreSQL faults for 15 minutes, every read checked; writes docs/chaos.md
-	$(BIN)/python scripts/chaos.py --minutes 15 --faults-each 7 --clients 16 --report docs/chaos.md
+chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (~20 min; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
+	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes 20 --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md
+
+chaos-sentinel: ## make chaos on a master, a replica and 3 sentinels
+	$(MAKE) chaos TOPOLOGY=sentinel
+
+chaos-cluster: ## make chaos on a Redis Cluster, 3 primaries and 3 replicas
+	$(MAKE) chaos TOPOLOGY=cluster
 
 bench-workers: $(STAMP) ## requests/s with 1 and 2 workers (wrk), into docs/benchmarks.md
 	$(BIN)/python scripts/bench_workers.py

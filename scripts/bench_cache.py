@@ -26,7 +26,6 @@ import asyncio
 import collections
 import dataclasses
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -50,15 +49,8 @@ from hita.config import load_config
 from hita.constants import REDIS_MAX_CONNECTIONS as REDIS_POOL
 from hita.tasks import cancel_and_wait
 
-from bench_common import (
-    DOCUMENT,
-    L1_SETTING,
-    l1_label,
-    l1_variants,
-    machine_facts,
-    private_redis,
-    write_section,
-)
+from harness.bench import DOCUMENT, L1_SETTING, l1_label, l1_variants, private_redis
+from harness.reports import command_line, machine_facts, write_section
 
 HEADING: Final = "Cache hit in one process (scripts/bench_cache.py)"
 USER_ID: Final = str(DOCUMENT["id"])
@@ -323,7 +315,7 @@ def main() -> int:
         os.sched_setaffinity(0, {CLIENT_CPU})
     with private_redis("cache-redis", REDIS_CPU if pinned else None) as url:
         figures = asyncio.run(run(url, args.rounds, args.calls, args.tasks))
-    command = shlex.join(["python", "scripts/bench_cache.py", *sys.argv[1:]])
+    command = command_line("bench_cache.py")
     if os.environ.get("REDIS_URL"):
         command = "REDIS_URL=... " + command
     body = report(figures, args, command)

@@ -17,16 +17,12 @@ import argparse
 import asyncio
 import dataclasses
 import os
-import platform
 import random
-import re
-import shlex
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
-from datetime import UTC, datetime
 from typing import Final
 
 import aiohttp
@@ -49,9 +45,10 @@ from hita.services.passwords import Passwords
 from hita.services.tokens import Tokens
 from hita.services.users import UserService
 
-from bench_common import REPORT, write_section
+from harness.bench import BENCH_ROOT
+from harness.reports import BENCHMARKS, command_line, write_section
+from harness.reports import facts as run_facts
 
-BENCH_ROOT: Final = PROJECT_ROOT / ".hita" / "bench"
 WARMUP_RUNS: Final = 3
 SEED: Final = 20_241_217  # the same data set every run
 DEFAULT_SIZES: Final = "10000,100000,1000000"
@@ -199,9 +196,7 @@ async def bench(config: Config, sizes: list[int], runs: int) -> tuple[list[Resul
                         flush=True,
                     )
         facts = {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "Python": platform.python_version(),
+            **run_facts(),
             "PostgreSQL": str(await database.fetchval("SHOW server_version")),
             "points transactions at the largest size": str(
                 await database.fetchval("SELECT count(*) FROM points_transactions")
@@ -261,15 +256,6 @@ def report(results: list[Result], facts: dict[str, str], command: str) -> str:
     )
 
 
-def kept_sections() -> str:
-    """The sections other scripts write into the report (between their
-    ``<!-- name:begin ... -->`` and ``<!-- name:end -->`` markers), kept as they are."""
-    if not REPORT.exists():
-        return ""
-    sections = re.finditer(r"<!-- (\w+):begin.*?<!-- \1:end -->", REPORT.read_text(), re.DOTALL)
-    return "".join(f"\n{m.group(0)}\n" for m in sections)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
@@ -283,10 +269,9 @@ def main() -> int:
     environ.update(WARMUP_ON_START="false", STATS_REFRESH_ENABLED="false", LOG_LEVEL="WARNING")
     config = with_jwt_secret(load_config(environ))
     with servers(config) as resolved:
-        results, facts = asyncio.run(bench(resolved, sizes, args.runs))
-    command = shlex.join(["python", "scripts/bench_dashboard.py", *sys.argv[1:]])
-    write_section(HEADING, report(results, facts, command))
-    print(f"written to {REPORT.relative_to(PROJECT_ROOT)}")
+        results, found = asyncio.run(bench(resolved, sizes, args.runs))
+    write_section(HEADING, report(results, found, command_line("bench_dashboard.py")))
+    print(f"written to {BENCHMARKS.relative_to(PROJECT_ROOT)}")
     return 0
 
 

@@ -5,7 +5,7 @@ One paired run on this machine:
 - a private Redis and PostgreSQL (hita.embedded), ``--users`` seeded users;
 - the server processes pinned to CPU 0 with ``taskset``; Redis, PostgreSQL,
   wrk and this script on CPU 1;
-- a peers app (``--serve-peers``): ``/hello`` (``web.json_response``, the
+- a peers app (bench_http_peers.py): ``/hello`` (``web.json_response``, the
   ceiling), ``/get/{id}`` (one ``redis.asyncio`` GET + orjson), ``/aiocache/{id}``
   and ``/cashews/{id}`` (each library's decorated hit), no auth;
 - HITA itself, ``hita serve`` in the production profile with an admin token:
@@ -18,7 +18,8 @@ One paired run on this machine:
   per request from INFO commandstats (CONFIG RESETSTAT before the run).
 
 ``--profile SECONDS`` instead runs HITA under cProfile while wrk loads the warm
-``GET /v1.0/user/{id}`` and writes the per-request cost by part.
+``GET /v1.0/user/{id}`` and writes the per-request cost by part
+(bench_http_profile.py). The servers and the wrk runs: bench_http_world.py.
 
     python scripts/bench_http.py [--seconds 8] [--reps 3] [--users 10000]
     python scripts/bench_http.py --profile 20
@@ -27,471 +28,37 @@ One paired run on this machine:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import cProfile
 import dataclasses
-import json
-import os
-import pstats
-import random
-import re
-import shlex
-import signal
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import Any, Final, cast
+from contextlib import ExitStack
+from typing import Final
 
-import aiohttp
-import orjson
-from aiohttp import web
 from redis import Redis as SyncRedis
 
-from hita.config import load_config
-from hita.db.database import open_database
-from hita.db.migrate import apply_migrations
-from hita.domain.roles import Role
-from hita.embedded import EmbeddedPostgres, EmbeddedRedis
-from hita.services import seeding
-from hita.services.tokens import Tokens
-
-from bench_common import (
-    BENCH_ROOT,
-    DOCUMENT,
-    L1_SETTING,
-    free_port,
-    l1_label,
-    l1_variants,
-    machine_facts,
-    write_section,
+from bench_http_profile import run_profile
+from bench_http_world import (
+    CONNECTIONS,
+    HELLO,
+    SERVER_CPU,
+    Run,
+    Target,
+    Variant,
+    World,
+    default_variants,
+    hita_server,
+    load,
+    peers_server,
+    pin_self,
+    targets,
+    warm,
+    world,
 )
+from harness.bench import L1_SETTING, l1_variants
+from harness.reports import command_line, machine_facts, write_section
 
 HEADING: Final = "HTTP reads under wrk (scripts/bench_http.py)"
 PROFILE_HEADING: Final = "Profile of the warm GET /v1.0/user/{id} (scripts/bench_http.py --profile)"
-SERVER_CPU: Final = "0"
-LOAD_CPU: Final = 1
-CONNECTIONS: Final = 50
-JWT_SECRET: Final = "bench-secret-" + "x" * 40  # a throwaway secret for a private server
-SEED: Final = 20_261_129
-START_TIMEOUT_S: Final = 60.0
-WARM_CONCURRENCY: Final = 32
-HELLO: Final = "hello"
-PYTHON: Final = sys.executable
-
-LUA: Final = r"""
-local template, ids, i = nil, nil, 0
-init = function(args)
-  template = args[1]
-  if args[2] then
-    ids = {}
-    for line in io.lines(args[2]) do ids[#ids + 1] = line end
-  end
-end
-request = function()
-  if ids == nil then return wrk.format("GET", template) end
-  i = i % #ids + 1
-  return wrk.format("GET", (string.gsub(template, "{id}", ids[i])))
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests": %d, "duration_us": %d, "p50_us": %.0f, "p99_us": %.0f,'
-    .. ' "errors": %d, "status_errors": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
-
-
-# -- the peers app (run in its own process with --serve-peers) -----------------
-
-
-def peers_app(redis_url: str, ids: list[str]) -> web.Application:
-    from aiocache import RedisCache as AioRedisCache  # noqa: PLC0415 - the bench extra
-    from aiocache import cached as aio_cached  # noqa: PLC0415
-    from cashews import Cache as CashewsCache  # noqa: PLC0415
-    from redis.asyncio import Redis  # noqa: PLC0415
-
-    raw = Redis.from_url(redis_url)
-    cashews = CashewsCache()
-    cashews.setup(redis_url)
-    host, port = redis_url.removeprefix("redis://").split("/", 1)[0].split(":")
-
-    @cashews(ttl=3600, key="peers:cashews:{user_id}")
-    async def cashews_user(user_id: str) -> dict[str, Any]:
-        return {**DOCUMENT, "id": user_id}
-
-    async def user(user_id: str) -> dict[str, Any]:
-        return {**DOCUMENT, "id": user_id}
-
-    decorate = aio_cached(
-        ttl=3600,
-        cache=AioRedisCache,
-        endpoint=host,
-        port=int(port),
-        namespace="peers-aiocache",
-        key_builder=lambda _f, user_id: user_id,
-    )
-    aiocache_user = cast(Callable[[str], Awaitable[dict[str, Any]]], decorate(user))
-
-    def dumps(value: Any) -> str:
-        return orjson.dumps(value).decode()
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.json_response({"success": True, "message": "hello, world"})
-
-    async def get(request: web.Request) -> web.Response:
-        value = orjson.loads(await raw.get(f"peers:raw:{request.match_info['id']}") or b"null")
-        return web.json_response({"success": True, "user": value}, dumps=dumps)
-
-    async def via_aiocache(request: web.Request) -> web.Response:
-        user = await aiocache_user(request.match_info["id"])
-        return web.json_response({"success": True, "user": user}, dumps=dumps)
-
-    async def via_cashews(request: web.Request) -> web.Response:
-        user = await cashews_user(request.match_info["id"])
-        return web.json_response({"success": True, "user": user}, dumps=dumps)
-
-    async def fill(app: web.Application) -> Any:
-        for user_id in ids:  # every key warm before the first request
-            await raw.set(f"peers:raw:{user_id}", orjson.dumps({**DOCUMENT, "id": user_id}))
-            await cashews_user(user_id)
-            await aiocache_user(user_id)
-        yield
-        await raw.aclose()
-        await cashews.close()
-
-    app = web.Application()
-    app.cleanup_ctx.append(fill)
-    app.router.add_get("/hello", hello)
-    app.router.add_get("/get/{id}", get)
-    app.router.add_get("/aiocache/{id}", via_aiocache)
-    app.router.add_get("/cashews/{id}", via_cashews)
-    return app
-
-
-def serve_peers(port: int, redis_url: str, ids_file: Path) -> int:
-    ids = ids_file.read_text().split()
-    web.run_app(peers_app(redis_url, ids), host="127.0.0.1", port=port, access_log=None, print=None)
-    return 0
-
-
-# -- processes -----------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    name: str
-    url: str  # may hold {id}: cycled over the ids file
-    headers: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    requests: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    commands: dict[str, int]
-    cpu_us: float  # the server process's CPU time (user + system) per request
-
-
-CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-@dataclasses.dataclass
-class World:
-    root: Path
-    redis_url: str
-    database_url: str
-    ids_file: Path
-    ids: list[str]
-    token: str
-    peers: str = ""
-    hita: dict[str, str] = dataclasses.field(default_factory=dict)  # variant label -> base URL
-    pids: dict[str, int] = dataclasses.field(default_factory=dict)  # base URL -> server PID
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One HITA process: its label in the table, settings, and source tree."""
-
-    label: str
-    env: dict[str, str]
-    tree: Path | None = None  # another checkout (PYTHONPATH); None: this one
-
-    @classmethod
-    def for_l1(cls, l1: bool | None) -> Variant:
-        env = {} if l1 is None else {L1_SETTING: "true" if l1 else "false"}
-        return cls(l1_label(l1), env)
-
-    @classmethod
-    def parse(cls, text: str) -> Variant:
-        """``LABEL=DIR[;NAME=VALUE...]`` (``--hita-tree``)."""
-        head, *settings = text.split(";")
-        label, _, tree = head.partition("=")
-        env = dict(item.split("=", 1) for item in settings if item)
-        return cls(f", {label}", env, Path(tree).resolve())
-
-
-def default_variants() -> list[Variant]:
-    return [Variant.for_l1(l1) for l1 in l1_variants()]
-
-
-def pin_self() -> bool:
-    """This script (and what it starts without taskset) on the load CPU."""
-    if (os.cpu_count() or 1) < 2:
-        return False
-    os.sched_setaffinity(0, {LOAD_CPU})
-    return True
-
-
-def pinned(argv: list[str]) -> list[str]:
-    return ["taskset", "-c", SERVER_CPU, *argv] if (os.cpu_count() or 1) >= 2 else argv
-
-
-@contextmanager
-def process(
-    argv: list[str],
-    env: dict[str, str],
-    log_path: Path,
-    *,
-    stop: int = signal.SIGTERM,
-    cwd: Path | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A child we own by PID: stopped (then killed if need be) on exit."""
-    with log_path.open("ab") as log_file:
-        child = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield child
-        finally:
-            if child.poll() is None:
-                child.send_signal(stop)
-                try:
-                    child.wait(30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-
-
-def wait_http(url: str, child: subprocess.Popen[bytes], log_path: Path) -> None:
-    async def poll() -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if child.poll() is not None:
-                    raise RuntimeError(f"{url} exited during start-up; see {log_path}")
-                try:
-                    async with http.get(url) as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"{url} did not answer in {START_TIMEOUT_S:.0f} s")
-
-    asyncio.run(poll())
-
-
-def hita_env(world: World, port: int, variant: Variant) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    env.update(
-        HITA_ENV="production",
-        HITA_DATA_DIR=str(world.root / "hita"),
-        DATABASE_URL=world.database_url,
-        REDIS_URL=world.redis_url,
-        JWT_SECRET=JWT_SECRET,
-        HOST="127.0.0.1",
-        PORT=str(port),
-    )
-    env.update(variant.env)
-    if variant.tree is not None:
-        env["PYTHONPATH"] = str(variant.tree)
-    return env
-
-
-async def _prepare_database(world: World, users: int) -> tuple[list[str], str]:
-    config = load_config({"HITA_ENV": "test", "DATABASE_URL": world.database_url})
-    async with open_database(config.database) as database:
-        async with database.connection() as conn:
-            await apply_migrations(conn)
-        if await database.fetchval("SELECT count(*) FROM users") < users:
-            await seeding.seed(database, users, "unused", "unused-hash", rng=random.Random(SEED))
-        rows = await database.fetch("SELECT id FROM users WHERE role <> 'superadmin' ORDER BY id")
-        admin = await database.fetchval(
-            "SELECT id FROM users WHERE role = 'admin' AND is_active ORDER BY id LIMIT 1"
-        )
-    return [r["id"] for r in rows], admin
-
-
-@contextmanager
-def world(users: int) -> Iterator[World]:
-    root = BENCH_ROOT / "http"
-    root.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        redis = EmbeddedRedis(root / "redis", port=free_port())
-        redis.start()
-        stack.callback(redis.stop)
-        postgres = EmbeddedPostgres(root / "postgres", database="hita_bench", durable=False)
-        postgres.start()
-        stack.callback(postgres.stop)
-        postgres.create_database("hita_bench", drop_first=True)
-        ids_file = root / "ids.txt"
-        config = load_config({"HITA_ENV": "test", "JWT_SECRET": JWT_SECRET})
-        w = World(root, redis.url, postgres.url, ids_file, [], "")
-        w.ids, admin = asyncio.run(_prepare_database(w, users))
-        ids_file.write_text("\n".join(w.ids) + "\n")
-        w.token = Tokens(config.auth).issue(admin, Role.ADMIN)
-        yield w
-
-
-@contextmanager
-def peers_server(w: World) -> Iterator[None]:
-    port = free_port()
-    log_path = w.root / "peers.log"
-    argv = [PYTHON, __file__, "--serve-peers", str(port), w.redis_url, str(w.ids_file)]
-    with process(pinned(argv), dict(os.environ), log_path) as child:
-        wait_http(f"http://127.0.0.1:{port}/hello", child, log_path)
-        w.peers = f"http://127.0.0.1:{port}"
-        w.pids[w.peers] = child.pid
-        yield
-
-
-@contextmanager
-def hita_server(
-    w: World, variant: Variant, *, profile: Path | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    port = free_port()
-    log_path = w.root / f"hita{re.sub(r'[^A-Za-z0-9]+', '-', variant.label)}.log"
-    argv = [PYTHON, "-m", "hita", "serve"]
-    if profile is not None:
-        argv = [PYTHON, __file__, "--serve-profiled", str(profile)]
-    env = hita_env(w, port, variant)
-    with process(pinned(argv), env, log_path, stop=signal.SIGINT, cwd=variant.tree) as child:
-        wait_http(f"http://127.0.0.1:{port}/v1.0/health", child, log_path)
-        w.hita[variant.label] = f"http://127.0.0.1:{port}"
-        w.pids[w.hita[variant.label]] = child.pid
-        yield child
-
-
-def serve_profiled(out: Path) -> int:
-    """``hita serve`` with cProfile switched on by SIGUSR1 and off (and written
-    to ``out``) by SIGUSR2, so start-up and warm-up stay out of the profile."""
-    from hita.cli import main as hita_main  # noqa: PLC0415
-
-    profiler = cProfile.Profile()
-
-    def start(signum: int, frame: object) -> None:
-        profiler.enable()
-
-    def stop(signum: int, frame: object) -> None:
-        profiler.disable()
-        profiler.dump_stats(str(out))
-
-    signal.signal(signal.SIGUSR1, start)
-    signal.signal(signal.SIGUSR2, stop)
-    return hita_main(["serve"])
-
-
-# -- load ----------------------------------------------------------------------
-
-
-def commandstats(redis: SyncRedis) -> dict[str, int]:
-    stats: dict[str, Any] = redis.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_").upper(): int(v["calls"])
-        for name, v in stats.items()
-        if name not in ("cmdstat_config", "cmdstat_info")
-    }
-
-
-def wrk(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
-    script = w.root / "bench.lua"
-    script.write_text(LUA)
-    path = target.url.split("/", 3)[3]
-    base = target.url.removesuffix(path)
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
-    for header in target.headers:
-        argv += ["-H", header]
-    argv += [base, "--", "/" + path]
-    if "{id}" in path:
-        argv.append(str(w.ids_file))
-    pid = w.pids[base.rstrip("/")]
-    redis.config_resetstat()
-    cpu_before = cpu_seconds(pid)
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(pid) - cpu_before
-    commands = commandstats(redis)
-    line = next(x for x in out.splitlines() if x.startswith("BENCH "))
-    data = json.loads(line.removeprefix("BENCH "))
-    return Run(
-        requests=data["requests"],
-        rps=data["requests"] / (data["duration_us"] / 1e6),
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-        errors=data["errors"] + data["status_errors"],
-        commands=commands,
-        cpu_us=cpu / max(data["requests"], 1) * 1e6,
-    )
-
-
-async def _warm(urls: list[str], headers: dict[str, str]) -> None:
-    queue = iter(urls)
-
-    async def worker(http: aiohttp.ClientSession) -> None:
-        for url in queue:
-            async with http.get(url, headers=headers) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"warm-up: {url} answered {response.status}")
-                await response.read()
-
-    async with aiohttp.ClientSession() as http:
-        await asyncio.gather(*(worker(http) for _ in range(WARM_CONCURRENCY)))
-
-
-def warm(w: World, target: Target) -> None:
-    """Every key the target reads is in the cache before the measured run."""
-    headers = dict(h.split(": ", 1) for h in target.headers)
-    urls = [target.url.replace("{id}", i) for i in w.ids] if "{id}" in target.url else [target.url]
-    asyncio.run(_warm(urls, headers))
-
-
-def targets(w: World) -> list[Target]:
-    auth = (f"Authorization: Bearer {w.token}",)
-    found = [
-        Target("one redis.asyncio GET + orjson, no auth", w.peers + "/get/{id}"),
-        Target("aiocache `@cached` hit, no auth", w.peers + "/aiocache/{id}"),
-        Target("cashews `@cache` hit, no auth", w.peers + "/cashews/{id}"),
-    ]
-    for label, base in w.hita.items():
-        found += [
-            Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth),
-            Target(
-                f"HITA `GET /v1.0/dashboard/stats`{label}", base + "/v1.0/dashboard/stats", auth
-            ),
-            Target(
-                f"HITA `GET /v1.0/user/list?page=1`{label}", base + "/v1.0/user/list?page=1", auth
-            ),
-        ]
-    return found
 
 
 @dataclasses.dataclass
@@ -511,14 +78,14 @@ def measure(
     hellos: list[Run] = []
     for target in [hello, *chosen]:  # one short unmeasured run each: pools, code paths
         warm(w, target)
-        wrk(w, target, min(2.0, seconds), redis)
+        load(w, target, min(2.0, seconds), redis)
     for rep in range(reps):
-        before = wrk(w, hello, seconds, redis)
+        before = load(w, hello, seconds, redis)
         hellos.append(before)
         for target in chosen:
             warm(w, target)
-            run = wrk(w, target, seconds, redis)
-            after = wrk(w, hello, seconds, redis)
+            run = load(w, target, seconds, redis)
+            after = load(w, hello, seconds, redis)
             hellos.append(after)
             series[target.name].runs.append(run)
             series[target.name].ratios.append(run.rps / ((before.rps + after.rps) / 2))
@@ -610,111 +177,6 @@ def report(
     )
 
 
-# -- profile -------------------------------------------------------------------
-
-# Parts of a request, each the cumulative time of one function (file suffix, name).
-PARTS: Final = (
-    (
-        "aiohttp: the whole request (RequestHandler._handle_request)",
-        "web_protocol.py",
-        "_handle_request",
-    ),
-    ("request context middleware (id, metrics, access line)", "middlewares.py", "request_context"),
-    ("  access log line (logging)", "logging/__init__.py", "info"),
-    ("  Prometheus (Metrics.observe_request)", "metrics.py", "observe_request"),
-    ("invalidation middleware", "invalidation.py", "invalidate_after"),
-    ("error middleware", "errors.py", "error_middleware"),
-    ("ETag middleware", "etag.py", "etag_middleware"),
-    ("  ETag digest (etag_of)", "etag.py", "etag_of"),
-    ("auth middleware", "auth.py", "authenticate"),
-    (
-        "  aiohttp-jwt (token, PyJWT, the user check, the handler)",
-        "middleware.py",
-        "jwt_middleware",
-    ),
-    ("    PyJWT decode and verify", "api_jwt.py", "decode_complete"),
-    ("    token's user check (check_subject)", "auth.py", "check_subject"),
-    ("  a token verified before: the user check only (_known_caller)", "auth.py", "_known_caller"),
-    ("handler get_user", "handlers/users.py", "get_user"),
-    ("  JSON response (json_ok)", "responses.py", "json_ok"),
-    (
-        "RedisCache.get_or_load, both reads (token check + handler)",
-        "cache/readthrough.py",
-        "get_or_load",
-    ),
-    ("  L1: drain the tracking socket (Tracking.drain)", "cache/tracking.py", "drain"),
-    ("  L1: the entry from the near cache (_near_value)", "cache/readthrough.py", "_near_value"),
-    ("  decode the stored JSON (Entry.value)", "cache/codec.py", "value"),
-    ("  redis-py: EVALSHA (Script.__call__)", "commands/core.py", "__call__"),
-    ("  redis-py: execute_command", "asyncio/client.py", "execute_command"),
-    ("aiohttp: write the response (StreamResponse.prepare)", "web_response.py", "prepare"),
-)
-
-
-def profile_parts(path: Path) -> tuple[int, list[tuple[str, float]], list[str]]:
-    stats = pstats.Stats(str(path))
-    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
-    requests = sum(v[0] for (file, _, fn), v in raw.items() if fn == "bearer_token")
-    rows = []
-    for label, file_suffix, name in PARTS:
-        cum = sum(
-            v[3] for (file, _, fn), v in raw.items() if fn == name and file.endswith(file_suffix)
-        )
-        rows.append((label, cum / max(requests, 1) * 1e6))
-    top = sorted(raw.items(), key=lambda kv: -kv[1][2])[:15]
-    top_rows = [
-        f"| `{Path(file).name}:{line}` {fn} | {v[2] / max(requests, 1) * 1e6:.1f} |"
-        for (file, line, fn), v in top
-    ]
-    return requests, rows, top_rows
-
-
-def run_profile(w: World, variant: Variant, seconds: float, command: str) -> str:
-    out = w.root / "hita.prof"
-    out.unlink(missing_ok=True)
-    with hita_server(w, variant, profile=out) as child:
-        target = targets(w)[3]  # HITA's user route
-        warm(w, target)
-        redis = SyncRedis.from_url(w.redis_url)
-        wrk(w, target, min(2.0, seconds), redis)  # pools and code paths, unprofiled
-        child.send_signal(signal.SIGUSR1)
-        run = wrk(w, target, seconds, redis)
-        child.send_signal(signal.SIGUSR2)
-        redis.close()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-    requests, parts, top = profile_parts(out)
-    return "\n".join(
-        [
-            f"Command: `{command}`",
-            "",
-            *machine_facts(),
-            f"- {target.name}: {run.requests:,} requests under wrk -t1 -c{CONNECTIONS}"
-            f" for {seconds:g} s, all of them profiled (cProfile on: {run.rps:,.0f} req/s;"
-            f" {requests:,} token checks counted)",
-            "",
-            "| part of a request | µs per request (cumulative, under cProfile) | share |",
-            "| --- | ---: | ---: |",
-            *(
-                f"| {label.replace('  ', '&nbsp;&nbsp;')} | {us:.1f} | {us / parts[0][1]:.0%} |"
-                for label, us in parts
-            ),
-            "",
-            "The hardest hitters by own time (tottime), µs per request:",
-            "",
-            "| function | µs per request |",
-            "| --- | ---: |",
-            *top,
-            "",
-            "cProfile slows every Python call down, so the absolute figures are inflated",
-            "(compare the req/s above with the wrk table); read the shares. An indented part",
-            "is inside the one above it. Coroutine parts count only the time they run, not",
-            "the time they wait for Redis.",
-        ]
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each wrk run")
@@ -732,17 +194,10 @@ def main() -> int:
         metavar="LABEL=DIR[;NAME=VALUE...]",
         help="serve HITA from another checkout (with these settings) instead; repeatable",
     )
-    parser.add_argument("--serve-peers", nargs=3, metavar=("PORT", "REDIS_URL", "IDS"))
-    parser.add_argument("--serve-profiled", type=Path, metavar="OUT")
     args = parser.parse_args()
-    if args.serve_peers:
-        port, redis_url, ids = args.serve_peers
-        return serve_peers(int(port), redis_url, Path(ids))
-    if args.serve_profiled:
-        return serve_profiled(args.serve_profiled)
     if not pin_self():
         print("warning: fewer than 2 CPUs; nothing is pinned", file=sys.stderr)
-    command = shlex.join(["python", "scripts/bench_http.py", *sys.argv[1:]])
+    command = command_line("bench_http.py")
     variants = [Variant.parse(t) for t in args.hita_tree] or default_variants()
     with world(args.users) as w:
         if args.profile:

@@ -21,12 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
-import re
-import secrets
-import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -36,17 +30,22 @@ from typing import Final
 import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
-from soak import accounts, free_port, prepare, server_env, wait_healthy
 
-from hita.config import PROJECT_ROOT, load_config
+from hita.config import PROJECT_ROOT
 from hita.embedded import EmbeddedPostgres
-from hita.services.tokens import Tokens
+
+from harness import procs, wrk
+from harness.ports import free_port
+from harness.reports import BENCHMARKS, command_line, write_marked
+from harness.reports import facts as run_facts
+from harness.service import SERVE, accounts, seeded_service
+from harness.waits import wait_up
 
 ROOT: Final = PROJECT_ROOT / ".hita" / "bench-overload"
-REPORT: Final = PROJECT_ROOT / "docs" / "benchmarks.md"
 BEGIN: Final = "<!-- overload:begin (written by scripts/bench_overload.py) -->"
 END: Final = "<!-- overload:end -->"
 BUDGET_S: Final = 1.0  # every answer within this
+USERS: Final = 200  # whose tokens the load uses
 
 LUA: Final = r"""
 -- Filled in by bench_overload.py: request paths and their Authorization headers.
@@ -233,14 +232,7 @@ def section(
     return "\n".join(lines)
 
 
-def write_report(text: str) -> None:
-    old = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else f"{old}\n{text}\n"
-    REPORT.write_text(new)
-
-
-def main() -> int:  # noqa: PLR0915 - one straight sequence: servers, service, load, report
+def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=30)
@@ -249,9 +241,7 @@ def main() -> int:  # noqa: PLR0915 - one straight sequence: servers, service, l
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the service")
     parser.add_argument("--no-report", action="store_true", help="print only; leave docs alone")
     args = parser.parse_args()
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    if not wrk.available():
         return 2
 
     root = ROOT / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -262,46 +252,34 @@ def main() -> int:  # noqa: PLR0915 - one straight sequence: servers, service, l
         postgres.start()
         postgres.create_database("hita_overload", drop_first=True)
         port = free_port()
-        env = server_env(
-            pg_url=postgres.url,
+        env, secret = seeded_service(
+            database_url=postgres.url,
             redis_url=f"redis://127.0.0.1:{closed_port()}/0",
+            data_dir=root,
             port=port,
-            root=root,
-            secret=secrets.token_urlsafe(48),
-            extra=args.env,
+            env_items=args.env,
+            users=args.users,
         )
-        config = load_config({**env, "HITA_ENV": "development", "DB_AUTO_MIGRATE": "true"})
-        print(f"seeding {args.users} users...", flush=True)
-        asyncio.run(prepare(config, args.users))
-        with (root / "service.log").open("wb") as service_log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "hita", "serve"],
-                env=env,
-                stdout=service_log,
-                stderr=subprocess.STDOUT,
-            )
+        server = procs.start(SERVE, env, root / "service.log")
         base_url = f"http://127.0.0.1:{port}"
-        asyncio.run(wait_healthy(base_url, server))
-        _, users, _ = asyncio.run(accounts(postgres.url, Tokens(load_config(env).auth)))
+        wait_up(f"{base_url}/v1.0/health", child=server)
+        _, users, _ = asyncio.run(accounts(postgres.url, secret, USERS))
         requests = []
-        for user_id, headers in users[:200]:
-            auth = headers["Authorization"]
+        for user_id, token in users:
+            auth = f"Bearer {token}"
             for path in (f"/v1.0/user/{user_id}", f"/v1.0/permissions/{user_id}"):
                 requests.append((path, auth))
             requests.append((f"/v1.0/points/{user_id}/history", auth))
         script = root / "bench.lua"
         script.write_text(lua_script(requests))
-        argv = [
-            wrk,
-            f"-t{args.threads}",
-            f"-c{args.connections}",
-            f"-d{args.seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
+        argv = wrk.command(
             base_url,
-        ]
+            connections=args.connections,
+            seconds=args.seconds,
+            threads=args.threads,
+            script=script,
+            extra=["--timeout", "10s"],
+        )
         print(" ".join(argv), flush=True)
         started = time.monotonic()
         output, most = asyncio.run(run_wrk(argv, postgres.url))
@@ -312,8 +290,7 @@ def main() -> int:  # noqa: PLR0915 - one straight sequence: servers, service, l
         metrics = asyncio.run(scrape(base_url))
         log_text = (root / "service.log").read_text(errors="replace")
         facts = {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other work)",
+            **run_facts(),
             "load": f"wrk, {args.threads} threads, {args.connections} connections,"
             f" {args.seconds} s ({time.monotonic() - started:.0f} s with start-up),"
             f" 600 GET paths of 200 users",
@@ -321,20 +298,14 @@ def main() -> int:  # noqa: PLR0915 - one straight sequence: servers, service, l
             f" at most {most['active']} active queries at once",
             "service log": f"{log_text.count(' ERROR ')} ERROR lines",
         }
-        command = shlex.join(["python", "scripts/bench_overload.py", *sys.argv[1:]])
-        text = section(command, facts, values, metrics)
+        text = section(command_line("bench_overload.py"), facts, values, metrics)
         print(text)
         if not args.no_report:
-            write_report(text)
-            print(f"written to {REPORT.relative_to(PROJECT_ROOT)}")
+            write_marked(text, BEGIN, END, BENCHMARKS, "# Benchmarks\n")
+            print(f"written to {BENCHMARKS.relative_to(PROJECT_ROOT)}")
     finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        if server is not None:
+            procs.stop(server)
         postgres.stop()
     return 0
 

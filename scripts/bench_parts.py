@@ -29,7 +29,8 @@ from hita.api.responses import json_ok
 from hita.logs import setup_logging, skip_unused_record_fields
 from hita.metrics import LATENCY_BUCKETS_S, Metrics
 
-from bench_common import DOCUMENT, machine_facts, write_section
+from harness.bench import DOCUMENT
+from harness.reports import machine_facts, write_section
 
 HEADING: Final = "Parts of a request, before and after (scripts/bench_parts.py)"
 _DUMPS_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS

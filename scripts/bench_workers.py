@@ -23,22 +23,16 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import platform
-import re
-import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -47,7 +41,12 @@ from aiohttp import web
 from hita.config import PROJECT_ROOT, load_config
 from hita.embedded import embedded_dependencies
 
-REPORT: Final = PROJECT_ROOT / "docs" / "benchmarks.md"
+from harness import procs, wrk
+from harness.ports import free_port
+from harness.reports import BENCHMARKS, command_line, write_marked
+from harness.reports import facts as run_facts
+from harness.waits import wait_up
+
 BEGIN: Final = "<!-- bench_workers: begin -->"
 END: Final = "<!-- bench_workers: end -->"
 START_BUDGET_S: Final = 60.0
@@ -65,82 +64,34 @@ class Run:
     errors: int
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str) -> None:
-    deadline = time.monotonic() + START_BUDGET_S
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {START_BUDGET_S:.0f} s")
-
-
 @contextmanager
 def serving(argv: list[str], env: dict[str, str], cpus: str, url: str) -> Iterator[None]:
-    proc = subprocess.Popen(
-        ["taskset", "-c", cpus, *argv],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """``argv`` on ``cpus``, in its own process group (the workers too), until the block ends."""
+    child = procs.start(procs.pinned(argv, cpus), env, Path(os.devnull), group=True)
     try:
-        wait_for(url)
+        wait_up(url, child=child, timeout_s=START_BUDGET_S)
         yield
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        procs.stop(child, signal.SIGINT, group=True)
 
 
-def wrk(
+def load(
     url: str, args: argparse.Namespace, headers: dict[str, str]
 ) -> tuple[float, float, float, int]:
     """Requests/s, p50 and p99 latency (ms), and errors (non-2xx, socket errors)."""
-    header_args = [a for k, v in headers.items() for a in ("-H", f"{k}: {v}")]
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            args.wrk_cpus,
-            "wrk",
-            "-t1",
-            f"-c{args.connections}",
-            f"-d{args.duration}s",
-            "--latency",
-            *header_args,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _latency(out, "50%")
-    p99 = _latency(out, "99%")
-    errors = 0
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        errors += int(m.group(1))
-    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
-        errors += sum(int(g) for g in m.groups())
-    return rate, p50, p99, errors
-
-
-def _latency(out: str, label: str) -> float:
-    m = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-    assert m is not None, out
-    value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    argv = wrk.command(
+        url,
+        connections=args.connections,
+        seconds=args.duration,
+        headers=[f"{k}: {v}" for k, v in headers.items()],
+    )
+    out = wrk.run(procs.pinned(argv, args.wrk_cpus))
+    return (
+        wrk.requests_per_s(out),
+        wrk.latency_ms(out, "50%"),
+        wrk.latency_ms(out, "99%"),
+        wrk.errors(out),
+    )
 
 
 # -- the hello-world ceiling ------------------------------------------------------
@@ -228,12 +179,12 @@ def measure_once(
         token, user_id = login(base, username)
         url = f"{base}/v1.0/user/{user_id}"
         headers = {"Authorization": f"Bearer {token}"}
-        wrk(url, argparse.Namespace(**{**vars(args), "duration": 2}), headers)  # warm
-        runs.append(Run("HITA cached read", workers, *wrk(url, args, headers)))
+        load(url, argparse.Namespace(**{**vars(args), "duration": 2}), headers)  # warm
+        runs.append(Run("HITA cached read", workers, *load(url, args, headers)))
     port = free_port()
     argv = [sys.executable, __file__, "--hello-server", str(port), str(workers)]
     with serving(argv, env, args.server_cpus, f"http://127.0.0.1:{port}/"):
-        runs.append(Run("hello world", workers, *wrk(f"http://127.0.0.1:{port}/", args, {})))
+        runs.append(Run("hello world", workers, *load(f"http://127.0.0.1:{port}/", args, {})))
     return runs
 
 
@@ -260,9 +211,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]]:
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     facts = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "Python": platform.python_version(),
+        **run_facts(),
         "wrk": f"1 thread, {args.connections} connections, {args.duration} s, CPUs {args.wrk_cpus}",
         "rounds": str(args.rounds),
         "server": f"CPUs {args.server_cpus}",
@@ -331,17 +280,6 @@ def report(runs: list[Run], facts: dict[str, str], command: str, *, busy: bool) 
     return "\n".join(lines) + "\n"
 
 
-def write_report(text: str) -> None:
-    current = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    REPORT.write_text(current)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -355,17 +293,16 @@ def main() -> int:
     if args.hello_server:
         hello_server(*args.hello_server)
         return 0
-    if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        print("bench_workers needs wrk and taskset (apt-get install -y wrk util-linux)")
+    if not wrk.available("taskset"):
         return 2
     runs, facts = measure(args)
-    command = shlex.join(["python", "scripts/bench_workers.py", *sys.argv[1:]])
+    command = command_line("bench_workers.py")
     busy = float(facts["load average before (1, 5, 15 min)"].split(",")[0]) > (os.cpu_count() or 1)
     text = report(runs, facts, command, busy=busy)
     print(text)
     if not args.no_write:
-        write_report(text)
-        print(f"written to {REPORT.relative_to(PROJECT_ROOT)}")
+        write_marked(text, BEGIN, END, BENCHMARKS, "# Benchmarks\n")
+        print(f"written to {BENCHMARKS.relative_to(PROJECT_ROOT)}")
     return 0
 
 

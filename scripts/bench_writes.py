@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import secrets
 import signal
 import statistics
@@ -29,14 +27,14 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-import jwt
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from hita.config import PROJECT_ROOT as ROOT
+from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 
-from hita.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
-
-from bench_common import free_port  # noqa: E402
+from harness import procs
+from harness.ports import free_port
+from harness.service import SERVE, mint_token, service_env
+from harness.waits import until_up
 
 SECRET = secrets.token_hex(32)
 USERS = 1_000
@@ -70,38 +68,16 @@ async def fill(database_url: str) -> list[str]:
 
 
 def serve(tree: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``hita serve`` from ``tree`` (with its own .venv if it has one)."""
     python = tree / ".venv" / "bin" / "python"
-    out = log.open("ab")
-    return subprocess.Popen(
-        [str(python if python.exists() else sys.executable), "-m", "hita", "serve"],
-        env={**env, "PYTHONPATH": str(tree)},
-        cwd=tree,
-        stdout=out,
-        stderr=out,
-    )
-
-
-async def healthy(base: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"{base}/v1.0/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{base} did not start")
+    argv = [str(python if python.exists() else sys.executable), *SERVE[1:]]
+    return procs.start(argv, {**env, "PYTHONPATH": str(tree)}, log, cwd=tree)
 
 
 async def load(
     base: str, ids: list[str], kind: str, seconds: float, concurrency: int
 ) -> tuple[float, float, float]:
-    now = int(time.time())
-    admin = jwt.encode(
-        {"sub": "1000000000", "role": "admin", "iat": now, "exp": now + 3600},
-        SECRET,
-        algorithm="HS256",
-    )
-    headers = {"Authorization": f"Bearer {admin}"}
+    headers = {"Authorization": f"Bearer {mint_token(SECRET, '1000000000', 'admin')}"}
     latencies: list[float] = []
     stop = time.monotonic() + seconds
     counter = 0
@@ -146,18 +122,17 @@ async def main_async(args: argparse.Namespace) -> int:
     redis.start()
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HITA_", "REDIS", "DB_"))}
-        env.update(
-            HITA_ENV="production",
-            DATABASE_URL=postgres.url,
-            REDIS_URL=redis.url,
-            JWT_SECRET=SECRET,
-            HOST="127.0.0.1",
-            LOG_LEVEL="ERROR",
-            HITA_DATA_DIR=str(root / "data"),
-            DB_AUTO_MIGRATE="true",
-            STATS_REFRESH_ENABLED="false",
-            WARMUP_ON_START="false",
+        env = service_env(
+            database_url=postgres.url,
+            redis_url=redis.url,
+            data_dir=root / "data",
+            secret=SECRET,
+            settings={
+                "LOG_LEVEL": "ERROR",
+                "DB_AUTO_MIGRATE": "true",
+                "STATS_REFRESH_ENABLED": "false",
+                "WARMUP_ON_START": "false",
+            },
         )
         trees = [Path(t).resolve() for t in args.tree]  # noqa: ASYNC240 - before any load
         for round_ in range(args.rounds):
@@ -167,7 +142,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 proc = serve(tree, {**env, "PORT": str(port)}, root / "serve.log")
                 base = f"http://127.0.0.1:{port}"
                 try:
-                    await healthy(base)
+                    await until_up(f"{base}/v1.0/health", child=proc)
                     ids = await fill(postgres.url)
                     await load(base, ids, "read", 2, args.concurrency)  # warm the cache
                     for kind in ("write", "read"):
@@ -179,8 +154,7 @@ async def main_async(args: argparse.Namespace) -> int:
                             flush=True,
                         )
                 finally:
-                    proc.send_signal(signal.SIGINT)
-                    proc.wait(30)
+                    procs.stop(proc, signal.SIGINT)
     finally:
         redis.stop()
         postgres.stop()

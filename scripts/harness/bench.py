@@ -1,25 +1,19 @@
-"""What the benchmark scripts share: a free port, a private Redis, the report file.
-
-``docs/benchmarks.md`` holds one section per benchmark, each under its own
-``## `` heading; ``write_section`` replaces that section and leaves the
-others as they are.
-"""
+"""What the benchmarks share: their data folder, a realistic cached document,
+the L1 switch they measure both ways, and a private Redis."""
 
 from __future__ import annotations
 
 import os
-import platform
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Final
 
 from hita.config import PROJECT_ROOT, SETTINGS
 from hita.embedded import EmbeddedRedis
 
+from harness.ports import free_port
+
 BENCH_ROOT: Final = PROJECT_ROOT / ".hita" / "bench"
-REPORT: Final = PROJECT_ROOT / "docs" / "benchmarks.md"
 L1_SETTING: Final = "CACHE_L1_ENABLED"
 # A realistic user details document, about 400 bytes of JSON.
 DOCUMENT: Final = {
@@ -38,8 +32,8 @@ DOCUMENT: Final = {
 
 
 def has_l1_setting() -> bool:
-    """Whether this HITA has the L1 near cache's switch (issue 10); the
-    benchmarks then report both settings."""
+    """Whether this HITA has the L1 near cache's switch; the benchmarks then
+    report both settings."""
     return any(s.name == L1_SETTING for s in SETTINGS)
 
 
@@ -52,13 +46,6 @@ def l1_label(enabled: bool | None) -> str:
     if enabled is None:
         return ""
     return ", L1 on" if enabled else ", L1 off"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -77,27 +64,3 @@ def private_redis(name: str, cpu: int | None = None) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
-
-
-def machine_facts() -> list[str]:
-    return [
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other work)",
-        f"- Python: {platform.python_version()}",
-    ]
-
-
-def write_section(heading: str, body: str) -> None:
-    """Replace (or append) the ``## heading`` section of docs/benchmarks.md."""
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    lines = text.rstrip("\n").split("\n")
-    marker = f"## {heading}"
-    if marker in lines:
-        start = lines.index(marker)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = [marker, "", *body.rstrip("\n").split("\n"), ""]
-    else:
-        lines += ["", marker, "", *body.rstrip("\n").split("\n")]
-    REPORT.write_text("\n".join(lines).rstrip("\n") + "\n")

@@ -1,0 +1,149 @@
+"""bench_http.py --profile: HITA under cProfile while wrk loads the warm
+``GET /v1.0/user/{id}``, and the per-request cost by part of the request.
+
+The profiled server is this file run as ``--serve OUT`` (bench_http_world
+starts it): ``hita serve`` with cProfile switched on and off by signals.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from redis import Redis as SyncRedis
+
+from bench_http_world import CONNECTIONS, Variant, World, hita_server, load, targets, warm
+from harness.reports import machine_facts
+
+PROFILE_WAIT_S: Final = 60.0  # for the profile file once profiling is switched off
+
+
+def serve_profiled(out: Path) -> int:
+    """``hita serve`` with cProfile switched on by SIGUSR1 and off (and written
+    to ``out``) by SIGUSR2, so start-up and warm-up stay out of the profile."""
+    from hita.cli import main as hita_main  # noqa: PLC0415
+
+    profiler = cProfile.Profile()
+
+    def start(signum: int, frame: object) -> None:
+        profiler.enable()
+
+    def stop(signum: int, frame: object) -> None:
+        profiler.disable()
+        profiler.dump_stats(str(out))
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    return hita_main(["serve"])
+
+
+# Parts of a request, each the cumulative time of one function (file suffix, name).
+PARTS: Final = (
+    (
+        "aiohttp: the whole request (RequestHandler._handle_request)",
+        "web_protocol.py",
+        "_handle_request",
+    ),
+    ("request context middleware (id, metrics, access line)", "middlewares.py", "request_context"),
+    ("  access log line (logging)", "logging/__init__.py", "info"),
+    ("  Prometheus (Metrics.observe_request)", "metrics.py", "observe_request"),
+    ("invalidation middleware", "invalidation.py", "invalidate_after"),
+    ("error middleware", "errors.py", "error_middleware"),
+    ("ETag middleware", "etag.py", "etag_middleware"),
+    ("  ETag digest (etag_of)", "etag.py", "etag_of"),
+    ("auth middleware", "auth.py", "authenticate"),
+    (
+        "  aiohttp-jwt (token, PyJWT, the user check, the handler)",
+        "middleware.py",
+        "jwt_middleware",
+    ),
+    ("    PyJWT decode and verify", "api_jwt.py", "decode_complete"),
+    ("    token's user check (check_subject)", "auth.py", "check_subject"),
+    ("  a token verified before: the user check only (_known_caller)", "auth.py", "_known_caller"),
+    ("handler get_user", "handlers/users.py", "get_user"),
+    ("  JSON response (json_ok)", "responses.py", "json_ok"),
+    (
+        "RedisCache.get_or_load, both reads (token check + handler)",
+        "cache/readthrough.py",
+        "get_or_load",
+    ),
+    ("  L1: drain the tracking socket (Tracking.drain)", "cache/tracking.py", "drain"),
+    ("  L1: the entry from the near cache (_near_value)", "cache/readthrough.py", "_near_value"),
+    ("  decode the stored JSON (Entry.value)", "cache/codec.py", "value"),
+    ("  redis-py: EVALSHA (Script.__call__)", "commands/core.py", "__call__"),
+    ("  redis-py: execute_command", "asyncio/client.py", "execute_command"),
+    ("aiohttp: write the response (StreamResponse.prepare)", "web_response.py", "prepare"),
+)
+
+
+def profile_parts(path: Path) -> tuple[int, list[tuple[str, float]], list[str]]:
+    stats = pstats.Stats(str(path))
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+    requests = sum(v[0] for (file, _, fn), v in raw.items() if fn == "bearer_token")
+    rows = []
+    for label, file_suffix, name in PARTS:
+        cum = sum(
+            v[3] for (file, _, fn), v in raw.items() if fn == name and file.endswith(file_suffix)
+        )
+        rows.append((label, cum / max(requests, 1) * 1e6))
+    top = sorted(raw.items(), key=lambda kv: -kv[1][2])[:15]
+    top_rows = [
+        f"| `{Path(file).name}:{line}` {fn} | {v[2] / max(requests, 1) * 1e6:.1f} |"
+        for (file, line, fn), v in top
+    ]
+    return requests, rows, top_rows
+
+
+def run_profile(w: World, variant: Variant, seconds: float, command: str) -> str:
+    out = w.root / "hita.prof"
+    out.unlink(missing_ok=True)
+    with hita_server(w, variant, profile=out) as child:
+        target = targets(w)[3]  # HITA's user route
+        warm(w, target)
+        redis = SyncRedis.from_url(w.redis_url)
+        load(w, target, min(2.0, seconds), redis)  # pools and code paths, unprofiled
+        child.send_signal(signal.SIGUSR1)
+        run = load(w, target, seconds, redis)
+        child.send_signal(signal.SIGUSR2)
+        redis.close()
+        deadline = time.monotonic() + PROFILE_WAIT_S
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    requests, parts, top = profile_parts(out)
+    return "\n".join(
+        [
+            f"Command: `{command}`",
+            "",
+            *machine_facts(),
+            f"- {target.name}: {run.requests:,} requests under wrk -t1 -c{CONNECTIONS}"
+            f" for {seconds:g} s, all of them profiled (cProfile on: {run.rps:,.0f} req/s;"
+            f" {requests:,} token checks counted)",
+            "",
+            "| part of a request | µs per request (cumulative, under cProfile) | share |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {label.replace('  ', '&nbsp;&nbsp;')} | {us:.1f} | {us / parts[0][1]:.0%} |"
+                for label, us in parts
+            ),
+            "",
+            "The hardest hitters by own time (tottime), µs per request:",
+            "",
+            "| function | µs per request |",
+            "| --- | ---: |",
+            *top,
+            "",
+            "cProfile slows every Python call down, so the absolute figures are inflated",
+            "(compare the req/s above with the wrk table); read the shares. An indented part",
+            "is inside the one above it. Coroutine parts count only the time they run, not",
+            "the time they wait for Redis.",
+        ]
+    )
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
+    sys.exit(serve_profiled(Path(sys.argv[2])))

@@ -1,0 +1,305 @@
+"""bench_http.py's servers and load: a private PostgreSQL and Redis with
+seeded users, the peers app and HITA processes pinned to the server CPU, wrk
+runs (a Lua script that cycles over every id and prints one JSON line), and
+the server's CPU time and Redis commands per request."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from redis import Redis as SyncRedis
+
+from hita.config import load_config
+from hita.db.database import open_database
+from hita.db.migrate import apply_migrations
+from hita.domain.roles import Role
+from hita.embedded import EmbeddedPostgres, EmbeddedRedis
+from hita.services import seeding
+from hita.services.tokens import Tokens
+
+from harness import procs, wrk
+from harness.bench import BENCH_ROOT, L1_SETTING, l1_label, l1_variants
+from harness.ports import free_port
+from harness.service import SERVE, service_env
+from harness.waits import wait_up
+
+SERVER_CPU: Final = "0"
+LOAD_CPU: Final = 1
+CONNECTIONS: Final = 50
+JWT_SECRET: Final = "bench-secret-" + "x" * 40  # a throwaway secret for a private server
+SEED: Final = 20_261_129
+WARM_CONCURRENCY: Final = 32
+HELLO: Final = "hello"
+SCRIPTS: Final = Path(__file__).resolve().parent
+
+LUA: Final = r"""
+local template, ids, i = nil, nil, 0
+init = function(args)
+  template = args[1]
+  if args[2] then
+    ids = {}
+    for line in io.lines(args[2]) do ids[#ids + 1] = line end
+  end
+end
+request = function()
+  if ids == nil then return wrk.format("GET", template) end
+  i = i % #ids + 1
+  return wrk.format("GET", (string.gsub(template, "{id}", ids[i])))
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "duration_us": %d, "p50_us": %.0f, "p99_us": %.0f,'
+    .. ' "errors": %d, "status_errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    url: str  # may hold {id}: cycled over the ids file
+    headers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    commands: dict[str, int]
+    cpu_us: float  # the server process's CPU time (user + system) per request
+
+
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@dataclasses.dataclass
+class World:
+    root: Path
+    redis_url: str
+    database_url: str
+    ids_file: Path
+    ids: list[str]
+    token: str
+    peers: str = ""
+    hita: dict[str, str] = dataclasses.field(default_factory=dict)  # variant label -> base URL
+    pids: dict[str, int] = dataclasses.field(default_factory=dict)  # base URL -> server PID
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One HITA process: its label in the table, settings, and source tree."""
+
+    label: str
+    env: dict[str, str]
+    tree: Path | None = None  # another checkout (PYTHONPATH); None: this one
+
+    @classmethod
+    def for_l1(cls, l1: bool | None) -> Variant:
+        env = {} if l1 is None else {L1_SETTING: "true" if l1 else "false"}
+        return cls(l1_label(l1), env)
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``LABEL=DIR[;NAME=VALUE...]`` (``--hita-tree``)."""
+        head, *settings = text.split(";")
+        label, _, tree = head.partition("=")
+        env = dict(item.split("=", 1) for item in settings if item)
+        return cls(f", {label}", env, Path(tree).resolve())
+
+
+def default_variants() -> list[Variant]:
+    return [Variant.for_l1(l1) for l1 in l1_variants()]
+
+
+def pin_self() -> bool:
+    """This script (and what it starts without taskset) on the load CPU."""
+    if (os.cpu_count() or 1) < 2:
+        return False
+    os.sched_setaffinity(0, {LOAD_CPU})
+    return True
+
+
+async def _prepare_database(world: World, users: int) -> tuple[list[str], str]:
+    config = load_config({"HITA_ENV": "test", "DATABASE_URL": world.database_url})
+    async with open_database(config.database) as database:
+        async with database.connection() as conn:
+            await apply_migrations(conn)
+        if await database.fetchval("SELECT count(*) FROM users") < users:
+            await seeding.seed(database, users, "unused", "unused-hash", rng=random.Random(SEED))
+        rows = await database.fetch("SELECT id FROM users WHERE role <> 'superadmin' ORDER BY id")
+        admin = await database.fetchval(
+            "SELECT id FROM users WHERE role = 'admin' AND is_active ORDER BY id LIMIT 1"
+        )
+    return [r["id"] for r in rows], admin
+
+
+@contextmanager
+def world(users: int) -> Iterator[World]:
+    root = BENCH_ROOT / "http"
+    root.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        redis = EmbeddedRedis(root / "redis", port=free_port())
+        redis.start()
+        stack.callback(redis.stop)
+        postgres = EmbeddedPostgres(root / "postgres", database="hita_bench", durable=False)
+        postgres.start()
+        stack.callback(postgres.stop)
+        postgres.create_database("hita_bench", drop_first=True)
+        ids_file = root / "ids.txt"
+        config = load_config({"HITA_ENV": "test", "JWT_SECRET": JWT_SECRET})
+        w = World(root, redis.url, postgres.url, ids_file, [], "")
+        w.ids, admin = asyncio.run(_prepare_database(w, users))
+        ids_file.write_text("\n".join(w.ids) + "\n")
+        w.token = Tokens(config.auth).issue(admin, Role.ADMIN)
+        yield w
+
+
+@contextmanager
+def peers_server(w: World) -> Iterator[None]:
+    port = free_port()
+    log_path = w.root / "peers.log"
+    argv = [sys.executable, str(SCRIPTS / "bench_http_peers.py"), str(port), w.redis_url]
+    argv.append(str(w.ids_file))
+    with procs.running(procs.pinned(argv, SERVER_CPU), os.environ, log_path) as child:
+        wait_up(f"http://127.0.0.1:{port}/hello", child=child)
+        w.peers = f"http://127.0.0.1:{port}"
+        w.pids[w.peers] = child.pid
+        yield
+
+
+@contextmanager
+def hita_server(
+    w: World, variant: Variant, *, profile: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    port = free_port()
+    log_path = w.root / f"hita{re.sub(r'[^A-Za-z0-9]+', '-', variant.label)}.log"
+    argv = list(SERVE)
+    if profile is not None:
+        argv = [sys.executable, str(SCRIPTS / "bench_http_profile.py"), "--serve", str(profile)]
+    env = service_env(
+        database_url=w.database_url,
+        redis_url=w.redis_url,
+        data_dir=w.root / "hita",
+        secret=JWT_SECRET,
+        port=port,
+        settings=variant.env,
+    )
+    if variant.tree is not None:
+        env["PYTHONPATH"] = str(variant.tree)
+    argv = procs.pinned(argv, SERVER_CPU)
+    with procs.running(argv, env, log_path, stop_signal=signal.SIGINT, cwd=variant.tree) as child:
+        wait_up(f"http://127.0.0.1:{port}/v1.0/health", child=child)
+        w.hita[variant.label] = f"http://127.0.0.1:{port}"
+        w.pids[w.hita[variant.label]] = child.pid
+        yield child
+
+
+# -- load ----------------------------------------------------------------------
+
+
+def commandstats(redis: SyncRedis) -> dict[str, int]:
+    stats: dict[str, Any] = redis.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_").upper(): int(v["calls"])
+        for name, v in stats.items()
+        if name not in ("cmdstat_config", "cmdstat_info")
+    }
+
+
+def load(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
+    script = w.root / "bench.lua"
+    script.write_text(LUA)
+    path = target.url.split("/", 3)[3]
+    base = target.url.removesuffix(path)
+    script_args = ["/" + path, *([str(w.ids_file)] if "{id}" in path else [])]
+    argv = wrk.command(
+        base,
+        connections=CONNECTIONS,
+        seconds=seconds,
+        script=script,
+        headers=target.headers,
+        script_args=script_args,
+    )
+    pid = w.pids[base.rstrip("/")]
+    redis.config_resetstat()
+    cpu_before = cpu_seconds(pid)
+    out = wrk.run(argv)
+    cpu = cpu_seconds(pid) - cpu_before
+    commands = commandstats(redis)
+    line = next(x for x in out.splitlines() if x.startswith("BENCH "))
+    data = json.loads(line.removeprefix("BENCH "))
+    return Run(
+        requests=data["requests"],
+        rps=data["requests"] / (data["duration_us"] / 1e6),
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        errors=data["errors"] + data["status_errors"],
+        commands=commands,
+        cpu_us=cpu / max(data["requests"], 1) * 1e6,
+    )
+
+
+async def _warm(urls: list[str], headers: dict[str, str]) -> None:
+    queue = iter(urls)
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        for url in queue:
+            async with http.get(url, headers=headers) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"warm-up: {url} answered {response.status}")
+                await response.read()
+
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(worker(http) for _ in range(WARM_CONCURRENCY)))
+
+
+def warm(w: World, target: Target) -> None:
+    """Every key the target reads is in the cache before the measured run."""
+    headers = dict(h.split(": ", 1) for h in target.headers)
+    urls = [target.url.replace("{id}", i) for i in w.ids] if "{id}" in target.url else [target.url]
+    asyncio.run(_warm(urls, headers))
+
+
+def targets(w: World) -> list[Target]:
+    auth = (f"Authorization: Bearer {w.token}",)
+    found = [
+        Target("one redis.asyncio GET + orjson, no auth", w.peers + "/get/{id}"),
+        Target("aiocache `@cached` hit, no auth", w.peers + "/aiocache/{id}"),
+        Target("cashews `@cache` hit, no auth", w.peers + "/cashews/{id}"),
+    ]
+    for label, base in w.hita.items():
+        found += [
+            Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth),
+            Target(
+                f"HITA `GET /v1.0/dashboard/stats`{label}", base + "/v1.0/dashboard/stats", auth
+            ),
+            Target(
+                f"HITA `GET /v1.0/user/list?page=1`{label}", base + "/v1.0/user/list?page=1", auth
+            ),
+        ]
+    return found

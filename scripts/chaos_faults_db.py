@@ -1,0 +1,204 @@
+"""The chaos run's PostgreSQL faults (``chaos_faults`` schedules them with the
+Redis ones): PostgreSQL stopped, every session terminated, one instance's
+path cut or its LISTEN backend stopped, a plain SQL statement over more than
+100 users, a saturated DB gate. Times when PostgreSQL was down, or out of one
+instance's reach, go to the checker's ``Outages`` (with ``PG_GRACE_S`` for
+the pools to reconnect). Whatever a fault takes away it gives back in a
+``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections import Counter
+from typing import Final
+
+import aiohttp
+
+from chaos_client import User
+from chaos_history import History
+from chaos_workload import Workload
+from chaos_world import Instance, World
+from chaos_writes import Plan
+
+PG_GRACE_S: Final = 3.0  # after PostgreSQL is back (or reachable again), its pools reconnect
+BULK_USERS: Final = 150  # a plain SQL statement over more than 100 users
+BURST_ADDS: Final = 20
+BURST_READS: Final = 30
+SATURATED_POOL: Final = {"DB_POOL_MAX_SIZE": "2", "DB_POOL_MIN_SIZE": "1"}
+KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this often, 1 s apart
+
+
+class Skipped(Exception):
+    """The fault could not be set up this time (the run goes on; not counted)."""
+
+
+class DatabaseFaults:
+    """The PostgreSQL faults, and what every fault has: the servers, the
+    clients, the checker, the fault log and counts."""
+
+    def __init__(
+        self, world: World, workload: Workload, history: History, session: aiohttp.ClientSession
+    ) -> None:
+        self.world = world
+        self.redises = world.redises
+        self.workload = workload
+        self.history = history
+        self.session = session
+        self.rng: random.Random = workload.rng
+        self.counts: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.log: list[str] = []
+        self.t0 = time.monotonic()
+
+    def note(self, text: str) -> None:
+        self.log.append(f"{time.monotonic() - self.t0:7.1f} s  {text}")
+
+    def victim(self) -> Instance:
+        return self.rng.choice(self.world.instances)
+
+    async def pg_stop(self) -> None:
+        """PostgreSQL stopped for 4 s; on each instance, reads, a failed login, the same reads."""
+        self.note("PostgreSQL stopped for 4 s, a login probe on each instance")
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(self.world.postgres.stop)
+            probes = [self.workload.login_probe(self.session, i) for i in self.world.live()]
+            await asyncio.gather(asyncio.sleep(4), *probes)
+        finally:
+            await asyncio.to_thread(self.world.postgres.start)
+            self.history.outages.add(started, time.monotonic() + PG_GRACE_S)
+
+    async def pg_terminate_all(self) -> None:
+        killed = []
+        for _ in range(KILL_ROUNDS):
+            killed.append(await self.world.terminate_sessions())
+            await asyncio.sleep(1)
+        self.note(f"pg_terminate_backend of every session, {KILL_ROUNDS} times: {killed}")
+
+    async def pg_path_loss(self) -> None:
+        """One instance's path to PostgreSQL blackholed, then its connections reset."""
+        victim = self.victim()
+        seconds = self.rng.uniform(3, 5)
+        self.note(f"instance {victim.index}: its PostgreSQL path blackholed {seconds:.1f} s, reset")
+        started = time.monotonic()
+        victim.pg_proxy.set_mode("blackhole")
+        try:
+            await asyncio.sleep(seconds)
+            victim.pg_proxy.set_mode("reset")
+            await asyncio.sleep(0.2)
+        finally:
+            victim.pg_proxy.set_mode("pass")
+            self.history.outages.add(started, time.monotonic() + PG_GRACE_S, victim.index)
+
+    async def _listen_pid(self, victim: Instance) -> int:
+        pid = await self.world.listen_backend(victim)
+        if pid is None:
+            raise Skipped(f"instance {victim.index}: no LISTEN session found")
+        return pid
+
+    async def listen_stop(self) -> None:
+        victim = self.victim()
+        pid = await self._listen_pid(victim)
+        seconds = self.rng.uniform(4, 6)
+        self.note(f"instance {victim.index}: its LISTEN backend {pid} SIGSTOP for {seconds:.1f} s")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    async def listen_terminate(self) -> None:
+        victim = self.victim()
+        pid = await self._listen_pid(victim)
+        self.note(f"instance {victim.index}: its LISTEN backend {pid} SIGSTOP 2 s, terminated")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(2)
+            await self.world.terminate(pid)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    async def bulk_sql(self) -> None:
+        """One plain SQL statement renames more than 100 users while one
+        instance's Redis path is cut (where it has one of its own)."""
+        victim = self.victim()
+        users = sorted(
+            self.rng.sample(self.workload.users, min(BULK_USERS, len(self.workload.users))),
+            key=lambda u: u.id,
+        )
+        cut = victim.redis_proxy
+        self.note(
+            f"plain SQL renames {len(users)} users"
+            + (f"; instance {victim.index}'s Redis path blackholed for 3 s" if cut else "")
+        )
+        if cut is not None:
+            cut.set_mode("blackhole")
+        try:
+            async with contextlib.AsyncExitStack() as locks:
+                for user in users:
+                    await locks.enter_async_context(user.lock)
+                await self._rename_all(users)
+            await asyncio.sleep(3)
+        finally:
+            if cut is not None:
+                cut.set_mode("pass")
+
+    async def _rename_all(self, users: list[User]) -> None:
+        names = [user.next_name() for user in users]
+        for user, name in zip(users, names, strict=True):
+            self.history.fields[user.id]["full_name"].begin(name)
+        try:
+            conn = await self.world.connect()
+            try:
+                await conn.execute(
+                    "UPDATE users SET full_name = v.name"
+                    " FROM unnest($1::text[], $2::text[]) AS v(id, name) WHERE users.id = v.id",
+                    [u.id for u in users],
+                    names,
+                )
+            finally:
+                await conn.close()
+        except Exception:
+            for user in users:
+                await self.workload.read_back(user, "full_name", None)
+            raise
+        now = time.monotonic()
+        for user in users:
+            self.history.fields[user.id]["full_name"].ack(now)
+
+    async def db_saturation(self) -> None:
+        """An instance restarted with a pool of 2 (and, where it has one, its
+        Redis path cut) takes a burst of PostgreSQL-bound requests."""
+        victim = self.victim()
+        cut = victim.redis_proxy
+        self.note(
+            f"instance {victim.index}: pool of 2{', Redis path cut' if cut else ''},"
+            f" {BURST_ADDS} adds and {BURST_READS} PostgreSQL reads at once"
+        )
+        await asyncio.to_thread(victim.stop)
+        victim.start(**SATURATED_POOL)
+        await victim.wait()
+        if cut is not None:
+            cut.set_mode("blackhole")
+        try:
+            users = self.rng.sample(self.workload.users, BURST_ADDS)
+            burst = [self._locked_add(user, victim) for user in users]
+            burst += [self.workload.read_other_on(self.session, victim) for _ in range(BURST_READS)]
+            await asyncio.gather(*burst)
+        finally:
+            if cut is not None:
+                cut.set_mode("pass")
+            await asyncio.to_thread(victim.stop)
+            victim.start()
+            await victim.wait()
+
+    async def _locked_add(self, user: User, instance: Instance) -> None:
+        plan = Plan("add", "POST", f"/v1.0/points/{user.id}/add", "points", amount=5)
+        async with user.lock:
+            await self.workload.write_locked(self.session, user, instance=instance, plan=plan)
