@@ -66,6 +66,12 @@ class DependencyUnavailable(HitaError):
 class DatabaseUnavailable(DependencyUnavailable):
     message = "Database not available"
 
+    def __init__(self, message: str | None = None, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        # The connection was lost before anything committed: running the same
+        # work again on another connection is safe.
+        self.retryable = retryable
+
 
 class CacheUnavailable(DependencyUnavailable):
     message = "Redis cache not available"

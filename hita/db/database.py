@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -25,6 +25,8 @@ from hita.db.migrate import apply_migrations
 from hita.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 POOL_CLOSE_TIMEOUT_S = 10.0
 COMMIT_OUTCOME_WAIT_S = 2.0  # how long a failed COMMIT's outcome is asked for
@@ -60,6 +62,18 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     # state ..."); the pool drops it when it fails to reset on release.
     asyncpg.exceptions.InternalClientError,
 )
+
+
+# The connection was lost (terminated, reset, closed) before or while a
+# statement ran: no timeout, so PostgreSQL itself may well be up. A statement
+# or transaction lost this way before its commit may be run again.
+LOST_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.AdminShutdownError,  # 57P01: pg_terminate_backend, a fast shutdown
+    asyncpg.exceptions.InterfaceError,  # the connection was closed under us
+)
+RUN_ATTEMPTS: Final = 2  # a unit of work lost with its connection runs once more
 
 
 class Queryable(Protocol):
@@ -107,7 +121,7 @@ class Database:
                     yield conn
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("database unavailable: %s", exc.__class__.__name__)
-                raise DatabaseUnavailable() from exc
+                raise DatabaseUnavailable(retryable=isinstance(exc, LOST_ERRORS)) from exc
 
     @asynccontextmanager
     async def transaction(
@@ -133,17 +147,23 @@ class Database:
                 raise
             try:
                 await transaction.commit()
-            except UNAVAILABLE_ERRORS:
-                if xid is None or not await self._committed(xid):
+            except UNAVAILABLE_ERRORS as exc:
+                if xid is None:  # it wrote nothing
                     raise
+                committed = await self._committed(xid)
+                if committed is None:
+                    raise DatabaseUnavailable(retryable=False) from exc
+                if not committed:
+                    raise DatabaseUnavailable(retryable=True) from exc
                 log.warning("the connection failed during COMMIT; PostgreSQL says it committed")
             if xid is not None:
                 note_committed(xid)
 
-    async def _committed(self, xid: str) -> bool:
+    async def _committed(self, xid: str) -> bool | None:
         """Did transaction ``xid`` commit? Asked on another connection for up to
-        ``COMMIT_OUTCOME_WAIT_S``; False when PostgreSQL cannot say (then the
-        change is reported as failed: the outbox still applies it if it did commit)."""
+        ``COMMIT_OUTCOME_WAIT_S``; None when PostgreSQL cannot say (then the
+        change is reported as failed, and not run again: the outbox still
+        applies it if it did commit)."""
         deadline = time.monotonic() + COMMIT_OUTCOME_WAIT_S
         while time.monotonic() < deadline:
             status = None
@@ -156,26 +176,54 @@ class Database:
                 return bool(status == "committed")
             await asyncio.sleep(COMMIT_OUTCOME_POLL_S)
         log.error("a transaction's outcome is unknown: PostgreSQL could not be asked")
-        return False
+        return None
+
+    async def atomic(
+        self,
+        work: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> T:
+        """``work(conn)`` in one transaction, run once more if its connection
+        was lost before it committed (a terminated session, a reset): nothing
+        of the first run stayed, so the second is the only one."""
+        for attempt in range(1, RUN_ATTEMPTS + 1):
+            try:
+                async with self.transaction(isolation=isolation, readonly=readonly) as conn:
+                    return await work(conn)
+            except DatabaseUnavailable as exc:
+                if not exc.retryable or attempt == RUN_ATTEMPTS:
+                    raise
+                log.info("a transaction lost its connection before committing; running it again")
+        raise AssertionError("unreachable")
+
+    async def _statement(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """One statement on a pooled connection, run once more if the connection
+        was lost under it (a statement that writes must tolerate that)."""
+        for attempt in range(1, RUN_ATTEMPTS + 1):
+            try:
+                async with self.connection() as conn:
+                    return await run(conn)
+            except DatabaseUnavailable as exc:
+                if not exc.retryable or attempt == RUN_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.connection() as conn:
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-            return rows
+        rows: list[asyncpg.Record] = await self._statement(lambda conn: conn.fetch(sql, *args))
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        async with self.connection() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
-            return row
+        row: asyncpg.Record | None = await self._statement(lambda conn: conn.fetchrow(sql, *args))
+        return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with self.connection() as conn:
-            return await conn.fetchval(sql, *args)
+        return await self._statement(lambda conn: conn.fetchval(sql, *args))
 
     async def execute(self, sql: str, *args: Any) -> str:
-        async with self.connection() as conn:
-            status: str = await conn.execute(sql, *args)
-            return status
+        status: str = await self._statement(lambda conn: conn.execute(sql, *args))
+        return status
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
         async with self.connection() as conn:

@@ -5,6 +5,8 @@ changes nothing: the answer is always the user's permissions afterwards."""
 
 from __future__ import annotations
 
+from asyncpg import Connection
+
 from hita.db.database import Database
 from hita.db.permissions import PermissionsRepository
 from hita.db.users import UsersRepository
@@ -23,22 +25,28 @@ class PermissionService:
         self._db = database
 
     async def of_user(self, user_id: str) -> JsonDict:
-        async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
+        async def read(conn: Connection) -> JsonDict:
             if not await UsersRepository(conn).exists(user_id):
                 raise UserNotFound()
             return _result(user_id, await PermissionsRepository(conn).of_user(user_id))
 
+        return await self._db.atomic(read, isolation="repeatable_read", readonly=True)
+
     async def grant(self, actor: Principal, user_id: str, permission: str) -> JsonDict:
-        async with self._db.transaction() as conn:
+        async def grant(conn: Connection) -> JsonDict:
             await check_may_change(conn, actor, user_id)
             repo = PermissionsRepository(conn)
             if not await repo.grant(user_id, permission):
                 raise UserNotFound()
             return _result(user_id, await repo.of_user(user_id))
 
+        return await self._db.atomic(grant)
+
     async def revoke(self, actor: Principal, user_id: str, permission: str) -> JsonDict:
-        async with self._db.transaction() as conn:
+        async def revoke(conn: Connection) -> JsonDict:
             await check_may_change(conn, actor, user_id)
             repo = PermissionsRepository(conn)
             await repo.revoke(user_id, permission)
             return _result(user_id, await repo.of_user(user_id))
+
+        return await self._db.atomic(revoke)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from asyncpg import Connection
+
 from hita.db.database import Database
 from hita.db.points import PointsRepository
 from hita.db.users import UsersRepository
@@ -26,7 +28,8 @@ class PointsService:
 
     async def add(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """``{"user_id", "points": new balance, "transaction": {...}}``."""
-        async with self._db.transaction() as conn:
+
+        async def credit(conn: Connection) -> JsonDict:
             await check_may_change(conn, actor, user_id)
             points = PointsRepository(conn)
             balance = await points.credit(user_id, amount)
@@ -34,10 +37,13 @@ class PointsService:
                 raise UserNotFound()
             return _result(await points.record(user_id, amount, reason, balance))
 
+        return await self._db.atomic(credit)
+
     async def redeem(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """Like ``add``; a redeem above the balance changes nothing and is a 422.
         The conditional UPDATE and its ledger row commit together or not at all."""
-        async with self._db.transaction() as conn:
+
+        async def debit(conn: Connection) -> JsonDict:
             await check_may_change(conn, actor, user_id)
             points = PointsRepository(conn)
             balance = await points.debit(user_id, amount)
@@ -45,14 +51,19 @@ class PointsService:
                 raise InsufficientPoints(f"Insufficient points to redeem {amount}")
             return _result(await points.record(user_id, -amount, reason, balance))
 
+        return await self._db.atomic(debit)
+
     async def history(self, user_id: str, page: int, page_size: int) -> JsonDict:
         """``{"user_id", "transactions": [...], "pagination": {...}}``, newest first."""
-        async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
+
+        async def read(conn: Connection) -> tuple[int, list[PointsEntry]]:
             if not await UsersRepository(conn).exists(user_id):
                 raise UserNotFound()
             points = PointsRepository(conn)
             total = await points.count(user_id)
-            entries = await points.history(user_id, page_size, (page - 1) * page_size)
+            return total, await points.history(user_id, page_size, (page - 1) * page_size)
+
+        total, entries = await self._db.atomic(read, isolation="repeatable_read", readonly=True)
         return {
             "user_id": user_id,
             "transactions": [e.to_json() for e in entries],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 
@@ -44,12 +44,19 @@ async def user_stats(db: Queryable) -> JsonDict:
 
 async def dashboard_stats(database: Database) -> JsonDict:
     """Every figure from one snapshot (repeatable read), so they agree."""
-    async with database.transaction(isolation="repeatable_read", readonly=True) as conn:
+
+    async def read(conn: asyncpg.Connection) -> tuple[Any, Any, Any, Any]:
         repo = StatsRepository(conn)
-        totals = await repo.user_totals(NEW_USERS_WINDOW_DAYS)
-        flow = await repo.points_flow(POINTS_WINDOW_DAYS)
-        top = await repo.top_users(TOP_USERS)
-        signups = await repo.signups_per_day(SIGNUPS_WINDOW_DAYS)
+        return (
+            await repo.user_totals(NEW_USERS_WINDOW_DAYS),
+            await repo.points_flow(POINTS_WINDOW_DAYS),
+            await repo.top_users(TOP_USERS),
+            await repo.signups_per_day(SIGNUPS_WINDOW_DAYS),
+        )
+
+    totals, flow, top, signups = await database.atomic(
+        read, isolation="repeatable_read", readonly=True
+    )
     return {
         **_totals_json(totals),
         "points_issued_last_30_days": flow["issued"],

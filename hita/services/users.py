@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from asyncpg import Connection
+
 from hita.db.database import Database
 from hita.db.users import UserIdTaken, UsersRepository
 from hita.domain import rules
@@ -67,10 +69,13 @@ class UserService:
 
     async def _page(self, query: UserListQuery, *, include_superadmins: bool) -> JsonDict:
         """The count and the page from one snapshot, so they agree."""
-        async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
+
+        async def read(conn: Connection) -> tuple[int, list[UserRecord]]:
             repo = UsersRepository(conn)
             total = await repo.count(query, include_superadmins=include_superadmins)
-            users = await repo.page(query, include_superadmins=include_superadmins)
+            return total, await repo.page(query, include_superadmins=include_superadmins)
+
+        total, users = await self._db.atomic(read, isolation="repeatable_read", readonly=True)
         return {
             "users": [u.summary_json() for u in users],
             "pagination": pagination(query.page, query.page_size, total),
@@ -82,17 +87,19 @@ class UserService:
         rules.check_create(actor, new.role)
         password_hash = await self._passwords.hash(new.password)
 
+        async def insert_in(conn: Connection) -> UserRecord:
+            return await UsersRepository(conn).insert(
+                new_user_id(),
+                username=new.username,
+                email=new.email,
+                full_name=new.full_name,
+                password_hash=password_hash,
+                role=new.role,
+                is_active=new.is_active,
+            )
+
         async def insert() -> UserRecord:
-            async with self._db.transaction() as conn:  # its id: see Database.transaction
-                return await UsersRepository(conn).insert(
-                    new_user_id(),
-                    username=new.username,
-                    email=new.email,
-                    full_name=new.full_name,
-                    password_hash=password_hash,
-                    role=new.role,
-                    is_active=new.is_active,
-                )
+            return await self._db.atomic(insert_in)  # in a transaction: its id is known
 
         for _ in range(ID_ATTEMPTS - 1):
             try:
@@ -105,7 +112,8 @@ class UserService:
         password_hash = None
         if changes.password is not None:
             password_hash = await self._passwords.hash(changes.password)
-        async with self._db.transaction() as conn:
+
+        async def update(conn: Connection) -> JsonDict:
             repo = UsersRepository(conn)
             current = await self._locked(repo, user_id)
             rules.check_update(actor, current, changes.changed_fields(current), changes.role)
@@ -120,14 +128,18 @@ class UserService:
             )
             return await self._fresh(repo, user_id)
 
+        return await self._db.atomic(update)
+
     async def delete_user(self, actor: Principal, user_id: str) -> None:
-        async with self._db.transaction() as conn:
+        async def delete(conn: Connection) -> None:
             repo = UsersRepository(conn)
             rules.check_delete(actor, await self._locked(repo, user_id))
             await repo.delete(user_id)
 
+        await self._db.atomic(delete)
+
     async def set_active(self, actor: Principal, user_id: str, active: bool) -> JsonDict:
-        async with self._db.transaction() as conn:
+        async def set_it(conn: Connection) -> JsonDict:
             repo = UsersRepository(conn)
             rules.check_set_active(actor, await self._locked(repo, user_id), active)
             await repo.update(
@@ -140,6 +152,8 @@ class UserService:
                 is_active=active,
             )
             return await self._fresh(repo, user_id)
+
+        return await self._db.atomic(set_it)
 
     @staticmethod
     async def _locked(repo: UsersRepository, user_id: str) -> UserRecord:
