@@ -12,7 +12,7 @@ TOPOLOGY ?= standalone
 SWEEP_MS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers chaos chaos-sentinel chaos-cluster overload soak coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers bench-writes chaos chaos-sentinel chaos-cluster overload soak coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -82,6 +82,11 @@ chaos-sentinel: ## make chaos on a master, a replica and 3 sentinels
 
 chaos-cluster: ## make chaos on a Redis Cluster, 3 primaries and 3 replicas
 	$(MAKE) chaos TOPOLOGY=cluster
+
+BEFORE ?= 68752fb
+bench-writes: $(STAMP) ## writes and reads of this tree against BEFORE (a commit; default: before reader leases), into docs/benchmarks.md
+	@test -d .hita/before-$(BEFORE) || git worktree add --detach .hita/before-$(BEFORE) $(BEFORE)
+	$(BIN)/python scripts/bench_writes.py --tree .hita/before-$(BEFORE) --tree . --seconds 8 --rounds 3 --report docs/benchmarks.md
 
 bench-workers: $(STAMP) ## requests/s with 1 and 2 workers (wrk), into docs/benchmarks.md
 	$(BIN)/python scripts/bench_workers.py

@@ -9,7 +9,7 @@ time at a fixed concurrency. Medians over rounds; all traffic to 127.0.0.1.
 
     git worktree add /tmp/hita-before <commit>
     .venv/bin/python scripts/bench_writes.py --tree /tmp/hita-before --tree . \\
-        --seconds 8 --rounds 3 --report docs/bench-writes.md
+        --seconds 8 --rounds 3 --report docs/benchmarks.md   (what `make bench-writes` runs)
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 
 from harness import procs
 from harness.ports import free_port
+from harness.reports import command_line, facts, write_section
 from harness.service import SERVE, mint_token, service_env
 from harness.waits import until_up
 
 SECRET = secrets.token_hex(32)
 USERS = 1_000
+HEADING = "What the consistency protocol costs (scripts/bench_writes.py)"
 
 
 async def reset(database_url: str) -> None:
@@ -172,7 +174,14 @@ async def main_async(args: argparse.Namespace) -> int:
     table = "\n".join(lines)
     print(table)
     if args.report:
-        await asyncio.to_thread(Path(args.report).write_text, table + "\n")
+        when = ", ".join(f"{k} {v}" for k, v in facts().items())
+        body = (
+            f"Command: `{command_line('bench_writes.py')}` ({when}; trees: "
+            + ", ".join(f"`{Path(t).name}` = {Path(t)}" for t in args.tree)
+            + f"). PATCH and GET at concurrency {args.concurrency}, {args.seconds:g} s"
+            f" each, medians of {args.rounds} interleaved rounds.\n\n{table}\n"
+        )
+        await asyncio.to_thread(write_section, HEADING, body, Path(args.report))
     return 0
 
 
