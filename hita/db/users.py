@@ -3,6 +3,7 @@ through ``credentials`` (login)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final, NoReturn
 
 import asyncpg
@@ -38,6 +39,12 @@ def like_pattern(term: str) -> str:
     """``%term%`` with LIKE's wildcards in ``term`` taken literally."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _now() -> datetime:
+    """A password's time of change, on the clock that stamps tokens (``iat``),
+    so that a token issued right after a change is never taken for older."""
+    return datetime.now(UTC)
 
 
 def record(row: asyncpg.Record) -> UserRecord:
@@ -95,8 +102,9 @@ class UsersRepository:
         try:
             row = await self._db.fetchrow(
                 f"""
-                INSERT INTO users (id, username, email, full_name, password_hash, role, is_active)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                INSERT INTO users (id, username, email, full_name, password_hash, role, is_active,
+                                   password_changed_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 RETURNING {_COLUMNS}
                 """,  # noqa: S608 - a constant column list
                 user_id,
@@ -106,6 +114,7 @@ class UsersRepository:
                 password_hash,
                 role.value,
                 is_active,
+                _now(),
             )
         except asyncpg.UniqueViolationError as exc:
             raise_unique(exc)
@@ -195,7 +204,7 @@ class UsersRepository:
                     full_name = COALESCE($4, full_name),
                     password_hash = COALESCE($5, password_hash),
                     password_changed_at = CASE WHEN $5 IS NULL THEN password_changed_at
-                                               ELSE clock_timestamp() END,
+                                               ELSE $8 END,
                     role = COALESCE($6, role),
                     is_active = COALESCE($7, is_active),
                     updated_at = now()
@@ -209,6 +218,7 @@ class UsersRepository:
                 password_hash,
                 None if role is None else role.value,
                 is_active,
+                _now(),
             )
         except asyncpg.UniqueViolationError as exc:
             raise_unique(exc)

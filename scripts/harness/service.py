@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import secrets
@@ -61,7 +62,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 def mint_token(secret: str, user_id: str, role: str) -> str:
     """An access token as the service issues them (HS256; sub, role, iat, exp)."""
-    now = int(time.time())
+    now = math.ceil(time.time() * 1000) / 1000  # as hita.services.tokens: to the ms, up
     claims = {"sub": user_id, "role": role, "iat": now, "exp": now + TOKEN_TTL_S}
     return jwt.encode(claims, secret, algorithm="HS256")
 
