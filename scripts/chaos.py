@@ -92,8 +92,6 @@ class Chaos:
         hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
         ids = [f"{2000000000 + i}" for i in range(self.args.users)]
         users = [User(uid, f"guest{i}", f"chaos pw {uid}", "") for i, uid in enumerate(ids)]
-        for user in users:
-            user.token = mint_token(self.world.secret, user.id, "user")
         records = [(ADMIN_ID, "chaos.admin", "Chaos admin", "x", "admin")] + [
             (u.id, u.username, f"Chaos {u.username} v0", hasher.hash(u.password), "user")
             for u in users
@@ -110,7 +108,8 @@ class Chaos:
         finally:
             await conn.close()
         self.history = History(len(records))
-        for user in users:
+        for user in users:  # issued after the users exist, as the service issues them
+            user.token = mint_token(self.world.secret, user.id, "user")
             self.history.track(
                 user.id,
                 full_name=f"Chaos {user.username} v0",
