@@ -41,6 +41,8 @@ T = TypeVar("T")
 
 PING_TIMEOUT_S: Final = 1.0
 WITNESS_KEEP_MS: Final = 60_000  # instances silent this long leave the witness set
+WITNESS_WAIT_S: Final = 0.5  # a witness that lapses this soon is waited out, not believed
+WITNESS_MARGIN_S: Final = 0.01
 
 # Errors that mean "Redis is not reachable right now": they open the breaker.
 OUTAGE_ERRORS: Final = topology.OUTAGE_ERRORS
@@ -239,14 +241,28 @@ class CacheCore:
 
     async def others_reached_source(self, member: str) -> bool:
         """Has any instance but ``member`` said it reached the source, within its
-        lease? True when Redis cannot tell (the safe answer)."""
+        lease? True when Redis cannot tell (the safe answer). Witnesses that
+        lapse within ``WITNESS_WAIT_S`` are waited out: instances that lost the
+        source together lose their leases a renewal apart."""
         key = self._witness_key
-        result = await self._call(
-            "coherence", "witness", lambda: self._redis.zrangebyscore(key, now_ms(), "+inf")
-        )
-        if isinstance(result, _Failed):
-            return True
-        return any(text(m) != member for m in cast(list[bytes], result))
+        for _ in range(2):
+            result = await self._call(
+                "coherence",
+                "witness",
+                lambda: self._redis.zrangebyscore(key, now_ms(), "+inf", withscores=True),
+            )
+            if isinstance(result, _Failed):
+                return True
+            others = [
+                score for m, score in cast(list[tuple[bytes, float]], result) if text(m) != member
+            ]
+            if not others:
+                return False
+            wait_s = (max(others) - now_ms()) / 1000
+            if wait_s > WITNESS_WAIT_S:
+                return True
+            await asyncio.sleep(max(wait_s, 0) + WITNESS_MARGIN_S)
+        return True
 
     async def ping(self, *, what: str = "cache ping failed") -> bool:
         """The truth about Redis right now, whatever the breaker thinks; on

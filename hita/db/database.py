@@ -29,12 +29,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 POOL_CLOSE_TIMEOUT_S = 10.0
-COMMIT_OUTCOME_WAIT_S = 2.0  # how long a failed COMMIT's outcome is asked for
+# How long a COMMIT whose answer was lost waits to learn whether it committed
+# (through a lost path, until it is back): not knowing, it never says it failed.
+COMMIT_OUTCOME_WAIT_S = 15.0
 COMMIT_OUTCOME_POLL_S = 0.05
 
 # The ids of the transactions this task (an HTTP request) committed, for
 # whoever started collecting them (``collect_committed``).
 _COMMITTED: ContextVar[list[str] | None] = ContextVar("hita_committed_xids", default=None)
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    log.warning("database unavailable: %s", exc.__class__.__name__)
+    return DatabaseUnavailable(retryable=isinstance(exc, LOST_ERRORS))
 
 
 def collect_committed() -> list[str]:
@@ -72,6 +79,7 @@ LOST_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,  # class 08
     asyncpg.exceptions.AdminShutdownError,  # 57P01: pg_terminate_backend, a fast shutdown
     asyncpg.exceptions.InterfaceError,  # the connection was closed under us
+    asyncpg.exceptions.InternalClientError,  # a pooled connection whose server went away
 )
 RUN_ATTEMPTS: Final = 2  # a unit of work lost with its connection runs once more
 
@@ -117,11 +125,21 @@ class Database:
         slot: AbstractAsyncContextManager[None] = self.gate.slot() if self.gate else nullcontext()
         async with slot:
             try:
-                async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-                    yield conn
+                conn = await self._pool.acquire(timeout=self._acquire_timeout_s)
             except UNAVAILABLE_ERRORS as exc:
-                log.warning("database unavailable: %s", exc.__class__.__name__)
-                raise DatabaseUnavailable(retryable=isinstance(exc, LOST_ERRORS)) from exc
+                raise _unavailable(exc) from exc
+            try:
+                yield conn
+            except UNAVAILABLE_ERRORS as exc:
+                raise _unavailable(exc) from exc
+            finally:
+                # A connection that broke under its last statement fails its reset
+                # here: the pool drops it. That must not replace what the work
+                # ended with (a commit already confirmed, say).
+                try:
+                    await self._pool.release(conn)
+                except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+                    log.debug("a broken connection was dropped on release")
 
     @asynccontextmanager
     async def transaction(
