@@ -12,7 +12,7 @@ TOPOLOGY ?= standalone
 SWEEP_MS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers bench-writes chaos chaos-sentinel chaos-cluster overload soak coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers bench-writes chaos chaos-sentinel chaos-cluster faults overload soak coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's 
 
 chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (~20 min; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
 	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes 20 --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md
+
+faults: $(STAMP) ## issue-style table: ordinary events under partial faults, tried from outside (~2 min), into docs/chaos.md
+	$(BIN)/python scripts/faults_table.py --report docs/chaos.md
 
 chaos-sentinel: ## make chaos on a master, a replica and 3 sentinels
 	$(MAKE) chaos TOPOLOGY=sentinel
