@@ -81,7 +81,8 @@ LOST_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,  # the connection was closed under us
     asyncpg.exceptions.InternalClientError,  # a pooled connection whose server went away
 )
-RUN_ATTEMPTS: Final = 2  # a unit of work lost with its connection runs once more
+RUN_ATTEMPTS: Final = 3  # a unit of work lost with its connection runs again, twice at most
+RUN_PAUSE_S: Final = 0.005  # first, the loop hears of every other connection that broke too
 
 
 class Queryable(Protocol):
@@ -203,9 +204,9 @@ class Database:
         isolation: str | None = None,
         readonly: bool = False,
     ) -> T:
-        """``work(conn)`` in one transaction, run once more if its connection
-        was lost before it committed (a terminated session, a reset): nothing
-        of the first run stayed, so the second is the only one."""
+        """``work(conn)`` in one transaction, run again (twice at most) if its
+        connection was lost before it committed (a terminated session, a
+        reset): nothing of a lost run stayed, so the last is the only one."""
         for attempt in range(1, RUN_ATTEMPTS + 1):
             try:
                 async with self.transaction(isolation=isolation, readonly=readonly) as conn:
@@ -214,6 +215,7 @@ class Database:
                 if not exc.retryable or attempt == RUN_ATTEMPTS:
                     raise
                 log.info("a transaction lost its connection before committing; running it again")
+                await asyncio.sleep(RUN_PAUSE_S)
         raise AssertionError("unreachable")
 
     async def _statement(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -226,6 +228,7 @@ class Database:
             except DatabaseUnavailable as exc:
                 if not exc.retryable or attempt == RUN_ATTEMPTS:
                     raise
+                await asyncio.sleep(RUN_PAUSE_S)
         raise AssertionError("unreachable")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
