@@ -82,7 +82,9 @@ LOST_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,  # a pooled connection whose server went away
 )
 RUN_ATTEMPTS: Final = 3  # a unit of work lost with its connection runs again, twice at most
-RUN_PAUSE_S: Final = 0.005  # first, the loop hears of every other connection that broke too
+# Before each new run: time for the loop to hear of every other connection that
+# broke too, then for a storm of reconnections (every session terminated) to pass.
+RUN_PAUSES_S: Final = (0.01, 0.1)
 
 
 class Queryable(Protocol):
@@ -215,7 +217,7 @@ class Database:
                 if not exc.retryable or attempt == RUN_ATTEMPTS:
                     raise
                 log.info("a transaction lost its connection before committing; running it again")
-                await asyncio.sleep(RUN_PAUSE_S)
+                await asyncio.sleep(RUN_PAUSES_S[attempt - 1])
         raise AssertionError("unreachable")
 
     async def _statement(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -228,7 +230,7 @@ class Database:
             except DatabaseUnavailable as exc:
                 if not exc.retryable or attempt == RUN_ATTEMPTS:
                     raise
-                await asyncio.sleep(RUN_PAUSE_S)
+                await asyncio.sleep(RUN_PAUSES_S[attempt - 1])
         raise AssertionError("unreachable")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
