@@ -27,7 +27,6 @@ REDIS_MAX_CONNECTIONS: Final = 32
 REDIS_SOCKET_TIMEOUT_MS: Final = 250  # request path: a slow cache is a missing cache
 REDIS_CONNECT_TIMEOUT_MS: Final = 250
 REDIS_POOL_TIMEOUT_MS: Final = 250  # bounded wait for a free connection
-REDIS_HEALTH_CHECK_INTERVAL_S: Final = 30
 
 # Circuit breaker.
 BREAKER_FAILURE_THRESHOLD: Final = 5  # consecutive failures that open it

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hita.cache import topology
-from hita.cache.codec import LEGACY_VALUE, MISS, VALUE, decode, encode, new_token
+from hita.cache.codec import MISS, VALUE, decode, encode, new_token
 from hita.cache.connection import RedisClient
 from hita.cache.core import FAILED, _Failed, ms
 from hita.cache.inspect import KeyCounts, RedisInfo
@@ -92,7 +92,7 @@ class RedisCache(ReadThrough, Invalidator):
         result = await self._call(
             key.cache_type, "exists", lambda: self._redis.getrange(key.redis_key, 0, 0)
         )
-        return not isinstance(result, _Failed) and result in (VALUE, LEGACY_VALUE)
+        return not isinstance(result, _Failed) and result == VALUE
 
     async def get_many(self, keys: Sequence[Key]) -> list[Any]:
         """Values (or ``MISS``) for many keys in one round trip; suspect keys are misses."""

@@ -6,9 +6,7 @@
 
 The expiry in the header spares a hit its PTTL: a hit is one plain GET. It is
 the writer's wall clock plus the TTL it stored with, so it is as good as the
-clocks agree between instances; only early recomputation reads it. Values
-written before the expiry was added (``b"v"``, no expiry field) still decode,
-with the expiry unknown.
+clocks agree between instances; early recomputation and L1 read it.
 
 The version lets a writer replace exactly the value it read (early refresh);
 the lease token lets only the reader that saw the miss fill it, so a value
@@ -31,7 +29,6 @@ from typing import Any, Final
 import orjson
 
 VALUE: Final = b"e"
-LEGACY_VALUE: Final = b"v"  # no expiry field
 LEASE: Final = b"l"
 TOKEN_CHARS: Final = 16
 DELTA_CHARS: Final = 8
@@ -117,13 +114,12 @@ def decode(raw: bytes | None) -> Entry | None:
     if not raw:
         return None
     marker = raw[:1]
-    end = HEADER_BYTES if marker == VALUE else DELTA_END if marker == LEGACY_VALUE else 0
-    if not end or len(raw) < end:
+    if marker != VALUE or len(raw) < HEADER_BYTES:
         return None
     try:
         delta = int(raw[1 + TOKEN_CHARS : DELTA_END], 16)
-        expires = int(raw[DELTA_END:end], 16) if end == HEADER_BYTES else NO_EXPIRY
+        expires = int(raw[DELTA_END:HEADER_BYTES], 16)
         version = raw[1 : 1 + TOKEN_CHARS].decode()
     except ValueError:  # not hex, or not ASCII: foreign data
         return None
-    return Entry(version, delta, raw[end:], expires)
+    return Entry(version, delta, raw[HEADER_BYTES:], expires)

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from hita.cache.codec import LEGACY_VALUE, MISS, NO_EXPIRY, decode, encode, encode_lease
+from hita.cache.codec import MISS, decode, encode, encode_lease
 
 
 @pytest.mark.parametrize("value", [0, [], {}, "", False, None, 0.0])
@@ -43,12 +43,8 @@ def test_header_carries_the_expiry_so_a_hit_needs_no_pttl() -> None:
     assert past.ttl_ms() == 0
 
 
-def test_values_written_before_the_expiry_field_still_decode() -> None:
-    legacy = LEGACY_VALUE + b"0123456789abcdef" + b"000004d2" + b'{"a": 1}'
-    entry = decode(legacy)
-    assert entry is not None
-    assert (entry.version, entry.delta_ms, entry.value) == ("0123456789abcdef", 1234, {"a": 1})
-    assert entry.ttl_ms() == NO_EXPIRY
+def test_a_value_of_an_older_format_is_foreign_data_until_it_expires() -> None:
+    assert decode(b"v" + b"0123456789abcdef" + b"000004d2" + b'{"a": 1}') is None
 
 
 def test_a_header_that_is_not_hex_is_foreign_data() -> None:
