@@ -31,8 +31,12 @@ RedisClient: TypeAlias = Redis | RedisCluster
 CLIENT_NAME = "hita"
 
 
-# What a pool raises when no connection frees up in time (BlockingConnectionPool's words).
-POOL_EXHAUSTED = "No connection available."
+class PoolExhausted(RedisConnectionError):
+    """No connection freed up within the pool's wait: our own overload, not
+    Redis's failure (a ConnectionError, so every caller treats it as one)."""
+
+    def __init__(self, message: str = "No connection available.") -> None:
+        super().__init__(message)
 
 
 class BoundedConnectionPool(ConnectionPool):
@@ -76,7 +80,7 @@ class BoundedConnectionPool(ConnectionPool):
     async def _wait_turn(self, deadline: float, *, first: bool) -> None:
         loop = asyncio.get_running_loop()
         if deadline <= loop.time():
-            raise RedisConnectionError(POOL_EXHAUSTED)
+            raise PoolExhausted()
         turn: asyncio.Future[None] = loop.create_future()
         if first:
             self._turns.append((deadline, turn))
@@ -86,7 +90,7 @@ class BoundedConnectionPool(ConnectionPool):
             self._arm(deadline)
         self._waiting += 1
         try:
-            await turn  # raises POOL_EXHAUSTED if the timer expires it
+            await turn  # raises PoolExhausted if the timer expires it
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self._wake()  # woken, but cancelled before it ran: pass it on
@@ -105,7 +109,7 @@ class BoundedConnectionPool(ConnectionPool):
         while self._turns and (self._turns[0][1].done() or self._turns[0][0] <= now):
             _, turn = self._turns.popleft()
             if not turn.done():
-                turn.set_exception(RedisConnectionError(POOL_EXHAUSTED))
+                turn.set_exception(PoolExhausted())
         if self._turns:
             self._arm(self._turns[0][0])
 
@@ -171,7 +175,7 @@ class BoundedRedisCluster(RedisCluster):
                 async with asyncio.timeout(self._pool_timeout_s):
                     await self._permits.acquire()
             except TimeoutError:
-                raise RedisConnectionError("no free Redis Cluster connection") from None
+                raise PoolExhausted("no free Redis Cluster connection") from None
         held = _HOLDS_PERMIT.set(True)
         try:
             yield

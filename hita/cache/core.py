@@ -18,13 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from hita.cache import scripts, topology
 from hita.cache.breaker import BreakerState, CircuitBreaker
 from hita.cache.codec import now_ms
-from hita.cache.connection import POOL_EXHAUSTED, RedisClient
+from hita.cache.connection import PoolExhausted, RedisClient
 from hita.cache.errorlog import ErrorLog
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import BREAKER_OPEN, PATTERN, TRACKING_LOST, NearCache
@@ -61,7 +60,7 @@ Transition = Callable[[BreakerState, BreakerState], None]
 
 
 def is_pool_exhausted(exc: BaseException) -> bool:
-    return isinstance(exc, RedisConnectionError) and str(exc) == POOL_EXHAUSTED
+    return isinstance(exc, PoolExhausted)
 
 
 class CacheCore:
