@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeAlias
 
-from redis._parsers import _AsyncHiredisParser
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
@@ -233,7 +232,7 @@ class BoundedClusterPipeline(ClusterPipeline):
 def create_redis(config: RedisConfig) -> RedisClient:
     """A client over bounded pools. Opening it does no I/O: connections are made
     on first use, so the service starts even when Redis is down."""
-    if not HIREDIS_AVAILABLE:
+    if not HIREDIS_AVAILABLE:  # then redis-py's default parser is hiredis's
         raise RuntimeError("hiredis is required: install redis[hiredis]")
     if config.mode == "cluster":
         return _cluster(config)
@@ -252,7 +251,6 @@ def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
         "socket_timeout": config.socket_timeout_s,
         "socket_connect_timeout": config.connect_timeout_s,
         "retry": Retry(NoBackoff(), 0),
-        "parser_class": _AsyncHiredisParser,
         "client_name": CLIENT_NAME,
     }
 

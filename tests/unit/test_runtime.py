@@ -6,6 +6,8 @@ import gc
 
 from aiohttp import web
 
+from hita.cache.connection import create_redis
+from hita.config import load_config
 from hita.runtime import frozen_heap
 
 
@@ -19,3 +21,14 @@ async def test_the_heap_is_frozen_while_serving_and_thawed_after() -> None:
         async for _ in steps:
             pass
     assert gc.get_freeze_count() == 0
+
+
+def test_redis_connections_parse_with_hiredis() -> None:
+    """redis-py picks hiredis's parser by itself when hiredis is installed (the
+    service asks for it by requiring redis[hiredis], not by naming a private
+    class): this fails loudly if a redis-py release stops doing so."""
+    client = create_redis(
+        load_config({"HITA_ENV": "test", "REDIS_URL": "redis://127.0.0.1:1"}).redis
+    )
+    connection = client.connection_pool.make_connection()  # type: ignore[union-attr]
+    assert "Hiredis" in type(connection._parser).__name__
