@@ -188,3 +188,12 @@ def explore(writes: int, reads: int, flaws: Flaws = Flaws()) -> int:
                 seen.add(following)
                 queue.append(following)
     return len(seen)
+
+
+if __name__ == "__main__":  # larger worlds than the suite explores: python -m tests.model 2 1
+    import sys
+    import time
+
+    started = time.monotonic()
+    count = explore(writes=int(sys.argv[1]), reads=int(sys.argv[2]))
+    print(f"{count:,} states, no stale read, {time.monotonic() - started:.0f} s")

@@ -374,7 +374,8 @@ async def test_the_sweep_applies_rows_nobody_acknowledged(
         assert time.monotonic() < deadline, "the sweep never applied the row"
         await coherence.sweep_once()
         await asyncio.sleep(0.05)
-    assert coherence.stats.swept == 1
+    # this sweep, or the other instance's, which runs too
+    assert a.app[COHERENCE].stats.swept + b.app[COHERENCE].stats.swept == 1
 
 
 # -- Redis paused; the writer dies right after its commit -------------------------
