@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from hita.api.admission import Admission, admission_middleware
-from hita.api.auth import auth_middleware
-from hita.api.errors import error_middleware
-from hita.api.etag import etag_middleware
-from hita.api.invalidation import cache_invalidation_middleware
-from hita.api.middlewares import request_context_middleware
+from hita.api.access_log import AccessLog
+from hita.api.admission import Admission
+from hita.api.auth import Authenticator
+from hita.api.front import front_middleware
+from hita.api.invalidation import cache_invalidation_middleware, invalidation_patterns
 from hita.api.openapi import document_bytes
-from hita.api.routes import setup_routes
+from hita.api.routes import ROUTES, setup_routes
 from hita.appkeys import (
+    ACCESS_LOG,
+    ADMISSION,
     AUTH_SERVICE,
     CACHE,
     CACHE_ADMIN,
@@ -57,6 +59,7 @@ from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
 from hita.services.refresh import StatsRefresher
 from hita.services.tokens import Tokens
+from hita.services.turns import Turns
 from hita.services.warmup import CacheWarmupService
 from hita.tasks import running
 
@@ -67,6 +70,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     """Open every resource in dependency order; the exit stack closes them in reverse."""
     config = app[CONFIG]
     async with AsyncExitStack() as stack:
+        if ACCESS_LOG in app:
+            stack.callback(app[ACCESS_LOG].flush)  # the last lines, once requests are done
+        if config.http.queue_delay_s:
+            await stack.enter_async_context(running(app[ADMISSION].watch(), "admission"))
         pool = await create_pool(config.database)
         stack.push_async_callback(close_pool, pool)
         gate = PoolGate(
@@ -99,7 +106,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         stack.callback(passwords.close)
         users = CachedUserService(database, passwords, cache_keys, config.cache.ttls)
         app[USER_SERVICE] = users
-        app[POINTS_SERVICE] = PointsService(database)
+        app[POINTS_SERVICE] = PointsService(database, Turns(config.database.queue_max))
         app[PERMISSION_SERVICE] = PermissionService(database)
         throttle = LoginThrottle(
             WindowCounters(cache.redis, config.redis.key_prefix), config.login_throttle
@@ -177,31 +184,38 @@ async def _warm(warmup: CacheWarmupService) -> None:
         log.warning("cache warm-up skipped: %s", exc)
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Application:
+    """The service. ``access_log``: where access lines go (default: standard
+    error, as every log line; none with ``ACCESS_LOG=false``)."""
     if not config.auth.jwt_secret:
         raise ConfigError("no token-signing secret: set JWT_SECRET (see hita.devsecret)")
-    admission = Admission(config.http.max_in_flight)
     app = web.Application(
         client_max_size=config.http.client_max_size,
         handler_args={
             "max_line_size": MAX_HEADER_FIELD_BYTES,
             "max_field_size": MAX_HEADER_FIELD_BYTES,
         },
-        middlewares=[
-            # Before anything does work: past the bound, a 503 at once.
-            admission_middleware(admission, config.http.retry_after_s, config.http.overload_pace_s),
-            request_context_middleware(access_log=config.http.access_log),
-            # Outside the error middleware, so it sees the final status of every response.
-            cache_invalidation_middleware(),
-            error_middleware,
-            etag_middleware,
-            auth_middleware(config.auth.jwt_secret),
-        ],
     )
     app[CONFIG] = config
-    app[METRICS] = Metrics()
-    app[METRICS].watch_in_flight(lambda: (admission.in_flight, admission.peak, admission.refused))
+    metrics = app[METRICS] = Metrics()
+    admission = app[ADMISSION] = Admission(config.http.queue_delay_s)
+    metrics.watch_in_flight(
+        lambda: (admission.in_flight, admission.peak, admission.refused, admission.delay_s)
+    )
+    if config.http.access_log:
+        access_log = app[ACCESS_LOG] = access_log or AccessLog(sys.stderr, config.log_format)
+    served = setup_routes(app, ROUTES)
+    front = front_middleware(
+        served,
+        auth=Authenticator(config.auth.jwt_secret),
+        admission=admission,
+        metrics=metrics,
+        access_log=access_log if config.http.access_log else None,
+        http=config.http,
+        # Around each mutating route's answer: a 2xx invalidates what it changed.
+        invalidation=cache_invalidation_middleware(invalidation_patterns(ROUTES)),
+    )
+    app.middlewares.append(front)
     app.cleanup_ctx.append(_resources)
-    setup_routes(app)
-    app[OPENAPI] = document_bytes(app.router)
+    app[OPENAPI] = document_bytes(ROUTES)
     return app

@@ -4,6 +4,8 @@ from typing import Final
 
 from aiohttp import web
 
+from hita.api.access_log import AccessLog
+from hita.api.admission import Admission
 from hita.cache.client import RedisCache
 from hita.config import Config
 from hita.db.database import Database
@@ -33,8 +35,10 @@ AUTH_SERVICE: Final = web.AppKey("auth_service", AuthService)
 WARMUP: Final = web.AppKey("warmup", CacheWarmupService)
 CACHE_ADMIN: Final = web.AppKey("cache_admin", CacheAdmin)
 REFRESHER: Final = web.AppKey("refresher", StatsRefresher)
-# The OpenAPI document, built from the router once per app.
+# The OpenAPI document, built from the route table once per process.
 OPENAPI: Final = web.AppKey("openapi", bytes)
+ADMISSION: Final = web.AppKey("admission", Admission)
+ACCESS_LOG: Final = web.AppKey("access_log", AccessLog)
 
 # The verified caller of a request, set by the auth middleware.
 PRINCIPAL: Final = web.RequestKey("principal", Principal)

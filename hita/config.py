@@ -49,9 +49,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s("PORT", c.DEFAULT_PORT, "port the HTTP server binds"),
     _s("CLIENT_MAX_SIZE", c.CLIENT_MAX_SIZE_BYTES, "largest request body accepted, bytes"),
     _s(
-        "HTTP_MAX_IN_FLIGHT",
-        c.HTTP_MAX_IN_FLIGHT,
-        "requests served at once; beyond it, 503 overloaded at once (0: no bound)",
+        "OVERLOAD_QUEUE_DELAY_MS",
+        c.OVERLOAD_QUEUE_DELAY_MS,
+        "queueing delay (event-loop lag, least over 100 ms) past which requests are"
+        " refused 503 overloaded, ms (0: never)",
     ),
     _s("OVERLOAD_RETRY_AFTER_S", c.OVERLOAD_RETRY_AFTER_S, "Retry-After of a 503 overloaded, s"),
     _s(
@@ -179,7 +180,7 @@ class HttpConfig:
     host: str
     port: int
     client_max_size: int
-    max_in_flight: int  # 0: no bound
+    queue_delay_s: float  # admission's target; 0: admit everything
     retry_after_s: int
     overload_pace_s: float
     access_log: bool = True
@@ -542,7 +543,7 @@ def _http(values: _Values) -> HttpConfig:
         host=host,
         port=values.integer("PORT", minimum=1, maximum=c.MAX_PORT),
         client_max_size=values.integer("CLIENT_MAX_SIZE", minimum=1024),
-        max_in_flight=values.integer("HTTP_MAX_IN_FLIGHT"),
+        queue_delay_s=values.integer("OVERLOAD_QUEUE_DELAY_MS", minimum=0) / 1000,
         retry_after_s=values.integer("OVERLOAD_RETRY_AFTER_S", minimum=1),
         overload_pace_s=values.integer("OVERLOAD_PACE_MS") / 1000,
         access_log=values.flag("ACCESS_LOG"),

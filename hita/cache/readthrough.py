@@ -24,10 +24,11 @@ from typing import Any, Final, TypeVar, cast
 import orjson
 from redis.asyncio import Redis
 
-from hita.cache.codec import MISS, Entry, decode, encode, new_token
+from hita.cache.codec import MISS, Entry, _Miss, decode, encode, new_token
 from hita.cache.core import CacheCore, _Failed, ms, text
 from hita.cache.keys import AnyKey, Key, NamespacedKey
 from hita.cache.near import NearCache
+from hita.cache.view import View
 
 log = logging.getLogger(__name__)
 
@@ -202,16 +203,32 @@ class ReadThrough(CacheCore):
         return MISS if near is None else self._near_value(near, key)
 
     def _near_value(self, near: NearCache, key: AnyKey) -> Any:
-        if isinstance(key, Key):
-            data_key = key.redis_key
-        else:
-            generation = near.generation(key.namespace.generation_key)
-            if generation is None:
-                return MISS
-            data_key = key.namespace.data_key(generation, key.suffix)
-        raw = near.get(data_key)
+        data_key = _near_key(near, key)
+        raw = None if data_key is None else near.get(data_key)
         entry = None if raw is None else decode(raw)
         return MISS if entry is None else self._value(key, entry)
+
+    def near_view(self, key: AnyKey, view: View[T]) -> T | _Miss:
+        """``view`` of the value L1 holds for ``key`` (``hita.cache.view``),
+        derived the first time and kept with the entry; MISS when L1 may not
+        serve it (as ``get_or_load`` would not), which the caller answers by
+        reading through the cache as usual."""
+        if self.pending.covers(key):
+            return MISS
+        near = self._usable_near()
+        data_key = None if near is None else _near_key(near, key)
+        if near is None or data_key is None or near.get(data_key) is None:
+            return MISS
+        memo = near.memo(data_key)
+        assert memo is not None  # the entry is held: near.get found it
+        found = memo.get(view.name, MISS)
+        if found is MISS:
+            value: object = self._near_value(near, key)
+            if value is MISS:
+                return MISS
+            found = memo[view.name] = view.derive(value)
+        self.stats[key.cache_type].hits += 1
+        return cast(T, found)
 
     def _keep_near(self, key: AnyKey, read: _Read, began: int | None) -> None:
         """A hit read from Redis goes into L1, unless its key (or namespace) was
@@ -493,6 +510,15 @@ async def _join(flight: asyncio.Future[Any] | None, loader: Callable[[], Awaitab
         except _Abandoned:
             pass
     return await loader()
+
+
+def _near_key(near: NearCache, key: AnyKey) -> str | None:
+    """The data key under which L1 holds ``key``'s entry (for a namespaced key,
+    under the generation L1 knows), or None."""
+    if isinstance(key, Key):
+        return key.redis_key
+    generation = near.generation(key.namespace.generation_key)
+    return None if generation is None else key.namespace.data_key(generation, key.suffix)
 
 
 def _hit(data_key: str, raw: bytes | None, generation: str | None = None) -> _Read | None:

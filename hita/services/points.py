@@ -10,6 +10,7 @@ from hita.domain.typedefs import JsonDict
 from hita.domain.users import Principal, pagination
 from hita.errors import InsufficientPoints, UserNotFound
 from hita.services.targets import check_may_change
+from hita.services.turns import Turns
 
 
 def _result(entry: PointsEntry) -> JsonDict:
@@ -21,12 +22,13 @@ def _result(entry: PointsEntry) -> JsonDict:
 
 
 class PointsService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, turns: Turns) -> None:
         self._db = database
+        self._turns = turns  # one user's changes take turns before they take a connection
 
     async def add(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """``{"user_id", "points": new balance, "transaction": {...}}``."""
-        async with self._db.transaction() as conn:
+        async with self._turns.of(user_id), self._db.transaction() as conn:
             await check_may_change(conn, actor, user_id)
             points = PointsRepository(conn)
             balance = await points.credit(user_id, amount)
@@ -37,7 +39,7 @@ class PointsService:
     async def redeem(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """Like ``add``; a redeem above the balance changes nothing and is a 422.
         The conditional UPDATE and its ledger row commit together or not at all."""
-        async with self._db.transaction() as conn:
+        async with self._turns.of(user_id), self._db.transaction() as conn:
             await check_may_change(conn, actor, user_id)
             points = PointsRepository(conn)
             balance = await points.debit(user_id, amount)
