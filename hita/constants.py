@@ -71,7 +71,7 @@ MAX_PORT: Final = 65_535
 CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
 # Admission control (hita.api.admission): the standing queueing delay in the
 # event loop past which new requests are answered 503 "overloaded" at once.
-OVERLOAD_QUEUE_DELAY_MS: Final = 50
+OVERLOAD_QUEUE_DELAY_MS: Final = 100
 OVERLOAD_RETRY_AFTER_S: Final = 1  # the Retry-After of that answer
 OVERLOAD_PACE_MS: Final = 500  # then that connection's next request is read this much later
 # A status that no client sees: the client hung up before its answer (nginx's 499).

@@ -38,8 +38,11 @@ class AccessLog:
         self._pending: list[str] = []
         self._second = -1
         self._asctime = ""  # the text format's time, up to the second
+        self._milli = -1
+        self._json_time = ""  # the JSON format's time, to the millisecond
         # hita.logs.TEXT_FORMAT (WORKER_TEXT_FORMAT) between the time and the request id
         self._tag = f"{_LEVEL:<7} {'' if worker is None else f'w{worker} '}{LOGGER}"
+        self._json_tail = "}" if worker is None else f',"worker":{worker}}}'
 
     @property
     def enabled(self) -> bool:
@@ -50,21 +53,24 @@ class AccessLog:
         created = time.time()
         message = f"{method} {path} {status} {seconds * 1000:.1f}ms"
         if self._json is not None:
-            entry: dict[str, object] = {
-                "time": self._json.time_text(created),
-                "level": _LEVEL,
-                "logger": LOGGER,
-                "message": message,
-                "request_id": request_id,
-            }
-            if self._worker is not None:
-                entry["worker"] = self._worker
-            text = orjson.dumps(entry).decode()
+            # JsonFormatter's object, key for key; only the message (the path) needs escaping.
+            text = (
+                f'{{"time":"{self._time_json(created)}","level":"{_LEVEL}","logger":"{LOGGER}",'
+                f'"message":{orjson.dumps(message).decode()},'
+                f'"request_id":{orjson.dumps(request_id).decode()}{self._json_tail}'
+            )
         else:
             text = f"{self._time(created)} {self._tag} [{request_id}] {message}"
         if not self._pending:
             asyncio.get_running_loop().call_soon(self.flush)
         self._pending.append(text)
+
+    def _time_json(self, created: float) -> str:
+        milli = int(created * 1000)
+        if milli != self._milli:
+            assert self._json is not None
+            self._milli, self._json_time = milli, self._json.time_text(created)
+        return self._json_time
 
     def _time(self, created: float) -> str:
         """``logging.Formatter``'s default ``asctime``: local time, milliseconds."""

@@ -21,6 +21,7 @@ Its gaps, and how they are closed here:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -84,8 +85,10 @@ def bearer_token(request: web.Request) -> str:
 class VerifiedTokens:
     """Tokens whose signature and claims were verified, with their caller, kept
     until their ``exp`` (bounded, least recently used out first), so a request
-    with a known token skips the JWT decode. The user check still runs on
-    every request: revocation takes effect at once."""
+    with a known token skips the JWT decode. The key is the whole
+    ``Authorization`` value that carried it, so a request that sends the same
+    value again skips parsing it too. The user check still runs on every
+    request: revocation takes effect at once."""
 
     def __init__(self, max_entries: int = VERIFIED_TOKENS_MAX) -> None:
         self._max = max_entries
@@ -129,8 +132,8 @@ async def check_principal(request: web.Request, principal: Principal) -> None:
     """The user still exists, is active and has the token's role (through
     ``UserService.caller_view``, which may be cached; a database outage is a
     503, never a pass); then the caller is recorded for the handlers."""
-    then = _user_read_next(request, principal)
     users = request.app[USER_SERVICE]
+    then = functools.partial(_user_read_next, request, principal)  # asked on an L1 miss only
     if await users.caller_view(principal.user_id, CALLER, then=then) != principal:
         raise InvalidToken("Token is no longer valid")
     request[PRINCIPAL] = principal
@@ -161,7 +164,8 @@ def subject_checker(verified: VerifiedTokens) -> Callable[..., Awaitable[bool]]:
         await check_principal(request, principal)
         expires_at = claims["exp"]
         assert isinstance(expires_at, int | float)  # principal_from_claims checked it
-        verified.put(bearer_token(request), principal, float(expires_at))
+        # One header, a well-formed bearer token: bearer_token checked it before PyJWT.
+        verified.put(request.headers[hdrs.AUTHORIZATION], principal, float(expires_at))
         return False
 
     return check_subject
@@ -201,8 +205,8 @@ class Authenticator:
 
     async def caller(self, request: web.Request) -> Principal:
         """The verified caller, recorded for the handlers (``principal``)."""
-        token = bearer_token(request)
-        known = self.known.get(token)
+        sent = request.headers.getall(hdrs.AUTHORIZATION, ())
+        known = self.known.get(sent[0]) if len(sent) == 1 else None
         if known is not None:  # verified before: only the user check runs again
             await check_principal(request, known)
             return known

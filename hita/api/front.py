@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import re
 import time
@@ -43,12 +44,21 @@ from hita.metrics import Metrics
 _CLIENT_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
 
-def request_id(request: web.Request) -> str:
-    """The client's ``X-Request-ID`` if it is a sane one, else a new one."""
-    offered = request.headers.get(REQUEST_ID_HEADER)
-    if offered is not None and _CLIENT_REQUEST_ID_RE.fullmatch(offered):
-        return offered
-    return os.urandom(16).hex()  # 128 random bits as 32 hex digits, a fifth of uuid4().hex
+class RequestIds:
+    """New request ids: 32 hex digits, a random prefix drawn once per process
+    (64 bits) and a sequence number, unique across processes without a system
+    call per request (``os.urandom`` is one)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._next = itertools.count(1).__next__
+
+    def of(self, request: web.Request) -> str:
+        """The client's ``X-Request-ID`` if it is a sane one, else a new one."""
+        offered = request.headers.get(REQUEST_ID_HEADER)
+        if offered is not None and _CLIENT_REQUEST_ID_RE.fullmatch(offered):
+            return offered
+        return f"{self._prefix}{self._next():016x}"
 
 
 async def _answer(
@@ -81,6 +91,7 @@ def front_middleware(
     invalidation: Middleware,
 ) -> Middleware:
     retry_s, pace_s = http.retry_after_s, http.overload_pace_s
+    request_id = RequestIds().of
 
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:

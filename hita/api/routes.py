@@ -146,6 +146,14 @@ ROUTES: Final[Sequence[Route]] = (
         cached=True,
     ),
     Route(
+        GET,
+        f"{_P}/user/{{user_id}}",
+        users.get_user,
+        SELF_OR_ADMIN,
+        Doc("users", "A user", out.UserBodySchema, errors=_NO_USER),
+        cached=True,  # before /user/{user_id}/...: aiohttp tries that prefix's routes in order
+    ),
+    Route(
         PUT,
         f"{_P}/user/update/{{user_id}}",
         users.put_user,
@@ -196,14 +204,6 @@ ROUTES: Final[Sequence[Route]] = (
             rules=(_DEACTIVATE_SELF,),
         ),
         invalidates=Scope.ALL,
-    ),
-    Route(
-        GET,
-        f"{_P}/user/{{user_id}}",
-        users.get_user,
-        SELF_OR_ADMIN,
-        Doc("users", "A user", out.UserBodySchema, errors=_NO_USER),
-        cached=True,
     ),
     Route(
         GET,

@@ -17,6 +17,7 @@ read it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Final
@@ -36,6 +37,8 @@ from hita.constants import (
 from hita.domain.ids import is_user_id
 from hita.domain.users import UserListQuery
 
+KEYS_KEPT: Final = 10_000  # keys of each kind remembered, most recently used first
+
 
 class Scope(StrEnum):
     """What a change touched, named as migration 0005's triggers name it."""
@@ -54,20 +57,27 @@ class CacheKeys:
     def __init__(self, cache: RedisCache) -> None:
         self.cache = cache
         self._builder = cache.keys
+        # Every request builds a key or two: the recent ones are kept, built once.
+        keep = functools.lru_cache(maxsize=KEYS_KEPT)
+        self.user_details = keep(self._user_details)
+        self.user_list = keep(self._user_list)
+        self.superadmin_user_list = keep(self._superadmin_user_list)
+        self._user_stats = self._builder.namespaced(USER_STATS)
+        self._dashboard_stats = self._builder.namespaced(DASHBOARD_STATS)
 
-    def user_details(self, user_id: str) -> Key:
+    def _user_details(self, user_id: str) -> Key:
         return self._builder.key(USER_DETAILS, user_id)
 
-    def user_list(self, query: UserListQuery) -> NamespacedKey:
+    def _user_list(self, query: UserListQuery) -> NamespacedKey:
         return self._builder.namespaced(USER_LIST, **dataclasses.asdict(query))
 
     def user_stats(self) -> NamespacedKey:
-        return self._builder.namespaced(USER_STATS)
+        return self._user_stats
 
     def dashboard_stats(self) -> NamespacedKey:
-        return self._builder.namespaced(DASHBOARD_STATS)
+        return self._dashboard_stats
 
-    def superadmin_user_list(self, page: int, page_size: int) -> NamespacedKey:
+    def _superadmin_user_list(self, page: int, page_size: int) -> NamespacedKey:
         return self._builder.namespaced(SUPERADMIN_USER_LIST, page=page, page_size=page_size)
 
     def namespace(self, name: str) -> Namespace:

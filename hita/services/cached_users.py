@@ -89,9 +89,14 @@ class CachedUserService(UserService):
         key = self.keys.user_details(user_id)
         return await self._view(key, view, partial(self.get_user, user_id))
 
-    async def caller_view(self, caller_id: str, view: View[T], *, then: str | None = None) -> T:
+    async def caller_view(
+        self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
+    ) -> T:
         key = self.keys.user_details(caller_id)
-        return await self._view(key, view, partial(self.get_caller, caller_id, then=then))
+        found = self.cache.near_view(key, view)
+        if not isinstance(found, _Miss):
+            return found
+        return view.derive(await self.get_caller(caller_id, then=then() if then else None))
 
     async def list_view(self, query: UserListQuery, view: View[T]) -> T:
         return await self._view(self.keys.user_list(query), view, partial(self.list_users, query))

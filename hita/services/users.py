@@ -11,6 +11,7 @@ caching subclass keeps with the entry. Mutations check the rules of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, TypeVar
 
 from hita.cache.view import View
@@ -86,8 +87,11 @@ class UserService:
     async def user_view(self, user_id: str, view: View[T]) -> T:
         return view.derive(await self.get_user(user_id))
 
-    async def caller_view(self, caller_id: str, view: View[T], *, then: str | None = None) -> T:
-        return view.derive(await self.get_caller(caller_id, then=then))
+    async def caller_view(
+        self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
+    ) -> T:
+        """``get_caller``'s view; ``then`` says (when asked) whom the request reads next."""
+        return view.derive(await self.get_caller(caller_id, then=then() if then else None))
 
     async def list_view(self, query: UserListQuery, view: View[T]) -> T:
         return view.derive(await self.list_users(query))

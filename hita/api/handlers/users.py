@@ -33,13 +33,13 @@ async def create_user(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     """``?page=&page_size=&role=&is_active=&search=`` -> ``{success, users,
     pagination}``, newest first; superadmins are listed only by /superadmin/users."""
-    query = schemas.load_as(schemas.USER_LIST_QUERY, schemas.query_params(request), UserListQuery)
+    query = schemas.query_as(request, schemas.USER_LIST_QUERY, UserListQuery)
     return (await request.app[USER_SERVICE].list_view(query, answers.PAGE)).response()
 
 
 async def superadmin_users(request: web.Request) -> web.Response:
     """``?page=&page_size=`` -> ``{success, users, pagination}``, all users."""
-    page = schemas.load(schemas.PAGE_QUERY, schemas.query_params(request))
+    page = schemas.query_as(request, schemas.PAGE_QUERY, dict)
     service = request.app[USER_SERVICE]
     found = await service.superadmin_list_view(page["page"], page["page_size"], answers.PAGE)
     return found.response()
