@@ -75,6 +75,8 @@ PROFILE_HEADING: Final = "Profile of the warm GET /v1.0/user/{id} (scripts/bench
 SERVER_CPU: Final = "0"
 LOAD_CPU: Final = 1
 CONNECTIONS: Final = 50
+MANY_CONNECTIONS: Final = 200  # the row that shows admission refuses no busy-but-idle load
+WORKERS: Final = 2  # the row that shows scaling over the machine's CPUs
 JWT_SECRET: Final = "bench-secret-" + "x" * 40  # a throwaway secret for a private server
 SEED: Final = 20_261_129
 START_TIMEOUT_S: Final = 60.0
@@ -190,6 +192,7 @@ class Target:
     name: str
     url: str  # may hold {id}: cycled over the ids file
     headers: tuple[str, ...] = ()
+    connections: int = CONNECTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,9 +210,12 @@ CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    """User + system CPU time of a process and its children so far
+    (``/proc/<pid>/stat``; ``hita serve --workers`` runs its workers as children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 @dataclasses.dataclass
@@ -222,6 +228,7 @@ class World:
     token: str
     peers: str = ""
     hita: dict[str, str] = dataclasses.field(default_factory=dict)  # variant label -> base URL
+    hita_labels: list[str] = dataclasses.field(default_factory=list)  # in start order
     pids: dict[str, int] = dataclasses.field(default_factory=dict)  # base URL -> server PID
 
 
@@ -232,11 +239,13 @@ class Variant:
     label: str
     env: dict[str, str]
     tree: Path | None = None  # another checkout (PYTHONPATH); None: this one
+    workers: int = 1  # more than one: ``hita serve --workers``, on every CPU
 
     @classmethod
-    def for_l1(cls, l1: bool | None) -> Variant:
+    def for_l1(cls, l1: bool | None, workers: int = 1) -> Variant:
         env = {} if l1 is None else {L1_SETTING: "true" if l1 else "false"}
-        return cls(l1_label(l1), env)
+        label = l1_label(l1) + (f", `--workers {workers}` (all CPUs)" if workers > 1 else "")
+        return cls(label, env, workers=workers)
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -248,7 +257,9 @@ class Variant:
 
 
 def default_variants() -> list[Variant]:
-    return [Variant.for_l1(l1) for l1 in l1_variants()]
+    """L1 off and on (when this HITA has the switch), and the last again with workers."""
+    variants = [Variant.for_l1(l1) for l1 in l1_variants()]
+    return [*variants, Variant.for_l1(l1_variants()[-1], WORKERS)]
 
 
 def pin_self() -> bool:
@@ -384,12 +395,17 @@ def hita_server(
     port = free_port()
     log_path = w.root / f"hita{re.sub(r'[^A-Za-z0-9]+', '-', variant.label)}.log"
     argv = [PYTHON, "-m", "hita", "serve"]
+    if variant.workers > 1:
+        argv += ["--workers", str(variant.workers)]
+    else:
+        argv = pinned(argv)
     if profile is not None:
-        argv = [PYTHON, __file__, "--serve-profiled", str(profile)]
+        argv = pinned([PYTHON, __file__, "--serve-profiled", str(profile)])
     env = hita_env(w, port, variant)
-    with process(pinned(argv), env, log_path, stop=signal.SIGINT, cwd=variant.tree) as child:
+    with process(argv, env, log_path, stop=signal.SIGINT, cwd=variant.tree) as child:
         wait_http(f"http://127.0.0.1:{port}/v1.0/health", child, log_path)
         w.hita[variant.label] = f"http://127.0.0.1:{port}"
+        w.hita_labels.append(variant.label)
         w.pids[w.hita[variant.label]] = child.pid
         yield child
 
@@ -430,7 +446,8 @@ def wrk(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
     script.write_text(LUA)
     path = target.url.split("/", 3)[3]
     base = target.url.removesuffix(path)
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
+    argv = ["wrk", "-t1", f"-c{target.connections}", f"-d{seconds:g}s", "--latency"]
+    argv += ["-s", str(script)]
     for header in target.headers:
         argv += ["-H", header]
     argv += [base, "--", "/" + path]
@@ -473,14 +490,14 @@ async def _warm(urls: list[str], headers: dict[str, str]) -> None:
         await asyncio.gather(*(worker(http) for _ in range(WARM_CONCURRENCY)))
 
 
-def warm(w: World, target: Target) -> None:
-    """Every key the target reads is in the cache before the measured run, and
-    in L1 with its answer: ``WARM_PASSES`` reads each (the first fills Redis,
-    whose tracking echo drops L1's copy; the second fills L1; the third keeps
-    the answer rendered beside the entry)."""
+def warm(w: World, target: Target, passes: int = 1) -> None:
+    """Every key the target reads is in the cache before the measured run. The
+    first time, in L1 with its answer too: ``WARM_PASSES`` reads each (the first
+    fills Redis, whose tracking echo drops L1's copy; the second fills L1; the
+    third keeps the answer rendered beside the entry)."""
     headers = dict(h.split(": ", 1) for h in target.headers)
     urls = [target.url.replace("{id}", i) for i in w.ids] if "{id}" in target.url else [target.url]
-    for _ in range(WARM_PASSES):
+    for _ in range(passes):
         asyncio.run(_warm(urls, headers))
 
 
@@ -492,8 +509,12 @@ def targets(w: World) -> list[Target]:
         Target("cashews `@cache` hit, no auth", w.peers + "/cashews/{id}"),
     ]
     for label, base in w.hita.items():
+        user = Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth)
+        if "--workers" in label:
+            found.append(user)
+            continue
         found += [
-            Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth),
+            user,
             Target(
                 f"HITA `GET /v1.0/dashboard/stats`{label}", base + "/v1.0/dashboard/stats", auth
             ),
@@ -501,6 +522,10 @@ def targets(w: World) -> list[Target]:
                 f"HITA `GET /v1.0/user/list?page=1`{label}", base + "/v1.0/user/list?page=1", auth
             ),
         ]
+    last = w.hita_labels[-2] if len(w.hita_labels) > 1 else ""  # the single-process L1 on
+    if last in w.hita:
+        name = f"HITA `GET /v1.0/user/{{id}}`{last}, {MANY_CONNECTIONS} connections"
+        found.append(Target(name, w.hita[last] + "/v1.0/user/{id}", auth, MANY_CONNECTIONS))
     return found
 
 
@@ -514,22 +539,33 @@ class Series:
 def measure(
     w: World, seconds: float, reps: int, only: list[str]
 ) -> tuple[dict[str, Series], list[Run]]:
-    hello = Target(HELLO, w.peers + "/hello")
     chosen = [t for t in targets(w) if not only or any(o in t.name for o in only)]
     redis = SyncRedis.from_url(w.redis_url)
     series = {t.name: Series() for t in chosen}
-    hellos: list[Run] = []
-    for target in [hello, *chosen]:  # one short unmeasured run each: pools, code paths
-        warm(w, target)
+    hellos: list[Run] = []  # at CONNECTIONS: the ceiling's row
+
+    def hello(target: Target) -> Target:
+        return Target(HELLO, w.peers + "/hello", connections=target.connections)
+
+    def ceiling(target: Target) -> Run:
+        """A hello-world run at the target's connections (kept for the ceiling's row)."""
+        run = wrk(w, hello(target), seconds, redis)
+        if target.connections == CONNECTIONS:
+            hellos.append(run)
+        return run
+
+    for target in [hello(chosen[0]), *chosen]:  # one short unmeasured run each: pools, code
+        warm(w, target, WARM_PASSES)
         wrk(w, target, min(2.0, seconds), redis)
     for rep in range(reps):
-        before = wrk(w, hello, seconds, redis)
-        hellos.append(before)
+        last: dict[int, Run] = {}  # the latest hello run, by connections
         for target in chosen:
+            if target.connections not in last:
+                last[target.connections] = ceiling(target)
+            before = last[target.connections]
             warm(w, target)
             run = wrk(w, target, seconds, redis)
-            after = wrk(w, hello, seconds, redis)
-            hellos.append(after)
+            after = last[target.connections] = ceiling(target)
             series[target.name].runs.append(run)
             series[target.name].ratios.append(run.rps / ((before.rps + after.rps) / 2))
             series[target.name].cpu_ratios.append(((before.cpu_us + after.cpu_us) / 2) / run.cpu_us)
@@ -539,7 +575,6 @@ def measure(
                 f" {run.cpu_us:.0f} CPU µs/request ({series[target.name].cpu_ratios[-1]:.2f}x)",
                 flush=True,
             )
-            before = after
     redis.close()
     return series, hellos
 
@@ -599,19 +634,25 @@ def report(
             "",
             *table(series, hellos),
             "",
-            "Every measured run sits between two hello-world runs (the ceiling) and its",
-            "`x hello` is its req/s divided by their mean; the table shows medians over the",
-            "repetitions (the ceiling's row: the median of every hello run). The server",
-            f"processes are pinned to CPU {SERVER_CPU} with taskset; Redis, PostgreSQL, wrk and",
-            "the driver run on the other CPU. The machine is shared with other work, so absolute",
-            "req/s drift from run to run: read the paired ratios. Each route is warmed first",
-            "(every id read once) so the runs measure cache hits; the user route cycles over",
-            "every seeded id with a wrk Lua script. HITA runs `hita serve` with",
-            "`HITA_ENV=production` (JSON access log lines, to a file) and an admin token.",
+            "Every measured run sits between two hello-world runs (the ceiling) at the same",
+            "number of connections and its `x hello` is its req/s divided by their mean; the",
+            "table shows medians over the repetitions (the ceiling's row: the median of every",
+            f"hello run at {CONNECTIONS} connections). The server processes are pinned to CPU",
+            f"{SERVER_CPU} with taskset, but for the `--workers {WORKERS}` row, whose workers may",
+            "use every CPU (its `x hello` is against the one-CPU ceiling, so scaling shows);",
+            "Redis, PostgreSQL, wrk and the driver run on the other CPU. The machine is shared",
+            "with other work, so absolute req/s drift from run to run: read the paired ratios.",
+            "Each route is warmed first (every id read three times: into Redis, into L1, and",
+            "its answer kept beside the L1 entry), so the runs measure warm hits; the user",
+            "route cycles over every seeded id with a wrk Lua script. HITA runs `hita serve`",
+            "with `HITA_ENV=production` (its defaults: `LOG_LEVEL=INFO`, the access line on,",
+            "JSON lines, to a file) and an admin token. `errors` are non-2xx answers and",
+            "socket errors, as wrk counts them.",
             "`server CPU µs per request` is the server process's user + system CPU time",
-            "(/proc/<pid>/stat) over the run divided by its requests; `x hello by CPU` is the",
-            "paired hello runs' CPU per request divided by this one's. On a shared core it is",
-            "steadier than req/s, since time spent waiting for the CPU does not count.",
+            "(/proc/<pid>/stat, its workers' too) over the run divided by its requests;",
+            "`x hello by CPU` is the paired hello runs' CPU per request divided by this one's.",
+            "On a shared core it is steadier than req/s, since time spent waiting for the CPU",
+            "does not count.",
             "Redis commands per request: INFO commandstats after CONFIG RESETSTAT, divided",
             "by wrk's request count (the median-req/s repetition), per command; Redis counts",
             "the commands a Lua script runs too (an EVALSHA's GET and PTTL).",
@@ -676,7 +717,7 @@ def run_profile(w: World, variant: Variant, seconds: float, command: str) -> str
     out.unlink(missing_ok=True)
     with hita_server(w, variant, profile=out) as child:
         target = targets(w)[3]  # HITA's user route
-        warm(w, target)
+        warm(w, target, WARM_PASSES)
         redis = SyncRedis.from_url(w.redis_url)
         wrk(w, target, min(2.0, seconds), redis)  # pools and code paths, unprofiled
         child.send_signal(signal.SIGUSR1)
