@@ -35,6 +35,7 @@ from hita.appkeys import (
     USER_SERVICE,
     WARMUP,
 )
+from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
 from hita.cache.counters import WindowCounters
@@ -95,6 +96,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         # One clear line at start when Redis cannot be used (NOAUTH, WRONGPASS, TLS...).
         where = redacted_url(config.redis.url or "")
         await cache.ping(what=f"Redis at {where} cannot be used; serving from PostgreSQL")
+
+        # While Redis cannot be used, every request queues for a PostgreSQL connection.
+        breaker = cache.breaker
+        app[ADMISSION].downstream = lambda: (
+            0.0 if breaker.state is BreakerState.CLOSED else gate.standing_s()
+        )
 
         cache_keys = CacheKeys(cache)
         app[CACHE_KEYS] = cache_keys
@@ -212,6 +219,7 @@ def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Ap
         metrics=metrics,
         access_log=access_log if config.http.access_log else None,
         http=config.http,
+        wait_budget_s=config.database.queue_timeout_s,
         # Around each mutating route's answer: a 2xx invalidates what it changed.
         invalidation=cache_invalidation_middleware(invalidation_patterns(ROUTES)),
     )

@@ -4,16 +4,23 @@ An asyncio instance queues work in its event loop: a request that arrives
 while the loop is busy waits its turn there. ``Admission`` measures that wait
 as CoDel does a packet queue's sojourn time: a probe asks to be woken every
 ``PROBE_S`` and records how late it ran (the loop's lag), and the standing
-delay is the *least* lag seen over the last ``INTERVAL_S``. A burst (one long
-turn of the loop) does not move the minimum; a queue that never drains does.
+delay is the *least* lag seen over the last ``INTERVAL_S``: a queue that never
+drains. A flood arrives as one long turn of the loop that no probe has
+measured yet (a thousand requests read at once); while it is worked through,
+the probe's lateness so far says how long the requests at its end have
+waited. While Redis cannot be used, every request waits for a PostgreSQL
+connection too: then the queue in front of the pool counts as well, by how
+long it has not been empty (``downstream``; ``hita.db.gate``), so requests are
+refused at the door rather than after their token check, at the pool. The
+delay is the largest of these.
 
-While the standing delay is at or under ``OVERLOAD_QUEUE_DELAY_MS`` (the
-target) every request is admitted: 50 or 200 connections on an idle instance
-queue a few milliseconds and are all served. Past it, a new request is
-answered at once with 503 ``{"success": false, "error": "Service overloaded;
-retry shortly"}`` and ``Retry-After``, with a probability that grows with the
-delay (0 at the target, 1 at twice it), rather than joining a queue whose
-wait would end in a timeout. Routes marked ``always_admitted`` (``/metrics``)
+While the delay is at or under ``OVERLOAD_QUEUE_DELAY_MS`` (the target) every
+request is admitted: 50 or 200 connections on an idle instance queue a few
+milliseconds and are all served. Past it, a new request is answered at once,
+before any other work, with 503 ``{"success": false, "error": "Service
+overloaded; retry shortly"}`` and ``Retry-After``, with a probability that
+grows with the delay (0 at the target, 1 at twice it), rather than joining a
+queue whose wait would end in a timeout. Routes marked ``always_admitted`` (``/metrics``)
 are always served, so an overloaded instance can still be seen. A target of
 0 turns admission off. The queue in front of the PostgreSQL pool has its own
 bound and budget (``hita.db.gate``).
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -47,16 +55,22 @@ class Admission:
 
     target_s: float  # 0: admit everything
     rng: Callable[[], float] = field(default=random.random, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # the loop's
+    # Another queue's delay that every request waits in now (0: none), in seconds.
+    downstream: Callable[[], float] | None = field(default=None, repr=False)
     delay_s: float = 0.0  # the least lag over the last complete interval
     in_flight: int = 0
     peak: int = 0
     refused: int = 0
+    _due: float = float("inf")  # when the probe is next due to run
     _window_start: float = 0.0
     _window_min: float = float("inf")
 
     def admit(self) -> bool:
         """Whether to serve a new request; if so, it is in flight until ``done``."""
-        delay = self.delay_s
+        delay = max(self.delay_s, self.clock() - self._due)
+        if self.downstream is not None:
+            delay = max(delay, self.downstream())
         if delay > self.target_s > 0 and self.rng() < (delay - self.target_s) / self.target_s:
             self.refused += 1
             return False
@@ -77,12 +91,16 @@ class Admission:
     async def watch(self) -> None:
         """The probe, for as long as the app runs (an owned background task)."""
         loop = asyncio.get_running_loop()
+        self.clock = loop.time
         self._window_start = loop.time()
-        while True:
-            due = loop.time() + PROBE_S
-            await asyncio.sleep(PROBE_S)
-            now = loop.time()
-            self.observe(max(now - due, 0.0), now)
+        try:
+            while True:
+                self._due = loop.time() + PROBE_S
+                await asyncio.sleep(PROBE_S)
+                now = loop.time()
+                self.observe(max(now - self._due, 0.0), now)
+        finally:
+            self._due = float("inf")
 
 
 def to_pace(response: web.StreamResponse, pace_s: float) -> bool:

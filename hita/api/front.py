@@ -1,7 +1,8 @@
 """The front middleware: the work every request shares, in one pass.
 
 For each request, in this order: the route-table entry it matched (none for
-a 404 or 405), a request id for every log line, admission control, the token
+a 404 or 405), a request id for every log line and its deadline for waiting
+in queues (``hita.deadline``), admission control, the token
 and the route's access check, the handler, the error mapping, the ``ETag`` of
 a cached read, then the metrics and the access line. One layer instead of
 six: each layer aiohttp runs costs a call and a coroutine per request, which
@@ -37,6 +38,7 @@ from hita.api.route import Route
 from hita.api.typedefs import Handler
 from hita.config import HttpConfig
 from hita.constants import CLIENT_CLOSED_REQUEST
+from hita.deadline import wait_deadline
 from hita.errors import Overloaded
 from hita.logs import request_id_var
 from hita.metrics import Metrics
@@ -88,6 +90,7 @@ def front_middleware(
     metrics: Metrics,
     access_log: AccessLog | None,
     http: HttpConfig,
+    wait_budget_s: float,
     invalidation: Middleware,
 ) -> Middleware:
     retry_s, pace_s = http.retry_after_s, http.overload_pace_s
@@ -95,11 +98,12 @@ def front_middleware(
 
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
+        started = time.monotonic()
         route = served.get(request.match_info.route)
         rid = request_id(request)
         reset = request_id_var.set(rid)
-        label, status = UNMATCHED if route is None else route.path, 500
+        reset_deadline = wait_deadline.set(started + wait_budget_s)
+        label, status, answered = UNMATCHED if route is None else route.path, 500, 0.0
         counted = route is not None and not route.always_admitted
         admitted = not counted or admission.admit()
         response: web.StreamResponse
@@ -117,7 +121,8 @@ def front_middleware(
                 )
             status = response.status
             response.headers[REQUEST_ID_HEADER] = rid
-            if to_pace(response, pace_s):
+            if status == 503 and to_pace(response, pace_s):
+                answered = time.monotonic()  # the pace that follows is not the request's time
                 return await send_then_pace(request, response, pace_s)
             return response
         except asyncio.CancelledError:
@@ -128,10 +133,11 @@ def front_middleware(
         finally:
             if counted and admitted:
                 admission.done()
-            elapsed = time.perf_counter() - started
+            elapsed = (answered or time.monotonic()) - started
             metrics.observe_request(request.method, label, status, elapsed)
             if access_log is not None and access_log.enabled:
                 access_log.line(request.method, request.path, status, elapsed, rid)
             request_id_var.reset(reset)
+            wait_deadline.reset(reset_deadline)
 
     return front
