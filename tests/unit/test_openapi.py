@@ -104,7 +104,6 @@ def test_public_operations_are_exactly_the_public_paths(document: dict[str, Any]
     schemes = document["components"]["securitySchemes"]
     assert schemes == {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
     public = {(route.method, route.path) for route in ROUTES if route.access.public}
-    assert len(public) == 6
     for (method, path), operation in operations(document).items():
         if (method, path) in public:
             assert operation["security"] == [], (method, path)
@@ -303,7 +302,6 @@ def test_links_lead_from_a_user_to_what_is_done_with_it(document: dict[str, Any]
 def test_the_cached_reads_document_their_etag_and_304(document: dict[str, Any]) -> None:
     tagged = {key for key, op in operations(document).items() if "304" in op["responses"]}
     assert tagged == {("GET", route.path) for route in ROUTES if route.cached}
-    assert len(tagged) == 5
     for key in tagged:
         operation = operations(document)[key]
         assert operation["responses"]["200"]["headers"]["ETag"]["required"] is True, key
