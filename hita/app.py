@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -73,8 +72,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         if ACCESS_LOG in app:
             stack.callback(app[ACCESS_LOG].flush)  # the last lines, once requests are done
-        if config.http.queue_delay_s:
-            await stack.enter_async_context(running(app[ADMISSION].watch(), "admission"))
         pool = await create_pool(config.database)
         stack.push_async_callback(close_pool, pool)
         gate = PoolGate(
@@ -135,6 +132,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[METRICS].watch_refresher(refresher)
         if config.refresh.enabled:
             await stack.enter_async_context(running(refresher.run_forever(), "stats-refresh"))
+        if config.http.queue_delay_s:  # admission's probe of the event loop
+            await stack.enter_async_context(running(app[ADMISSION].watch(), "admission"))
         log.info("resources ready")
         yield
         log.info("closing resources")
@@ -192,8 +191,8 @@ async def _warm(warmup: CacheWarmupService) -> None:
 
 
 def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Application:
-    """The service. ``access_log``: where access lines go (default: standard
-    error, as every log line; none with ``ACCESS_LOG=false``)."""
+    """The service. ``access_log``: where access lines go (default: where the
+    other log lines go; none with ``ACCESS_LOG=false``)."""
     if not config.auth.jwt_secret:
         raise ConfigError("no token-signing secret: set JWT_SECRET (see hita.devsecret)")
     app = web.Application(
@@ -210,7 +209,7 @@ def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Ap
         lambda: (admission.in_flight, admission.peak, admission.refused, admission.delay_s)
     )
     if config.http.access_log:
-        access_log = app[ACCESS_LOG] = access_log or AccessLog(sys.stderr, config.log_format)
+        access_log = app[ACCESS_LOG] = access_log or AccessLog.beside_logging(config.log_format)
     served = setup_routes(app, ROUTES)
     front = front_middleware(
         served,

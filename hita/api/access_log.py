@@ -18,18 +18,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Final, TextIO
 
 import orjson
 
-from hita.logs import JsonFormatter
+from hita.logs import JsonFormatter, WorkerFilter
 
 LOGGER: Final = "hita.access"
 _LEVEL: Final = "INFO"
 
 
 class AccessLog:
+    @classmethod
+    def beside_logging(cls, fmt: str) -> AccessLog:
+        """Written where the service's log lines go (the root logger's stream
+        handler that ``hita.logs.setup_logging`` installs), tagged with its worker
+        if it has one; without such a handler, to standard error."""
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:
+                workers = [f.worker for f in handler.filters if isinstance(f, WorkerFilter)]
+                return cls(handler.stream, fmt, workers[0] if workers else None)
+        return cls(sys.stderr, fmt)
+
     def __init__(self, stream: TextIO, fmt: str, worker: int | None = None) -> None:
         self._stream = stream
         self._json = JsonFormatter() if fmt == "json" else None
