@@ -51,8 +51,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s(
         "OVERLOAD_QUEUE_DELAY_MS",
         c.OVERLOAD_QUEUE_DELAY_MS,
-        "queueing delay (event-loop lag, least over 100 ms) past which requests are"
-        " refused 503 overloaded, ms (0: never)",
+        "queueing delay in the instance (docs/load.md) past which requests are refused"
+        " 503 overloaded, ms (0: never)",
     ),
     _s("OVERLOAD_RETRY_AFTER_S", c.OVERLOAD_RETRY_AFTER_S, "Retry-After of a 503 overloaded, s"),
     _s(
@@ -74,7 +74,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _s(
         "DB_QUEUE_TIMEOUT_MS",
         c.DB_QUEUE_TIMEOUT_MS,
-        "longest wait for a free connection before 503 overloaded, ms",
+        "longest a request waits for connections, in all, before 503 overloaded, ms",
     ),
     _s("DB_AUTO_MIGRATE", "true", "apply pending migrations when the service starts"),
     _s(
