@@ -9,15 +9,16 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from hita.api.admission import Admission, admission_middleware
-from hita.api.auth import auth_middleware
-from hita.api.errors import error_middleware
-from hita.api.etag import etag_middleware
-from hita.api.invalidation import cache_invalidation_middleware
-from hita.api.middlewares import request_context_middleware
+from hita.api.access_log import AccessLog
+from hita.api.admission import Admission
+from hita.api.auth import Authenticator
+from hita.api.front import front_middleware
+from hita.api.invalidation import cache_invalidation_middleware, invalidation_patterns
 from hita.api.openapi import document_bytes
-from hita.api.routes import setup_routes
+from hita.api.routes import ROUTES, setup_routes
 from hita.appkeys import (
+    ACCESS_LOG,
+    ADMISSION,
     AUTH_SERVICE,
     CACHE,
     CACHE_ADMIN,
@@ -34,6 +35,7 @@ from hita.appkeys import (
     USER_SERVICE,
     WARMUP,
 )
+from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
@@ -58,6 +60,7 @@ from hita.services.permissions import PermissionService
 from hita.services.points import PointsService
 from hita.services.refresh import StatsRefresher
 from hita.services.tokens import Tokens
+from hita.services.turns import Turns
 from hita.services.warmup import CacheWarmupService
 from hita.tasks import running
 
@@ -68,6 +71,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     """Open every resource in dependency order; the exit stack closes them in reverse."""
     config = app[CONFIG]
     async with AsyncExitStack() as stack:
+        if ACCESS_LOG in app:
+            stack.callback(app[ACCESS_LOG].flush)  # the last lines, once requests are done
         pool = await create_pool(config.database)
         stack.push_async_callback(close_pool, pool)
         gate = PoolGate(
@@ -90,6 +95,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         where = redact(config.redis.url or "")
         await cache.ping(what=f"Redis at {where} cannot be used; serving from PostgreSQL")
 
+        # While Redis cannot be used, every request queues for a PostgreSQL connection.
+        breaker = cache.breaker
+        app[ADMISSION].downstream = lambda: (
+            0.0 if breaker.state is BreakerState.CLOSED else gate.standing_s()
+        )
+
         cache_keys = CacheKeys(cache)
         app[CACHE_KEYS] = cache_keys
         app[METRICS].watch_cache(cache)
@@ -100,7 +111,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         stack.callback(passwords.close)
         users = CachedUserService(database, passwords, cache_keys, config.cache.ttls)
         app[USER_SERVICE] = users
-        app[POINTS_SERVICE] = PointsService(database)
+        app[POINTS_SERVICE] = PointsService(database, Turns(config.database.queue_max))
         app[PERMISSION_SERVICE] = PermissionService(database)
         throttle = LoginThrottle(database, config.login_throttle)
         app[AUTH_SERVICE] = AuthService(database, passwords, Tokens(config.auth), throttle)
@@ -130,6 +141,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[METRICS].watch_coherence(app[COHERENCE], cache, lambda: view.outbox_lag)
         if config.refresh.enabled:
             await stack.enter_async_context(running(refresher.run_forever(), "stats-refresh"))
+        if config.http.queue_delay_s:  # admission's probe of the event loop
+            await stack.enter_async_context(running(app[ADMISSION].watch(), "admission"))
         log.info("resources ready")
         yield
         log.info("closing resources")
@@ -187,31 +200,39 @@ async def _warm(warmup: CacheWarmupService) -> None:
         log.warning("cache warm-up skipped: %s", exc)
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Application:
+    """The service. ``access_log``: where access lines go (default: where the
+    other log lines go; none with ``ACCESS_LOG=false``)."""
     if not config.auth.jwt_secret:
         raise ConfigError("no token-signing secret: set JWT_SECRET (see hita.devsecret)")
-    admission = Admission(config.http.max_in_flight)
     app = web.Application(
         client_max_size=config.http.client_max_size,
         handler_args={
             "max_line_size": MAX_HEADER_FIELD_BYTES,
             "max_field_size": MAX_HEADER_FIELD_BYTES,
         },
-        middlewares=[
-            # Before anything does work: past the bound, a 503 at once.
-            admission_middleware(admission, config.http.retry_after_s, config.http.overload_pace_s),
-            request_context_middleware(access_log=config.http.access_log),
-            # Outside the error middleware, so it sees the final status of every response.
-            cache_invalidation_middleware(),
-            error_middleware,
-            etag_middleware,
-            auth_middleware(config.auth.jwt_secret),
-        ],
     )
     app[CONFIG] = config
-    app[METRICS] = Metrics()
-    app[METRICS].watch_in_flight(lambda: (admission.in_flight, admission.peak, admission.refused))
+    metrics = app[METRICS] = Metrics()
+    admission = app[ADMISSION] = Admission(config.http.queue_delay_s)
+    metrics.watch_in_flight(
+        lambda: (admission.in_flight, admission.peak, admission.refused, admission.delay_s)
+    )
+    if config.http.access_log:
+        access_log = app[ACCESS_LOG] = access_log or AccessLog.beside_logging(config.log_format)
+    served = setup_routes(app, ROUTES)
+    front = front_middleware(
+        served,
+        auth=Authenticator(config.auth.jwt_secret),
+        admission=admission,
+        metrics=metrics,
+        access_log=access_log if config.http.access_log else None,
+        http=config.http,
+        wait_budget_s=config.database.queue_timeout_s,
+        # Around each mutating route's answer: a 2xx invalidates what it changed.
+        invalidation=cache_invalidation_middleware(invalidation_patterns(ROUTES)),
+    )
+    app.middlewares.append(front)
     app.cleanup_ctx.append(_resources)
-    setup_routes(app)
-    app[OPENAPI] = document_bytes(app.router)
+    app[OPENAPI] = document_bytes(ROUTES)
     return app

@@ -4,6 +4,8 @@ from typing import Final
 
 from aiohttp import web
 
+from hita.api.access_log import AccessLog
+from hita.api.admission import Admission
 from hita.cache.client import RedisCache
 from hita.config import Config
 from hita.db.database import Database
@@ -36,8 +38,10 @@ CACHE_ADMIN: Final = web.AppKey("cache_admin", CacheAdmin)
 REFRESHER: Final = web.AppKey("refresher", StatsRefresher)
 # What this instance sees of its cache now (the `instance` of /cache/stats, the console's data).
 INSTANCE: Final = web.AppKey("instance", InstanceView)
-# The OpenAPI document, built from the router once per app.
+# The OpenAPI document, built from the route table once per process.
 OPENAPI: Final = web.AppKey("openapi", bytes)
+ADMISSION: Final = web.AppKey("admission", Admission)
+ACCESS_LOG: Final = web.AppKey("access_log", AccessLog)
 
 # The verified caller of a request, set by the auth middleware.
 PRINCIPAL: Final = web.RequestKey("principal", Principal)

@@ -70,9 +70,9 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
 MAX_PORT: Final = 65_535
 CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
-# Admission control (hita.api.admission): requests served at once, beyond
-# which a request is answered 503 "overloaded" at once.
-HTTP_MAX_IN_FLIGHT: Final = 40  # 2x the default pool: more would only queue for it
+# Admission control (hita.api.admission): the standing queueing delay in the
+# event loop past which new requests are answered 503 "overloaded" at once.
+OVERLOAD_QUEUE_DELAY_MS: Final = 100
 OVERLOAD_RETRY_AFTER_S: Final = 1  # the Retry-After of that answer
 OVERLOAD_PACE_MS: Final = 500  # then that connection's next request is read this much later
 # A status that no client sees: the client hung up before its answer (nginx's 499).

@@ -82,12 +82,12 @@ class CacheUnavailable(DependencyUnavailable):
 
 
 class Overloaded(DependencyUnavailable):
-    """More work than this instance takes at once: answered at once, to be retried
-    (a full admission bound, or a wait for a PostgreSQL connection past its budget).
-    Never a sign that a dependency is down."""
+    """More work than this instance takes in time: answered at once, to be retried
+    (a standing queue in the event loop, or a wait for a PostgreSQL connection
+    past its budget). Never a sign that a dependency is down."""
 
     message = "Service overloaded; retry shortly"
 
-    def __init__(self, message: str | None = None, *, reason: str = "in_flight") -> None:
+    def __init__(self, message: str | None = None, *, reason: str = "queue_delay") -> None:
         super().__init__(message)
         self.reason = reason

@@ -71,7 +71,8 @@ class LoadCollector(Collector):
 
     def __init__(self) -> None:
         self.gate: PoolGate | None = None
-        self.in_flight: Callable[[], tuple[int, int, int]] | None = None  # now, peak, refused
+        # requests in flight now, at most, refused; the standing queueing delay (s)
+        self.in_flight: Callable[[], tuple[int, int, int, float]] | None = None
 
     def collect(self) -> Iterator[Metric]:
         refusals = CounterMetricFamily(
@@ -80,12 +81,17 @@ class LoadCollector(Collector):
             labels=["reason"],
         )
         if self.in_flight is not None:
-            now, peak, refused = self.in_flight()
+            now, peak, refused, delay_s = self.in_flight()
             yield GaugeMetricFamily("hita_http_in_flight", "Requests being served", value=now)
             yield GaugeMetricFamily(
                 "hita_http_in_flight_peak", "Most requests served at once", value=peak
             )
-            refusals.add_metric(["in_flight"], refused)
+            yield GaugeMetricFamily(
+                "hita_http_queue_delay_seconds",
+                "Standing queueing delay in the event loop (least lag over 100 ms)",
+                value=delay_s,
+            )
+            refusals.add_metric(["queue_delay"], refused)
         gate = self.gate
         if gate is not None:
             for reason, count in sorted(gate.stats.refused.items()):
@@ -237,7 +243,7 @@ class Metrics:
     def watch_gate(self, gate: PoolGate) -> None:
         self._load.gate = gate
 
-    def watch_in_flight(self, read: Callable[[], tuple[int, int, int]]) -> None:
+    def watch_in_flight(self, read: Callable[[], tuple[int, int, int, float]]) -> None:
         self._load.in_flight = read
 
     def client_disconnect(self, method: str, route: str) -> None:

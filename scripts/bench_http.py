@@ -41,6 +41,7 @@ from bench_http_world import (
     CONNECTIONS,
     HELLO,
     SERVER_CPU,
+    WORKERS,
     Run,
     Target,
     Variant,
@@ -71,22 +72,33 @@ class Series:
 def measure(
     w: World, seconds: float, reps: int, only: list[str]
 ) -> tuple[dict[str, Series], list[Run]]:
-    hello = Target(HELLO, w.peers + "/hello")
     chosen = [t for t in targets(w) if not only or any(o in t.name for o in only)]
     redis = SyncRedis.from_url(w.redis_url)
     series = {t.name: Series() for t in chosen}
-    hellos: list[Run] = []
-    for target in [hello, *chosen]:  # one short unmeasured run each: pools, code paths
+    hellos: list[Run] = []  # at CONNECTIONS: the ceiling's row
+
+    def hello(target: Target) -> Target:
+        return Target(HELLO, w.peers + "/hello", connections=target.connections)
+
+    def ceiling(target: Target) -> Run:
+        """A hello-world run at the target's connections (kept for the ceiling's row)."""
+        run = load(w, hello(target), seconds, redis)
+        if target.connections == CONNECTIONS:
+            hellos.append(run)
+        return run
+
+    for target in [hello(chosen[0]), *chosen]:  # one short unmeasured run each: pools, code
         warm(w, target)
         load(w, target, min(2.0, seconds), redis)
     for rep in range(reps):
-        before = load(w, hello, seconds, redis)
-        hellos.append(before)
+        last: dict[int, Run] = {}  # the latest hello run, by connections
         for target in chosen:
-            warm(w, target)
+            if target.connections not in last:
+                last[target.connections] = ceiling(target)
+            before = last[target.connections]
+            warm(w, target)  # another process's fills emptied its L1 meanwhile
             run = load(w, target, seconds, redis)
-            after = load(w, hello, seconds, redis)
-            hellos.append(after)
+            after = last[target.connections] = ceiling(target)
             series[target.name].runs.append(run)
             series[target.name].ratios.append(run.rps / ((before.rps + after.rps) / 2))
             series[target.name].cpu_ratios.append(((before.cpu_us + after.cpu_us) / 2) / run.cpu_us)
@@ -96,7 +108,6 @@ def measure(
                 f" {run.cpu_us:.0f} CPU µs/request ({series[target.name].cpu_ratios[-1]:.2f}x)",
                 flush=True,
             )
-            before = after
     redis.close()
     return series, hellos
 
@@ -156,19 +167,25 @@ def report(
             "",
             *table(series, hellos),
             "",
-            "Every measured run sits between two hello-world runs (the ceiling) and its",
-            "`x hello` is its req/s divided by their mean; the table shows medians over the",
-            "repetitions (the ceiling's row: the median of every hello run). The server",
-            f"processes are pinned to CPU {SERVER_CPU} with taskset; Redis, PostgreSQL, wrk and",
-            "the driver run on the other CPU. The machine is shared with other work, so absolute",
-            "req/s drift from run to run: read the paired ratios. Each route is warmed first",
-            "(every id read once) so the runs measure cache hits; the user route cycles over",
-            "every seeded id with a wrk Lua script. HITA runs `hita serve` with",
-            "`HITA_ENV=production` (JSON access log lines, to a file) and an admin token.",
+            "Every measured run sits between two hello-world runs (the ceiling) at the same",
+            "number of connections and its `x hello` is its req/s divided by their mean; the",
+            "table shows medians over the repetitions (the ceiling's row: the median of every",
+            f"hello run at {CONNECTIONS} connections). The server processes are pinned to CPU",
+            f"{SERVER_CPU} with taskset, but for the `--workers {WORKERS}` row, whose workers may",
+            "use every CPU (its `x hello` is against the one-CPU ceiling, so scaling shows);",
+            "Redis, PostgreSQL, wrk and the driver run on the other CPU. The machine is shared",
+            "with other work, so absolute req/s drift from run to run: read the paired ratios.",
+            "Each route is warmed first (every id read three times: into Redis, into L1, and",
+            "its answer kept beside the L1 entry), so the runs measure warm hits; the user",
+            "route cycles over every seeded id with a wrk Lua script. HITA runs `hita serve`",
+            "with `HITA_ENV=production` (its defaults: `LOG_LEVEL=INFO`, the access line on,",
+            "JSON lines, to a file) and an admin token. `errors` are non-2xx answers and",
+            "socket errors, as wrk counts them.",
             "`server CPU µs per request` is the server process's user + system CPU time",
-            "(/proc/<pid>/stat) over the run divided by its requests; `x hello by CPU` is the",
-            "paired hello runs' CPU per request divided by this one's. On a shared core it is",
-            "steadier than req/s, since time spent waiting for the CPU does not count.",
+            "(/proc/<pid>/stat, its workers' too) over the run divided by its requests;",
+            "`x hello by CPU` is the paired hello runs' CPU per request divided by this one's.",
+            "On a shared core it is steadier than req/s, since time spent waiting for the CPU",
+            "does not count.",
             "Redis commands per request: INFO commandstats after CONFIG RESETSTAT, divided",
             "by wrk's request count (the median-req/s repetition), per command; Redis counts",
             "the commands a Lua script runs too (an EVALSHA's GET and PTTL).",

@@ -49,34 +49,24 @@ PARTS: Final = (
         "web_protocol.py",
         "_handle_request",
     ),
-    ("request context middleware (id, metrics, access line)", "middlewares.py", "request_context"),
-    ("  access log line (logging)", "logging/__init__.py", "info"),
+    ("aiohttp: routing and the middleware chain (Application._handle)", "web_app.py", "_handle"),
+    ("front middleware (everything of ours)", "api/front.py", "front"),
+    ("  request id (RequestIds.of)", "api/front.py", "of"),
+    ("  admission (Admission.admit)", "api/admission.py", "admit"),
+    ("  access line (AccessLog.line)", "api/access_log.py", "line"),
     ("  Prometheus (Metrics.observe_request)", "metrics.py", "observe_request"),
-    ("invalidation middleware", "invalidation.py", "invalidate_after"),
-    ("error middleware", "errors.py", "error_middleware"),
-    ("ETag middleware", "etag.py", "etag_middleware"),
-    ("  ETag digest (etag_of)", "etag.py", "etag_of"),
-    ("auth middleware", "auth.py", "authenticate"),
-    (
-        "  aiohttp-jwt (token, PyJWT, the user check, the handler)",
-        "middleware.py",
-        "jwt_middleware",
-    ),
-    ("    PyJWT decode and verify", "api_jwt.py", "decode_complete"),
-    ("    token's user check (check_subject)", "auth.py", "check_subject"),
-    ("  a token verified before: the user check only (_known_caller)", "auth.py", "_known_caller"),
-    ("handler get_user", "handlers/users.py", "get_user"),
-    ("  JSON response (json_ok)", "responses.py", "json_ok"),
-    (
-        "RedisCache.get_or_load, both reads (token check + handler)",
-        "cache/readthrough.py",
-        "get_or_load",
-    ),
+    ("  token and access check (Authenticator.authorize)", "api/auth.py", "authorize"),
+    ("    the token's user check (check_principal)", "api/auth.py", "check_principal"),
+    ("    PyJWT decode and verify (a new token)", "api_jwt.py", "decode_complete"),
+    ("  handler get_user", "handlers/users.py", "get_user"),
+    ("    the response object (Answer.response)", "api/answers.py", "response"),
+    ("  ETag and If-None-Match (tagged)", "api/etag.py", "tagged"),
+    ("L1 views, both reads (ReadThrough.near_view)", "cache/readthrough.py", "near_view"),
     ("  L1: drain the tracking socket (Tracking.drain)", "cache/tracking.py", "drain"),
-    ("  L1: the entry from the near cache (_near_value)", "cache/readthrough.py", "_near_value"),
+    ("  cache keys (KeyBuilder.key)", "cache/keys.py", "key"),
+    ("reads through the cache (get_or_load: L1 miss)", "cache/readthrough.py", "get_or_load"),
     ("  decode the stored JSON (Entry.value)", "cache/codec.py", "value"),
-    ("  redis-py: EVALSHA (Script.__call__)", "commands/core.py", "__call__"),
-    ("  redis-py: execute_command", "asyncio/client.py", "execute_command"),
+    ("access lines written (AccessLog.flush)", "api/access_log.py", "flush"),
     ("aiohttp: write the response (StreamResponse.prepare)", "web_response.py", "prepare"),
 )
 
@@ -84,7 +74,9 @@ PARTS: Final = (
 def profile_parts(path: Path) -> tuple[int, list[tuple[str, float]], list[str]]:
     stats = pstats.Stats(str(path))
     raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
-    requests = sum(v[0] for (file, _, fn), v in raw.items() if fn == "bearer_token")
+    requests = sum(
+        v[0] for (file, _, fn), v in raw.items() if fn == "front" and file.endswith("front.py")
+    )
     rows = []
     for label, file_suffix, name in PARTS:
         cum = sum(
@@ -122,7 +114,7 @@ def run_profile(w: World, variant: Variant, seconds: float, command: str) -> str
             *machine_facts(),
             f"- {target.name}: {run.requests:,} requests under wrk -t1 -c{CONNECTIONS}"
             f" for {seconds:g} s, all of them profiled (cProfile on: {run.rps:,.0f} req/s;"
-            f" {requests:,} token checks counted)",
+            f" {requests:,} requests counted)",
             "",
             "| part of a request | µs per request (cumulative, under cProfile) | share |",
             "| --- | ---: | ---: |",

@@ -39,9 +39,13 @@ from harness.waits import wait_up
 SERVER_CPU: Final = "0"
 LOAD_CPU: Final = 1
 CONNECTIONS: Final = 50
+MANY_CONNECTIONS: Final = 200  # the row that shows admission refuses no busy-but-idle load
+WORKERS: Final = 2  # the row that shows scaling over the machine's CPUs
 JWT_SECRET: Final = "bench-secret-" + "x" * 40  # a throwaway secret for a private server
 SEED: Final = 20_261_129
 WARM_CONCURRENCY: Final = 32
+WARM_ATTEMPTS: Final = 5  # a 503 overloaded is retried after its Retry-After
+WARM_PASSES: Final = 3
 HELLO: Final = "hello"
 SCRIPTS: Final = Path(__file__).resolve().parent
 
@@ -75,6 +79,7 @@ class Target:
     name: str
     url: str  # may hold {id}: cycled over the ids file
     headers: tuple[str, ...] = ()
+    connections: int = CONNECTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +97,12 @@ CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    """User + system CPU time of a process and its children so far
+    (``/proc/<pid>/stat``; ``hita serve --workers`` runs its workers as children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 @dataclasses.dataclass
@@ -107,6 +115,7 @@ class World:
     token: str
     peers: str = ""
     hita: dict[str, str] = dataclasses.field(default_factory=dict)  # variant label -> base URL
+    hita_labels: list[str] = dataclasses.field(default_factory=list)  # in start order
     pids: dict[str, int] = dataclasses.field(default_factory=dict)  # base URL -> server PID
 
 
@@ -117,11 +126,13 @@ class Variant:
     label: str
     env: dict[str, str]
     tree: Path | None = None  # another checkout (PYTHONPATH); None: this one
+    workers: int = 1  # more than one: ``hita serve --workers``, on every CPU
 
     @classmethod
-    def for_l1(cls, l1: bool | None) -> Variant:
+    def for_l1(cls, l1: bool | None, workers: int = 1) -> Variant:
         env = {} if l1 is None else {L1_SETTING: "true" if l1 else "false"}
-        return cls(l1_label(l1), env)
+        label = l1_label(l1) + (f", `--workers {workers}` (all CPUs)" if workers > 1 else "")
+        return cls(label, env, workers=workers)
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -133,7 +144,9 @@ class Variant:
 
 
 def default_variants() -> list[Variant]:
-    return [Variant.for_l1(l1) for l1 in l1_variants()]
+    """L1 off and on (when this HITA has the switch), and the last again with workers."""
+    variants = [Variant.for_l1(l1) for l1 in l1_variants()]
+    return [*variants, Variant.for_l1(l1_variants()[-1], WORKERS)]
 
 
 def pin_self() -> bool:
@@ -199,6 +212,8 @@ def hita_server(
     port = free_port()
     log_path = w.root / f"hita{re.sub(r'[^A-Za-z0-9]+', '-', variant.label)}.log"
     argv = list(SERVE)
+    if variant.workers > 1:
+        argv += ["--workers", str(variant.workers)]  # every CPU: not pinned
     if profile is not None:
         argv = [sys.executable, str(SCRIPTS / "bench_http_profile.py"), "--serve", str(profile)]
     env = service_env(
@@ -211,10 +226,12 @@ def hita_server(
     )
     if variant.tree is not None:
         env["PYTHONPATH"] = str(variant.tree)
-    argv = procs.pinned(argv, SERVER_CPU)
+    if variant.workers == 1 or profile is not None:
+        argv = procs.pinned(argv, SERVER_CPU)
     with procs.running(argv, env, log_path, stop_signal=signal.SIGINT, cwd=variant.tree) as child:
         wait_up(f"http://127.0.0.1:{port}/v1.0/health", child=child)
         w.hita[variant.label] = f"http://127.0.0.1:{port}"
+        w.hita_labels.append(variant.label)
         w.pids[w.hita[variant.label]] = child.pid
         yield child
 
@@ -239,7 +256,7 @@ def load(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
     script_args = ["/" + path, *([str(w.ids_file)] if "{id}" in path else [])]
     argv = wrk.command(
         base,
-        connections=CONNECTIONS,
+        connections=target.connections,
         seconds=seconds,
         script=script,
         headers=target.headers,
@@ -269,32 +286,48 @@ async def _warm(urls: list[str], headers: dict[str, str]) -> None:
 
     async def worker(http: aiohttp.ClientSession) -> None:
         for url in queue:
-            async with http.get(url, headers=headers) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"warm-up: {url} answered {response.status}")
-                await response.read()
+            for _ in range(WARM_ATTEMPTS):  # a cold fill can saturate the server: it says so
+                async with http.get(url, headers=headers) as response:
+                    await response.read()
+                    if response.status != 503 or "Retry-After" not in response.headers:
+                        break
+                    await asyncio.sleep(float(response.headers["Retry-After"]))
+            if response.status != 200:
+                raise RuntimeError(f"warm-up: {url} answered {response.status}")
 
     async with aiohttp.ClientSession() as http:
         await asyncio.gather(*(worker(http) for _ in range(WARM_CONCURRENCY)))
 
 
-def warm(w: World, target: Target) -> None:
-    """Every key the target reads is in the cache before the measured run."""
+def warm(w: World, target: Target, passes: int = WARM_PASSES) -> None:
+    """Every key the target reads is in the cache before the measured run, in
+    L1 with its answer: ``passes`` reads each (the first fills Redis, whose
+    tracking echo drops L1's copy; the second fills L1; the third keeps the
+    answer rendered beside the entry)."""
     headers = dict(h.split(": ", 1) for h in target.headers)
     urls = [target.url.replace("{id}", i) for i in w.ids] if "{id}" in target.url else [target.url]
-    asyncio.run(_warm(urls, headers))
+    for _ in range(passes):
+        asyncio.run(_warm(urls, headers))
 
 
 def targets(w: World) -> list[Target]:
+    """The peers, each HITA process's routes, the user route at 200 connections,
+    and last the workers' (whose fills would empty the others' L1 through Redis's
+    tracking: every HITA process here shares one Redis)."""
     auth = (f"Authorization: Bearer {w.token}",)
     found = [
         Target("one redis.asyncio GET + orjson, no auth", w.peers + "/get/{id}"),
         Target("aiocache `@cached` hit, no auth", w.peers + "/aiocache/{id}"),
         Target("cashews `@cache` hit, no auth", w.peers + "/cashews/{id}"),
     ]
+    workers = []
     for label, base in w.hita.items():
+        user = Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth)
+        if "--workers" in label:
+            workers.append(user)
+            continue
         found += [
-            Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth),
+            user,
             Target(
                 f"HITA `GET /v1.0/dashboard/stats`{label}", base + "/v1.0/dashboard/stats", auth
             ),
@@ -302,4 +335,8 @@ def targets(w: World) -> list[Target]:
                 f"HITA `GET /v1.0/user/list?page=1`{label}", base + "/v1.0/user/list?page=1", auth
             ),
         ]
-    return found
+    last = w.hita_labels[-2] if len(w.hita_labels) > 1 else ""  # the single-process L1 on
+    if last in w.hita:
+        name = f"HITA `GET /v1.0/user/{{id}}`{last}, {MANY_CONNECTIONS} connections"
+        found.append(Target(name, w.hita[last] + "/v1.0/user/{id}", auth, MANY_CONNECTIONS))
+    return found + workers

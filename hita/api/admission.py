@@ -1,52 +1,77 @@
-"""Admission control: a bound on the requests this instance serves at once.
+"""Admission control by queueing delay: refuse only what the instance cannot serve in time.
 
-Past ``HTTP_MAX_IN_FLIGHT`` requests in flight, a new one is answered at once
-with 503 ``{"success": false, "error": "Service overloaded; retry shortly"}``
-and ``Retry-After``, rather than joining a queue whose wait would end in a
-timeout ("database unavailable") seconds later. ``/metrics`` is always
-served, so an overloaded instance can still be seen.
+An asyncio instance queues work in its event loop: a request that arrives
+while the loop is busy waits its turn there. ``Admission`` measures that wait
+as CoDel does a packet queue's sojourn time: a probe asks to be woken every
+``PROBE_S`` and records how late it ran (the loop's lag), and the standing
+delay is the *least* lag seen over the last ``INTERVAL_S``: a queue that never
+drains. A flood arrives as one long turn of the loop that no probe has
+measured yet (a thousand requests read at once); while it is worked through,
+the probe's lateness so far says how long the requests at its end have
+waited. While Redis cannot be used, every request waits for a PostgreSQL
+connection too: then the queue in front of the pool counts as well, by how
+long it has not been empty (``downstream``; ``hita.db.gate``), so requests are
+refused at the door rather than after their token check, at the pool. The
+delay is the largest of these.
+
+While the delay is at or under ``OVERLOAD_QUEUE_DELAY_MS`` (the target) every
+request is admitted: 50 or 200 connections on an idle instance queue a few
+milliseconds and are all served. Past it, a new request is answered at once,
+before any other work, with 503 ``{"success": false, "error": "Service
+overloaded; retry shortly"}`` and ``Retry-After``, with a probability that
+grows with the delay (0 at the target, 1 at twice it), rather than joining a
+queue whose wait would end in a timeout. Routes marked ``always_admitted`` (``/metrics``)
+are always served, so an overloaded instance can still be seen. A target of
+0 turns admission off. The queue in front of the PostgreSQL pool has its own
+bound and budget (``hita.db.gate``).
 
 A client that ignores ``Retry-After`` and sends its next request on the same
 connection at once would keep the instance busy answering 503s, and the
 requests it did admit would wait behind them. So once a 503 "overloaded"
-(this bound's, or the PostgreSQL queue's) has been sent, the next request on
+(this one's, or the PostgreSQL queue's) has been sent, the next request on
 that connection is read ``OVERLOAD_PACE_MS`` later: the answer goes out at
 once, the connection is paced. Other connections are not affected.
-
-This middleware runs first, before the request context: a refusal costs as
-little as it can (it is still counted in the request metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp import hdrs, web
 
-from hita.api.errors import error_response
-from hita.api.middlewares import route_template
-from hita.api.typedefs import Handler
-from hita.appkeys import METRICS
-from hita.errors import Overloaded
-
-ALWAYS_ADMITTED: Final = frozenset({"/metrics"})
+PROBE_S: Final = 0.005  # how often the probe asks to be woken: 5 ms
+INTERVAL_S: Final = 0.1  # the standing delay is the least lag over 100 ms (CoDel's interval)
 
 
 @dataclass(slots=True)
 class Admission:
-    """In-flight requests and refusals, read by the metrics collector."""
+    """The standing queueing delay, the requests in flight and the refusals,
+    read by the metrics collector."""
 
-    limit: int  # 0: no bound
+    target_s: float  # 0: admit everything
+    rng: Callable[[], float] = field(default=random.random, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # the loop's
+    # Another queue's delay that every request waits in now (0: none), in seconds.
+    downstream: Callable[[], float] | None = field(default=None, repr=False)
+    delay_s: float = 0.0  # the least lag over the last complete interval
     in_flight: int = 0
     peak: int = 0
     refused: int = 0
+    _due: float = float("inf")  # when the probe is next due to run
+    _window_start: float = 0.0
+    _window_min: float = float("inf")
 
     def admit(self) -> bool:
-        if self.limit and self.in_flight >= self.limit:
+        """Whether to serve a new request; if so, it is in flight until ``done``."""
+        delay = max(self.delay_s, self.clock() - self._due)
+        if self.downstream is not None:
+            delay = max(delay, self.downstream())
+        if delay > self.target_s > 0 and self.rng() < (delay - self.target_s) / self.target_s:
             self.refused += 1
             return False
         self.in_flight += 1
@@ -56,37 +81,41 @@ class Admission:
     def done(self) -> None:
         self.in_flight -= 1
 
+    def observe(self, lag_s: float, now: float) -> None:
+        """One probe: it ran ``lag_s`` late, at ``now`` (the loop's clock)."""
+        self._window_min = min(self._window_min, lag_s)
+        if now - self._window_start >= INTERVAL_S:
+            self.delay_s = self._window_min
+            self._window_start, self._window_min = now, float("inf")
 
-def admission_middleware(admission: Admission, retry_after_s: int, pace_s: float) -> Middleware:
-    def to_pace(response: web.StreamResponse) -> bool:
-        return pace_s > 0 and response.status == 503 and "Retry-After" in response.headers
-
-    async def paced(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        """Send a 503 overloaded now; read this connection's next request later."""
+    async def watch(self) -> None:
+        """The probe, for as long as the app runs (an owned background task)."""
+        loop = asyncio.get_running_loop()
+        self.clock = loop.time
+        self._window_start = loop.time()
         try:
-            await response.prepare(request)
-            await response.write_eof()
-        except ConnectionError:
-            return response  # the client left: aiohttp drops the answer quietly
-        await asyncio.sleep(pace_s)
-        return response
-
-    @web.middleware
-    async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in ALWAYS_ADMITTED:
-            return await handler(request)
-        if not admission.admit():
-            started = time.perf_counter()
-            refusal = error_response(Overloaded(reason="in_flight"), retry_after_s)
-            metrics = request.app.get(METRICS)
-            if metrics is not None:
-                elapsed = time.perf_counter() - started
-                metrics.observe_request(request.method, route_template(request), 503, elapsed)
-            return await paced(request, refusal) if to_pace(refusal) else refusal
-        try:
-            response = await handler(request)
+            while True:
+                self._due = loop.time() + PROBE_S
+                await asyncio.sleep(PROBE_S)
+                now = loop.time()
+                self.observe(max(now - self._due, 0.0), now)
         finally:
-            admission.done()
-        return await paced(request, response) if to_pace(response) else response
+            self._due = float("inf")
 
-    return admit
+
+def to_pace(response: web.StreamResponse, pace_s: float) -> bool:
+    """Whether an answer is a 503 overloaded, after which its connection is paced."""
+    return pace_s > 0 and response.status == 503 and hdrs.RETRY_AFTER in response.headers
+
+
+async def send_then_pace(
+    request: web.Request, response: web.StreamResponse, pace_s: float
+) -> web.StreamResponse:
+    """Send a 503 overloaded now; read this connection's next request later."""
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        return response  # the client left: aiohttp drops the answer quietly
+    await asyncio.sleep(pace_s)
+    return response

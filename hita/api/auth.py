@@ -1,27 +1,27 @@
-"""Authentication around aiohttp-jwt's ``JWTMiddleware``, and our role checks.
+"""Authentication and the route table's access check, around aiohttp-jwt.
 
-aiohttp-jwt verifies the signature with the pinned algorithm and skips the
-anchored public paths. Its gaps, and how they are closed here:
+``Authenticator.authorize`` runs for every route that is not public (the route
+table says which, ``hita.api.route.Access``): the token, then whether the
+caller may call the route. A token seen before (``VerifiedTokens``) costs a
+lookup and the user check; a new one goes through aiohttp-jwt's
+``JWTMiddleware``, which verifies the signature with the pinned algorithm.
+Its gaps, and how they are closed here:
 
 - it parses the header loosely and answers some bad headers 403 in plain
   text: ``bearer_token`` (its ``token_getter`` hook) parses it ourselves;
 - PyJWT checks ``exp`` only when present: ``check_subject`` (its
-  ``is_revoked`` hook, built by ``subject_checker``) requires ``exp``, ``iat``, ``sub`` and a known
-  ``role``, and that the user still exists, is active and has that role
-  (through ``UserService.get_user``, which may be cached; a database outage
+  ``is_revoked`` hook, built by ``subject_checker``) requires ``exp``,
+  ``iat``, ``sub`` and a known ``role``, and that the user still exists, is active and has that role
+  (through ``UserService.caller_view``, which may be cached; a database outage
   is a 503, never a pass);
 - its own errors are plain-text 401/403: every one becomes our JSON 401;
-- it lets every OPTIONS request through unverified, and its
-  ``check_permissions`` is broken on Python 3.10+ while ``match_any``
-  matches substrings (``admin`` in ``superadmin``): role and ownership
-  checks are ``require_role`` and ``require_self_or_role`` below.
-
-Requests that matched no route, or a route without their method, pass
-untouched: no handler of ours can run for them and they answer 404 or 405.
+- its ``check_permissions`` is broken on Python 3.10+ while ``match_any``
+  matches substrings (``admin`` in ``superadmin``): the role check is ours.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -31,11 +31,12 @@ from typing import Final
 
 import jwt
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
 from aiohttp_jwt import JWTMiddleware
 
-from hita.api.typedefs import Handler
+from hita.api.route import Access
+from hita.api.schemas import user_id_param
 from hita.appkeys import PRINCIPAL, USER_SERVICE
+from hita.cache.view import View
 from hita.constants import (
     API_PREFIX,
     JWT_ALGORITHM,
@@ -45,24 +46,13 @@ from hita.constants import (
 )
 from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
-from hita.domain.users import Principal
+from hita.domain.typedefs import JsonDict
+from hita.domain.users import Principal, Standing
 from hita.errors import NotAuthenticated, PermissionDenied
 from hita.services.tokens import principal_from_claims
 
 log = logging.getLogger(__name__)
 
-# Anchored: aiohttp-jwt tests them with re.match against request.path.
-PUBLIC_PATHS: Final = (
-    r"^/v1\.0/health$",
-    r"^/v1\.0/health/live$",
-    r"^/v1\.0/auth/login$",
-    r"^/v1\.0/cache/health$",
-    r"^/v1\.0/cache/console$",  # a page with no data: the data calls need an admin
-    r"^/v1\.0/cache/console/[^/]+$",
-    r"^/metrics$",
-    r"^/v1\.0/openapi\.json$",
-)
-_PUBLIC_RE: Final = re.compile("|".join(f"(?:{p})" for p in PUBLIC_PATHS))  # one match
 # RFC 6750's b64token: what a bearer token may be made of (ASCII only).
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 # The route whose data read shares a round trip with the token check's.
@@ -72,10 +62,6 @@ _READS: Final = frozenset((hdrs.METH_GET, hdrs.METH_HEAD))
 
 class InvalidToken(NotAuthenticated):
     message = "Invalid or expired token"
-
-
-def is_public(path: str) -> bool:
-    return _PUBLIC_RE.match(path) is not None
 
 
 def bearer_token(request: web.Request) -> str:
@@ -99,8 +85,10 @@ def bearer_token(request: web.Request) -> str:
 class VerifiedTokens:
     """Tokens whose signature and claims were verified, with their caller, kept
     until their ``exp`` (bounded, least recently used out first), so a request
-    with a known token skips the JWT decode. The user check still runs on
-    every request: revocation takes effect at once."""
+    with a known token skips the JWT decode. The key is the whole
+    ``Authorization`` value that carried it, so a request that sends the same
+    value again skips parsing it too. The user check still runs on every
+    request: revocation takes effect at once."""
 
     def __init__(self, max_entries: int = VERIFIED_TOKENS_MAX) -> None:
         self._max = max_entries
@@ -127,18 +115,27 @@ class VerifiedTokens:
         return len(self._entries)
 
 
+def _standing(user: JsonDict | None) -> Standing | None:
+    """What a user's tokens may do now: act with its role, if it exists and is
+    active, when issued after its password last changed."""
+    if user is None or not user["is_active"]:
+        return None
+    return Standing(user["id"], Role(user["role"]), user.get("password_changed_at") or "")
+
+
+# The token check's view of a user's details: kept with the entry in L1, so the
+# check of a known token is a lookup while the entry lives (hita.cache.view).
+CALLER: Final = View("auth:caller", _standing)
+
+
 async def check_principal(request: web.Request, principal: Principal) -> None:
     """The user still exists, is active and has the token's role (through
-    ``UserService.get_user``, which may be cached; a database outage is a 503,
-    never a pass); then the caller is recorded for the handlers."""
-    then = _user_read_next(request, principal)
-    user = await request.app[USER_SERVICE].get_caller(principal.user_id, then=then)
-    if (
-        user is None
-        or not user["is_active"]
-        or user["role"] != principal.role.value
-        or principal.revoked_by(user)
-    ):
+    ``UserService.caller_view``, which may be cached; a database outage is a
+    503, never a pass); then the caller is recorded for the handlers."""
+    users = request.app[USER_SERVICE]
+    then = functools.partial(_user_read_next, request, principal)  # asked on an L1 miss only
+    standing = await users.caller_view(principal.user_id, CALLER, then=then)
+    if standing is None or not standing.admits(principal):
         raise InvalidToken("Token is no longer valid")
     request[PRINCIPAL] = principal
 
@@ -168,81 +165,66 @@ def subject_checker(verified: VerifiedTokens) -> Callable[..., Awaitable[bool]]:
         await check_principal(request, principal)
         expires_at = claims["exp"]
         assert isinstance(expires_at, int | float)  # principal_from_claims checked it
-        verified.put(bearer_token(request), principal, float(expires_at))
+        # One header, a well-formed bearer token: bearer_token checked it before PyJWT.
+        verified.put(request.headers[hdrs.AUTHORIZATION], principal, float(expires_at))
         return False
 
     return check_subject
 
 
-async def _known_caller(request: web.Request, known_tokens: VerifiedTokens) -> bool:
-    """A token verified before: only the user check runs again."""
-    if is_public(request.path):
-        return False
-    principal = known_tokens.get(bearer_token(request))
-    if principal is None:
-        return False
-    await check_principal(request, principal)
-    return True
+async def _passed(request: web.Request) -> web.StreamResponse:
+    """What aiohttp-jwt calls once the token is verified: nothing more to do."""
+    return _PASSED
 
 
-def auth_middleware(secret: str) -> Middleware:
-    known_tokens = VerifiedTokens()
-    verify = JWTMiddleware(
-        secret,
-        whitelist=PUBLIC_PATHS,
-        token_getter=bearer_token,
-        is_revoked=subject_checker(known_tokens),
-        algorithms=[JWT_ALGORITHM],
-    )
+_PASSED: Final = web.Response()
 
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.http_exception is not None:
-            return await handler(request)  # raises the 404 or 405
-        if request.method == hdrs.METH_OPTIONS and not is_public(request.path):
-            raise NotAuthenticated()  # aiohttp-jwt would wave it through
-        if await _known_caller(request, known_tokens):  # verified before
-            return await handler(request)
-        reached = False
 
-        async def verified(req: web.Request) -> web.StreamResponse:
-            nonlocal reached
-            reached = True
-            return await handler(req)
+class Authenticator:
+    """The token of a request, checked; then whether the caller may call the route."""
 
+    def __init__(self, secret: str) -> None:
+        self.known = VerifiedTokens()
+        self._verify = JWTMiddleware(
+            secret,
+            token_getter=bearer_token,
+            is_revoked=subject_checker(self.known),
+            algorithms=[JWT_ALGORITHM],
+        )
+
+    async def authorize(self, request: web.Request, access: Access) -> Principal:
+        """The caller, if its token is valid (else 401) and ``access`` lets it
+        call the route (else 403). For a route the user itself may call, the
+        path's user id is checked first (400)."""
+        caller = await self.caller(request)
+        assert access.role is not None, "a public route needs no token"
+        if access.self_allowed and user_id_param(request) == caller.user_id:
+            return caller
+        if not caller.role.at_least(access.role):
+            raise PermissionDenied()
+        return caller
+
+    async def caller(self, request: web.Request) -> Principal:
+        """The verified caller, recorded for the handlers (``principal``)."""
+        sent = request.headers.getall(hdrs.AUTHORIZATION, ())
+        known = self.known.get(sent[0]) if len(sent) == 1 else None
+        if known is not None:  # verified before: only the user check runs again
+            await check_principal(request, known)
+            return known
         try:
-            response: web.StreamResponse = await verify(request, verified)
-            return response
+            await self._verify(request, _passed)
         except web.HTTPException as exc:
-            if reached:
-                raise
             log.info("token refused: %s", exc.reason)  # aiohttp-jwt's plain-text answer
             raise InvalidToken() from None
         except jwt.PyJWTError:
-            if reached:
-                raise
             log.info("token refused by PyJWT", exc_info=True)
             raise InvalidToken() from None
-
-    return authenticate
+        return principal(request)
 
 
 def principal(request: web.Request) -> Principal:
+    """The verified caller of a request whose route is not public."""
     try:
         return request[PRINCIPAL]
     except KeyError:
         raise NotAuthenticated() from None
-
-
-def require_role(request: web.Request, role: Role) -> Principal:
-    caller = principal(request)
-    if not caller.role.at_least(role):
-        raise PermissionDenied()
-    return caller
-
-
-def require_self_or_role(request: web.Request, user_id: str, role: Role) -> Principal:
-    caller = principal(request)
-    if caller.user_id != user_id and not caller.role.at_least(role):
-        raise PermissionDenied()
-    return caller

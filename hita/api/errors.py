@@ -1,4 +1,5 @@
-"""Every error becomes the contract's JSON body, with the right status.
+"""Every error becomes the contract's JSON body, with the right status
+(``answer_error``, called by the front middleware for every route).
 
 Domain errors map to statuses in ``ERROR_TO_HTTP_STATUS``; aiohttp's own HTTP
 errors (unknown route, wrong method, body too large) keep their status and get
@@ -16,8 +17,7 @@ from aiohttp import web
 from hita import errors
 from hita.api.middlewares import client_gone, route_template
 from hita.api.responses import json_error
-from hita.api.typedefs import Handler
-from hita.appkeys import CONFIG, METRICS
+from hita.appkeys import METRICS
 from hita.constants import CLIENT_CLOSED_REQUEST, OVERLOAD_RETRY_AFTER_S
 from hita.services.login_throttle import LoginThrottled
 
@@ -78,25 +78,22 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except errors.HitaError as exc:
-        config = request.app.get(CONFIG)
-        return error_response(exc, config.http.retry_after_s if config else OVERLOAD_RETRY_AFTER_S)
-    except web.HTTPException as exc:
+def answer_error(request: web.Request, exc: Exception, retry_after_s: int) -> web.Response:
+    """The JSON answer to an exception raised while serving ``request`` (one
+    of aiohttp's redirects, below 400, is raised again)."""
+    if isinstance(exc, errors.HitaError):
+        return error_response(exc, retry_after_s)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return _from_http_exception(exc)
-    except Exception as exc:
-        if isinstance(exc, ConnectionError) and client_gone(request):
-            # The client hung up (while sending its body, say): nobody to answer
-            # and nothing went wrong here. Counted apart, never as a 5xx.
-            metrics = request.app.get(METRICS)
-            if metrics is not None:
-                metrics.client_disconnect(request.method, route_template(request))
-            log.info("client hung up during %s %s", request.method, request.path)
-            return web.Response(status=CLIENT_CLOSED_REQUEST)
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_error(500, "Internal server error")
+    if isinstance(exc, ConnectionError) and client_gone(request):
+        # The client hung up (while sending its body, say): nobody to answer
+        # and nothing went wrong here. Counted apart, never as a 5xx.
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.client_disconnect(request.method, route_template(request))
+        log.info("client hung up during %s %s", request.method, request.path)
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, "Internal server error")

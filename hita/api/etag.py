@@ -11,8 +11,10 @@ write that changes what a reader sees changes the tag.
 prefixes are ignored); ``*`` matches any current answer. A header that is not a
 list of entity tags, or is longer than ``MAX_IF_NONE_MATCH_BYTES`` or holds
 more than ``MAX_IF_NONE_MATCH_TAGS`` tags, is ignored: the client gets the full
-200 answer, never an error. Only 200 answers of the routes in
-``CACHED_READ_ROUTES`` get a tag; errors pass untouched.
+200 answer, never an error. Only 200 answers of the routes the route table
+marks ``cached`` get a tag (``tagged``, from the front middleware); errors
+pass untouched. A cached read that kept its answer with its cache entry
+(``hita.api.views``) brings its tag along, computed once: no hashing then.
 """
 
 from __future__ import annotations
@@ -23,19 +25,8 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
-from hita.api.middlewares import route_template
-from hita.api.typedefs import Handler
-from hita.constants import API_PREFIX, MAX_IF_NONE_MATCH_BYTES, MAX_IF_NONE_MATCH_TAGS
+from hita.constants import MAX_IF_NONE_MATCH_BYTES, MAX_IF_NONE_MATCH_TAGS
 
-CACHED_READ_ROUTES: Final = frozenset(
-    {
-        f"{API_PREFIX}/user/{{user_id}}",
-        f"{API_PREFIX}/user/list",
-        f"{API_PREFIX}/user/stats",
-        f"{API_PREFIX}/dashboard/stats",
-        f"{API_PREFIX}/superadmin/users",
-    }
-)
 ETAG_DIGEST_BYTES: Final = 16  # 128 bits: collisions are out of reach
 # One entity tag (RFC 9110 section 8.8.3), optionally weak, then a comma or the end.
 _TAG_RE: Final = re.compile(r'\s*(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
@@ -71,19 +62,16 @@ def not_modified(request: web.Request, etag: str) -> bool:
     return tags is not None and ("*" in tags or etag in tags)
 
 
-@web.middleware
-async def etag_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    if (
-        request.method != hdrs.METH_GET
-        or response.status != 200
-        or not isinstance(response, web.Response)
-        or not isinstance(response.body, bytes)
-        or route_template(request) not in CACHED_READ_ROUTES
-    ):
+def tagged(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """A 200 answer of a cached read with its ``ETag`` (the one it brings, or
+    the digest of its body), or 304 when ``If-None-Match`` holds that tag."""
+    if response.status != 200 or not isinstance(response, web.Response):
         return response
-    etag = etag_of(response.body)
-    if not_modified(request, etag):
+    etag = response.headers.get(hdrs.ETAG)
+    if etag is None:
+        if not isinstance(response.body, bytes):
+            return response
+        etag = response.headers[hdrs.ETAG] = etag_of(response.body)
+    if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, etag):
         return web.Response(status=304, headers={hdrs.ETAG: etag})
-    response.headers[hdrs.ETAG] = etag
     return response

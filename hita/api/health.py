@@ -25,7 +25,7 @@ def _state(ok: bool) -> dict[str, str]:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Anyone. Readiness, with the state of each dependency."""
+    """Readiness, with the state of each dependency."""
     database_ok, cache_ok = await asyncio.gather(
         request.app[DATABASE].ping(), request.app[CACHE].ping()
     )
@@ -37,5 +37,5 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def live(request: web.Request) -> web.Response:
-    """Anyone. Liveness: the process answers HTTP; no dependency is asked."""
+    """Liveness: the process answers HTTP; no dependency is asked."""
     return json_ok({"status": "ok"})

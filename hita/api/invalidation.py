@@ -1,12 +1,15 @@
 """``CacheInvalidationMiddleware``: the seed's automatic invalidation.
 
 After a POST, PUT, PATCH or DELETE that answered 2xx on a route matching a
-pattern below, the listed cache types are invalidated before the answer goes
-out. Patterns are matched against the route template that served the request
-(``/v1.0/user/{user_id}/activate``), never the raw path, so no path variant
-escapes them. ``user_details`` means the details of the user named in the
-path (or, for routes without one, of the user the handler reports in
-``AFFECTED_USER``), never of every user; the namespaces go in O(1).
+pattern, the cache families of that pattern are invalidated before the answer
+goes out. The patterns are read from the route table (``invalidation_patterns``:
+each mutating route's template, with the families of what it ``invalidates``,
+``hita.services.cache_keys.FAMILIES``) and matched against the route template
+that served the request (``/v1.0/user/{user_id}/activate``), never the raw
+path, so no path variant escapes them. ``user_details`` means the details of
+the user named in the path (or, for routes without one, of the user the
+handler reports in ``AFFECTED_USER``), never of every user; the namespaces go
+in O(1).
 
 A 4xx changed nothing. A 5xx or an interrupted request invalidates nothing on
 the request path either: what it may have committed is in the outbox, which
@@ -19,7 +22,8 @@ Once the handler has committed, nothing here may replace its answer: an
 invalidation or a durable-path wait that fails is logged and counted, and
 the committed 2xx goes out.
 
-Differences from the seed's table, each closing a stale read:
+Differences from the seed's table (``CacheInvalidationMiddleware``'s
+``INVALIDATION_PATTERNS``), each closing a stale read:
 
 * ``superadmin_user_list`` goes wherever ``user_list`` goes: the superadmin
   list shows the same users (the seed never invalidates it at all, so it
@@ -36,52 +40,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from hita.api.middlewares import route_template
+from hita.api.route import Route
 from hita.api.typedefs import Handler
 from hita.appkeys import AFFECTED_USER, CACHE, CACHE_KEYS, COHERENCE
-from hita.constants import (
-    DASHBOARD_STATS,
-    SUPERADMIN_USER_LIST,
-    USER_DETAILS,
-    USER_LIST,
-    USER_STATS,
-)
+from hita.constants import USER_DETAILS
 from hita.db.database import collect_committed
 from hita.domain.ids import is_user_id
+from hita.services.cache_keys import FAMILIES
 
 log = logging.getLogger(__name__)
 
 MUTATING_METHODS: Final = frozenset(
     {hdrs.METH_POST, hdrs.METH_PUT, hdrs.METH_PATCH, hdrs.METH_DELETE}
 )
-_USERS_SEEN: Final = (USER_STATS, USER_LIST, DASHBOARD_STATS, SUPERADMIN_USER_LIST)
-
-INVALIDATION_PATTERNS: Final[Mapping[str, Sequence[str]]] = {
-    # User CRUD operations
-    r"/v1\.0/user/create.*": [*_USERS_SEEN, USER_DETAILS],
-    r"/v1\.0/user/update.*": [*_USERS_SEEN, USER_DETAILS],
-    r"/v1\.0/user/delete.*": [*_USERS_SEEN, USER_DETAILS],
-    r"/v1\.0/user/.+/activate": [*_USERS_SEEN, USER_DETAILS],
-    r"/v1\.0/user/.+/deactivate": [*_USERS_SEEN, USER_DETAILS],
-    # Point operations
-    r"/v1\.0/points/.*": [*_USERS_SEEN, USER_DETAILS],
-    # Permission operations
-    r"/v1\.0/permissions/.*": [USER_DETAILS],
-    # Login records last_login_at
-    r"/v1\.0/auth/login": [USER_DETAILS],
-}
+Patterns = Mapping[str, frozenset[str]]  # route template pattern -> cache families
 
 
-def invalidation_for(
-    template: str,
-    patterns: Mapping[str, Sequence[str]] = INVALIDATION_PATTERNS,
-) -> frozenset[str]:
+def invalidation_patterns(routes: Iterable[Route]) -> Patterns:
+    """The table of patterns, from the route table: each mutating route that
+    ``invalidates`` something, its template as a pattern."""
+    patterns: dict[str, frozenset[str]] = {}
+    for route in routes:
+        if route.invalidates is not None and route.method in MUTATING_METHODS:
+            pattern = re.escape(route.path)
+            patterns[pattern] = patterns.get(pattern, frozenset()) | FAMILIES[route.invalidates]
+    return patterns
+
+
+def invalidation_for(template: str, patterns: Patterns) -> frozenset[str]:
     """The cache types a mutating request on this route template invalidates."""
     types: set[str] = set()
     for pattern, names in patterns.items():
@@ -126,9 +119,7 @@ async def _invalidate(
         )
 
 
-def cache_invalidation_middleware(
-    patterns: Mapping[str, Sequence[str]] = INVALIDATION_PATTERNS,
-) -> Middleware:
+def cache_invalidation_middleware(patterns: Patterns) -> Middleware:
     table: dict[str, frozenset[str]] = {}
 
     def types_for(template: str) -> frozenset[str]:

@@ -1,15 +1,14 @@
 """The service's OpenAPI 3 document, built with apispec from the marshmallow schemas.
 
-``build_document(router)`` walks the real router: each route is described by
-the entry of its handler in ``OPERATIONS``, and a route without one is an
-error, so the document lists exactly the routes the service answers (HEAD,
-GET without the body, is implicit). The error statuses of an operation follow
-from what it does (every route but ``/metrics``: 503 when overloaded, with
-``Retry-After``; a token: 401, 403 and 503; a path id or a body: 400; a
-body: 413) plus those the entry names; a 422 only from the business rules it
-names, marked ``x-business-rule``. Security comes from
-``hita.api.auth.PUBLIC_PATHS``: a public route has ``security: []``, every
-other one needs the bearer token. ``LINKS`` lead from a user to what is done
+``build_document(routes)`` describes each ``Route`` of the table the router is
+made from (``hita.api.routes``), so the document lists exactly the routes the
+service answers (HEAD, GET without the body, is implicit). The error statuses
+of an operation follow from the route (unless always admitted: 503 when
+overloaded, with ``Retry-After``; a token: 401, 403 and 503; a path id or a
+body: 400; a body: 413) plus those its ``Doc`` names; a 422 only from the
+business rules it names, marked ``x-business-rule``. A public route has
+``security: []``, every other one needs the bearer token; a cached read
+documents its ``ETag`` and 304. ``LINKS`` lead from a user to what is done
 with it, for clients and for schemathesis's stateful phase.
 
 Every constraint the schemas enforce is stated: apispec converts lengths,
@@ -19,31 +18,25 @@ ranges and ``Regexp`` patterns; ``_no_nul`` adds the pattern of ``Text``
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
 import orjson
-from aiohttp import hdrs, web
+from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from hita import __version__
-from hita.api import console, health, metrics, schemas
-from hita.api import openapi_instance as instance
+from hita.api import console
 from hita.api import openapi_schemas as out
-from hita.api.admission import ALWAYS_ADMITTED
-from hita.api.auth import is_public
-from hita.api.etag import CACHED_READ_ROUTES
-from hita.api.handlers import auth, cache, permissions, points, stats, users
+from hita.api import schemas
+from hita.api.handlers import permissions, points, users
+from hita.api.route import Route
 from hita.api.typedefs import Handler
 from hita.appkeys import OPENAPI
 from hita.domain.ids import USER_ID_PATTERN
-from hita.domain.roles import Role
-from hita.domain.users import MAX_LIST_OFFSET_ROWS, MAX_PAGE
 
 OPENAPI_VERSION: Final = "3.0.3"
 JSON: Final = "application/json"
@@ -51,266 +44,14 @@ BEARER_AUTH: Final = "bearerAuth"
 
 
 class UndocumentedRoute(LookupError):
-    """A route the document cannot describe: no entry in ``OPERATIONS``, a path
-    parameter not in ``PATH_PARAMETERS``, or an entry whose access disagrees
-    with ``PUBLIC_PATHS``."""
+    """A route the document cannot describe: a path parameter not in
+    ``PATH_PARAMETERS``, or a link to an operation not routed."""
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    """Anyone. This document."""
+    """This document."""
     return web.Response(body=request.app[OPENAPI], content_type=JSON, charset="utf-8")
 
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    tag: str
-    summary: str
-    ok: Mapping[str, Any]  # the success response's content, by media type
-    role: Role | None = None  # the least role allowed; None: anyone (a public path)
-    self_allowed: bool = False  # the user named in the path may call it too
-    body: Schema | None = None
-    query: Schema | None = None
-    status: int = 200
-    errors: frozenset[int] = frozenset()  # beyond those that follow from the above
-    unavailable: type[Schema] | None = None  # a 503 body of its own, not the shared one
-    headers: Mapping[str, Any] | None = None  # the success response's headers
-    notes: str = ""
-    # Business rules a well-formed request may still break (422): they depend on who
-    # calls or on the stored data, so no schema can state them.
-    rules: tuple[str, ...] = ()
-
-    def error_statuses(self, path: str) -> frozenset[int]:
-        statuses = set(self.errors)
-        if self.rules:
-            statuses.add(422)
-        if path not in ALWAYS_ADMITTED:
-            statuses.add(503)  # admission control: overloaded, with Retry-After
-        if self.role is not None:
-            statuses |= {401, 403, 503}  # the token's user is looked up in PostgreSQL
-        if "{" in path or self.body is not None or self.query is not None:
-            statuses.add(400)
-        if self.body is not None:
-            statuses.add(413)
-        return frozenset(statuses)
-
-    def who(self) -> str:
-        if self.role is None:
-            return "Anyone, without a token."
-        caller = {Role.ADMIN: "An admin", Role.SUPERADMIN: "A superadmin"}[self.role]
-        return f"The user itself, or {caller.lower()}." if self.self_allowed else f"{caller}."
-
-
-def _json(schema: type[Schema]) -> Mapping[str, Any]:
-    return {JSON: {"schema": schema}}
-
-
-def _admin(tag: str, summary: str, ok: type[Schema], **kwargs: Any) -> Operation:
-    return Operation(tag, summary, _json(ok), role=Role.ADMIN, **kwargs)
-
-
-def _self_or_admin(tag: str, summary: str, ok: type[Schema], **kwargs: Any) -> Operation:
-    return Operation(tag, summary, _json(ok), role=Role.ADMIN, self_allowed=True, **kwargs)
-
-
-def _update(summary: str, body: Schema) -> Operation:
-    return _self_or_admin(
-        "users",
-        summary,
-        out.UserBodySchema,
-        body=body,
-        errors=frozenset({404, 409}),
-        notes="A plain user may change only its own full_name, email and password.",
-        rules=(_OWN_ROLE, _DEACTIVATE_SELF),
-    )
-
-
-_NO_USER: Final = frozenset({404})
-_OWN_ROLE: Final = "Nobody may change their own role."
-_DEACTIVATE_SELF: Final = "Nobody may deactivate themselves."
-_PAGE_DEPTH: Final = (
-    f"`page` is at most {MAX_PAGE} whatever `page_size`, so that no page starts more "
-    f"than {MAX_LIST_OFFSET_ROWS} rows deep (narrow the filters to see further)."
-)
-_CACHE_UNAVAILABLE: Final = frozenset({503})
-_NO_SUCH_THING: Final = frozenset({404})
-_CONSOLE_HEADERS: Final = {
-    "Content-Security-Policy": {
-        "required": True,
-        "description": "Only this service's own scripts, styles and data; no inline code.",
-        "schema": {"type": "string", "enum": [console.CONTENT_SECURITY_POLICY]},
-    },
-}
-_SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 for an admin)."
-
-OPERATIONS: Final[Mapping[Handler, Operation]] = {
-    health.health: Operation(
-        "operations",
-        "Readiness for a load balancer, with the state of PostgreSQL and Redis",
-        _json(out.HealthSchema),
-        errors=frozenset({503}),
-        unavailable=out.HealthUnavailableSchema,
-        notes="200 while PostgreSQL answers (`status` is `degraded` when only Redis is "
-        "down: every route but the cache endpoints still works); 503 when PostgreSQL "
-        "cannot be used, so that a load balancer sends traffic elsewhere.",
-    ),
-    health.live: Operation(
-        "operations",
-        "Liveness: the process answers HTTP (no dependency is asked)",
-        _json(out.LivenessSchema),
-        notes="For an orchestrator's liveness probe: 200 whenever the process serves.",
-    ),
-    auth.login: Operation(
-        "auth",
-        "Log in with a username and password, for an access token",
-        _json(out.TokenSchema),
-        body=schemas.LOGIN,
-        errors=frozenset({401, 403, 429, 503}),
-        notes="401 for a wrong username or password, 403 for a deactivated user; 429 with "
-        "`Retry-After` (seconds) after too many failed logins for the username or from the "
-        "client address in a window (`LOGIN_MAX_FAILURES_PER_USER`, "
-        "`LOGIN_MAX_FAILURES_PER_ADDRESS`, `LOGIN_THROTTLE_WINDOW_S`), whatever the password.",
-    ),
-    users.create_user: _admin(
-        "users",
-        "Create a user",
-        out.UserBodySchema,
-        body=schemas.CREATE_USER,
-        status=201,
-        errors=frozenset({409}),
-        notes="409 when the username or email is taken; only a superadmin may create one.",
-    ),
-    users.list_users: _admin(
-        "users",
-        "List users, newest first (superadmins are listed only by /superadmin/users)",
-        out.UserListSchema,
-        query=schemas.USER_LIST_QUERY,
-        notes=_PAGE_DEPTH,
-    ),
-    stats.user_stats: _admin("stats", "User statistics", out.UserStatsBodySchema),
-    users.put_user: _update(
-        "Replace every updatable field of a user (password optional)", schemas.PUT_USER
-    ),
-    users.patch_user: _update(
-        "Change the given fields of a user (at least one)", schemas.PATCH_USER
-    ),
-    users.delete_user: _admin(
-        "users",
-        "Delete a user",
-        out.UserDeletedSchema,
-        errors=_NO_USER,
-        rules=("Nobody may delete themselves.",),
-    ),
-    users.activate_user: _admin("users", "Activate a user", out.UserBodySchema, errors=_NO_USER),
-    users.deactivate_user: _admin(
-        "users",
-        "Deactivate a user; its tokens stop working at once",
-        out.UserBodySchema,
-        errors=_NO_USER,
-        rules=(_DEACTIVATE_SELF,),
-    ),
-    users.get_user: _self_or_admin("users", "A user", out.UserBodySchema, errors=_NO_USER),
-    stats.dashboard_stats: _admin("stats", "Dashboard statistics", out.DashboardStatsBodySchema),
-    users.superadmin_users: Operation(
-        "users",
-        "List every user, superadmins included, newest first",
-        _json(out.UserListSchema),
-        role=Role.SUPERADMIN,
-        query=schemas.PAGE_QUERY,
-        notes=_PAGE_DEPTH,
-    ),
-    points.add_points: _admin(
-        "points",
-        "Add loyalty points",
-        out.PointsChangeSchema,
-        body=schemas.POINTS,
-        errors=_NO_USER,
-        notes=_SUPERADMIN_TARGET,
-    ),
-    points.redeem_points: _self_or_admin(
-        "points",
-        "Redeem loyalty points",
-        out.PointsChangeSchema,
-        body=schemas.POINTS,
-        errors=_NO_USER,
-        rules=("The amount may not be above the balance.",),
-        notes=_SUPERADMIN_TARGET,
-    ),
-    points.points_history: _self_or_admin(
-        "points",
-        "The points ledger of a user, newest first",
-        out.PointsHistorySchema,
-        query=schemas.PAGE_QUERY,
-        errors=_NO_USER,
-        notes=_PAGE_DEPTH,
-    ),
-    permissions.get_permissions: _self_or_admin(
-        "permissions", "A user's permissions", out.PermissionsSchema, errors=_NO_USER
-    ),
-    permissions.grant_permission: _admin(
-        "permissions",
-        "Grant a permission (granting one held already changes nothing)",
-        out.PermissionsSchema,
-        body=schemas.PERMISSION,
-        errors=_NO_USER,
-        notes=_SUPERADMIN_TARGET,
-    ),
-    permissions.revoke_permission: _admin(
-        "permissions",
-        "Revoke a permission (revoking one not held changes nothing)",
-        out.PermissionsSchema,
-        body=schemas.PERMISSION,
-        errors=_NO_USER,
-        notes=_SUPERADMIN_TARGET,
-    ),
-    cache.health: Operation(
-        "cache", "Cache health", _json(out.CacheHealthSchema), errors=_CACHE_UNAVAILABLE
-    ),
-    cache.detailed_health: _admin(
-        "cache", "Detailed cache health and statistics", out.CacheDetailedHealthSchema
-    ),
-    cache.clear: _admin(
-        "cache",
-        "Remove every cache entry of the service, or of one family (never FLUSHDB)",
-        out.CacheClearedSchema,
-        query=schemas.CACHE_CLEAR_QUERY,
-        notes="`family` (one of the five cache types) limits it to that family.",
-    ),
-    cache.clear_user: _admin("cache", "Remove one user's cache entries", out.MessageSchema),
-    cache.warm: _admin("cache", "Fill the essential caches", out.CacheWarmedSchema),
-    cache.stats: _admin(
-        "cache",
-        "Cache statistics, and what this instance sees of its cache",
-        instance.CacheStatsSchema,
-        unavailable=instance.CacheStatsUnavailableSchema,
-    ),
-    cache.self_test: _admin(
-        "cache", "Set, get, exists and delete a probe key", out.CacheTestSchema
-    ),
-    console.page: Operation(
-        "operations",
-        "The cache console (a page with no data: it asks for an admin's token)",
-        {"text/html": {"schema": {"type": "string"}}},
-        headers=_CONSOLE_HEADERS,
-        notes="Every figure it shows comes from `GET /v1.0/cache/stats`, called with the "
-        "token; a token without admin rights gets the login form back.",
-    ),
-    console.asset: Operation(
-        "operations",
-        "A static file of the cache console",
-        {kind: {"schema": {"type": "string"}} for kind in sorted(set(console.ASSETS.values()))},
-        headers=_CONSOLE_HEADERS,
-        errors=_NO_SUCH_THING,
-    ),
-    metrics.metrics: Operation(
-        "operations",
-        "Prometheus metrics",
-        {"text/plain": {"schema": {"type": "string"}}},
-        notes="The Prometheus text exposition format.",
-    ),
-    openapi_document: Operation(
-        "operations", "This OpenAPI document", {JSON: {"schema": {"type": "object"}}}
-    ),
-}
 
 # What a client does next with the user a success answer names, as OpenAPI links
 # (schemathesis's stateful phase follows them): a new user is read, a user read
@@ -335,23 +76,23 @@ LINKS: Final[Mapping[Handler, tuple[str, tuple[Handler, ...]]]] = {
 }
 
 PATH_PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
-    "asset": {
-        "name": "asset",
-        "description": "The name of one of the console's files.",
-        "schema": {"type": "string", "enum": sorted(console.ASSETS)},
-        "example": "console.js",
-    },
     "user_id": {
         "name": "user_id",
         "description": "A 10-digit user id such as 5779356081.",
         "schema": {"type": "string", "pattern": f"^{USER_ID_PATTERN}$"},
         "example": "5779356081",
     },
+    "asset": {
+        "name": "asset",
+        "description": "The name of one of the console's files.",
+        "schema": {"type": "string", "enum": sorted(console.ASSETS)},
+        "example": "console.js",
+    },
 }
 
 
 def _error(description: str, schema: type[Schema] = out.ErrorSchema) -> dict[str, Any]:
-    return {"description": description, "content": _json(schema)}
+    return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
 ERROR_RESPONSES: Final[Mapping[int, tuple[str, dict[str, Any]]]] = {
@@ -496,11 +237,11 @@ def _new_spec() -> APISpec:
 BUSINESS_RULE: Final = "x-business-rule"
 
 
-def _broken_rule(op: Operation) -> dict[str, Any]:
+def _broken_rule(rules_broken: tuple[str, ...]) -> dict[str, Any]:
     """The 422 of an operation, naming its rules; marked ``x-business-rule`` so
     that tools can tell it from a refusal of the request's shape (schemathesis.toml
     lets such operations answer it to requests the document calls valid)."""
-    rules = " ".join(op.rules)
+    rules = " ".join(rules_broken)
     return {
         **_error(f"A business rule forbids it; nothing changed. {rules}"),
         BUSINESS_RULE: True,
@@ -530,50 +271,60 @@ _NOT_MODIFIED: Final = {
 }
 
 
-def _cached_read(method: str, path: str) -> bool:
-    return method == "GET" and path in CACHED_READ_ROUTES
+def _error_statuses(route: Route) -> list[int]:
+    doc = route.doc
+    statuses = set(doc.errors)
+    if doc.rules:
+        statuses.add(422)
+    if not route.always_admitted:
+        statuses.add(503)  # admission control: overloaded, with Retry-After
+    if not route.access.public:
+        statuses |= {401, 403, 503}  # the token's user is looked up in PostgreSQL
+    if "{" in route.path or doc.body is not None or doc.query is not None:
+        statuses.add(400)
+    if doc.body is not None:
+        statuses.add(413)
+    return sorted(statuses)
 
 
-def _success(handler: Handler, op: Operation, method: str, path: str) -> dict[str, Any]:
-    ok: dict[str, Any] = {"description": op.summary, "content": op.ok}
-    if handler in LINKS:
-        ok["links"] = _links(*LINKS[handler])
-    headers = dict(op.headers or {})
-    if _cached_read(method, path):
+def _operation(route: Route) -> dict[str, Any]:
+    doc = route.doc
+    content = doc.ok if isinstance(doc.ok, Mapping) else {JSON: {"schema": doc.ok}}
+    ok: dict[str, Any] = {"description": doc.summary, "content": content}
+    responses: dict[str, Any] = {str(doc.status): ok}
+    if route.handler in LINKS:
+        ok["links"] = _links(*LINKS[route.handler])
+    headers = dict(doc.headers or {})
+    if route.cached:
         headers["ETag"] = _ETAG_HEADER
     if headers:
         ok["headers"] = headers
-    return ok
-
-
-def _operation(handler: Handler, op: Operation, method: str, path: str) -> dict[str, Any]:
-    if (op.role is None) != is_public(path):
-        raise UndocumentedRoute(f"{path}: PUBLIC_PATHS and OPERATIONS disagree on its access")
-    responses: dict[str, Any] = {str(op.status): _success(handler, op, method, path)}
-    if _cached_read(method, path):
         responses["304"] = _NOT_MODIFIED
-    for status in sorted(op.error_statuses(path)):
-        responses[str(status)] = ERROR_RESPONSES[status][0] if status != 422 else _broken_rule(op)
-    if op.unavailable is not None:
-        responses["503"] = _error(op.unavailable.__doc__ or op.summary, op.unavailable)
-    description = f"{op.who()} {op.notes}".strip()
+    for status in _error_statuses(route):
+        if status == 422:
+            responses["422"] = _broken_rule(doc.rules)
+        else:
+            responses[str(status)] = ERROR_RESPONSES[status][0]
+    if doc.unavailable is not None:
+        responses["503"] = _error(doc.unavailable.__doc__ or doc.summary, doc.unavailable)
+    description = f"{route.access.who()} {doc.notes}".strip()
     operation: dict[str, Any] = {
-        "operationId": _operation_id(handler),
-        "tags": [op.tag],
-        "summary": op.summary,
+        "operationId": _operation_id(route.handler),
+        "tags": [doc.tag],
+        "summary": doc.summary,
         "description": description,
-        "security": [] if op.role is None else [{BEARER_AUTH: []}],
+        "security": [] if route.access.public else [{BEARER_AUTH: []}],
         "responses": responses,
     }
     parameters: list[dict[str, Any]] = []
-    if op.query is not None:
-        parameters.append({"in": "query", "schema": op.query})
-    if _cached_read(method, path):
+    if doc.query is not None:
+        parameters.append({"in": "query", "schema": doc.query})
+    if route.cached:
         parameters.append(_IF_NONE_MATCH)
     if parameters:
         operation["parameters"] = parameters
-    if op.body is not None:
-        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": op.body}}}
+    if doc.body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": doc.body}}}
     return operation
 
 
@@ -596,28 +347,13 @@ def _path_parameters(path: str) -> list[dict[str, Any]] | None:
     return cast("list[dict[str, Any]]", names) or None
 
 
-Route = tuple[str, str, Handler]  # method, path template, handler
-
-
-def _routes(router: web.UrlDispatcher) -> tuple[Route, ...]:
-    """Every route but HEAD: HEAD is GET without the body, implicit in HTTP."""
-    routes = []
-    for route in router.routes():
-        assert route.resource is not None, "every route of the router has a resource"
-        if route.method != hdrs.METH_HEAD:
-            routes.append((route.method, route.resource.canonical, route.handler))
-    return tuple(routes)
-
-
-def _build(routes: tuple[Route, ...]) -> dict[str, Any]:
+def build_document(routes: Sequence[Route]) -> dict[str, Any]:
+    """The OpenAPI document of exactly ``routes``."""
     spec = _new_spec()
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, handler in routes:
-        op = OPERATIONS.get(handler)
-        if op is None:
-            raise UndocumentedRoute(f"{method} {path}: no entry in OPERATIONS")
-        paths.setdefault(path, {})[method.lower()] = _operation(handler, op, method, path)
-    routed = {handler for _, _, handler in routes}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    routed = {route.handler for route in routes}
     for source, (_, targets) in LINKS.items():
         if source in routed and not routed.issuperset(targets):
             raise UndocumentedRoute(f"{_operation_id(source)}: a link to an operation not routed")
@@ -626,17 +362,14 @@ def _build(routes: tuple[Route, ...]) -> dict[str, Any]:
     return spec.to_dict()
 
 
-def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
-    """The OpenAPI document of exactly the routes of ``router``."""
-    return _build(_routes(router))
+# Documents built, by the table they describe (kept, so its id stays its own):
+# apps of one process share one build, which takes about 20 ms.
+_BUILT: Final[dict[int, tuple[Sequence[Route], bytes]]] = {}
 
 
-@functools.cache
-def _encoded(routes: tuple[Route, ...]) -> bytes:
-    return orjson.dumps(_build(routes))
-
-
-def document_bytes(router: web.UrlDispatcher) -> bytes:
-    """``build_document`` as JSON; built once per set of routes (apps of one
-    process share it: each build takes about 20 ms)."""
-    return _encoded(_routes(router))
+def document_bytes(routes: Sequence[Route]) -> bytes:
+    """``build_document`` as JSON, built once per table."""
+    built = _BUILT.get(id(routes))
+    if built is None or built[0] is not routes:
+        built = _BUILT[id(routes)] = (routes, orjson.dumps(build_document(routes)))
+    return built[1]

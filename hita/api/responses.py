@@ -17,9 +17,13 @@ from hita.errors import InvalidInput
 _DUMPS_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
+def json_body(data: Any) -> bytes:
+    return orjson.dumps(data, option=_DUMPS_OPTIONS)
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=orjson.dumps(data, option=_DUMPS_OPTIONS),
+        body=json_body(data),
         status=status,
         content_type="application/json",
         charset="utf-8",

@@ -1,4 +1,9 @@
-"""Every route of the service, in one table.
+"""Every route of the service, in one table: ``ROUTES``.
+
+Each ``Route`` says everything true of it (``hita.api.route``); the router
+(``setup_routes``), the auth check and the ETag of the front middleware,
+admission control, the invalidation middleware's patterns and the OpenAPI
+document are all read from here. Adding a route is one entry and one handler.
 
 Each path is one resource, so a method it lacks is a 405 whose ``Allow`` lists
 exactly the methods of that path; every GET also answers HEAD (the same
@@ -9,16 +14,21 @@ it answers for itself with every method, so ``GET /v1.0/user/create`` is a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import MatchInfoError, UrlMappingMatchInfo
+from marshmallow import Schema
 
-from hita.api import console, health, metrics, openapi
+from hita.api import console, health, metrics, openapi, schemas
+from hita.api import openapi_instance as instance
+from hita.api import openapi_schemas as out
 from hita.api.handlers import auth, cache, permissions, points, stats, users
-from hita.api.typedefs import Handler
+from hita.api.route import ADMIN, PUBLIC, SELF_OR_ADMIN, SUPERADMIN, Doc, Route
 from hita.constants import API_PREFIX
+from hita.domain.users import MAX_LIST_OFFSET_ROWS, MAX_PAGE
+from hita.services.cache_keys import Scope
 
 GET: Final = hdrs.METH_GET
 POST: Final = hdrs.METH_POST
@@ -27,39 +37,393 @@ PATCH: Final = hdrs.METH_PATCH
 DELETE: Final = hdrs.METH_DELETE
 
 _P: Final = API_PREFIX
+_NO_USER: Final = frozenset({404})
+_OWN_ROLE: Final = "Nobody may change their own role."
+_DEACTIVATE_SELF: Final = "Nobody may deactivate themselves."
+_PAGE_DEPTH: Final = (
+    f"`page` is at most {MAX_PAGE} whatever `page_size`, so that no page starts more "
+    f"than {MAX_LIST_OFFSET_ROWS} rows deep (narrow the filters to see further)."
+)
+_SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 for an admin)."
+_CONSOLE_HEADERS: Final = {
+    "Content-Security-Policy": {
+        "required": True,
+        "description": "Only this service's own scripts, styles and data; no inline code.",
+        "schema": {"type": "string", "enum": [console.CONTENT_SECURITY_POLICY]},
+    },
+}
+_SELF_CHANGES: Final = "A plain user may change only its own full_name, email and password."
 
-ROUTES: Final[Sequence[tuple[str, str, Handler]]] = (
-    (GET, f"{_P}/health", health.health),
-    (GET, f"{_P}/health/live", health.live),
-    (POST, f"{_P}/auth/login", auth.login),
-    (POST, f"{_P}/user/create", users.create_user),
-    (GET, f"{_P}/user/list", users.list_users),
-    (GET, f"{_P}/user/stats", stats.user_stats),
-    (PUT, f"{_P}/user/update/{{user_id}}", users.put_user),
-    (PATCH, f"{_P}/user/update/{{user_id}}", users.patch_user),
-    (DELETE, f"{_P}/user/delete/{{user_id}}", users.delete_user),
-    (POST, f"{_P}/user/{{user_id}}/activate", users.activate_user),
-    (POST, f"{_P}/user/{{user_id}}/deactivate", users.deactivate_user),
-    (GET, f"{_P}/user/{{user_id}}", users.get_user),
-    (GET, f"{_P}/dashboard/stats", stats.dashboard_stats),
-    (GET, f"{_P}/superadmin/users", users.superadmin_users),
-    (POST, f"{_P}/points/{{user_id}}/add", points.add_points),
-    (POST, f"{_P}/points/{{user_id}}/redeem", points.redeem_points),
-    (GET, f"{_P}/points/{{user_id}}/history", points.points_history),
-    (GET, f"{_P}/permissions/{{user_id}}", permissions.get_permissions),
-    (POST, f"{_P}/permissions/{{user_id}}/grant", permissions.grant_permission),
-    (POST, f"{_P}/permissions/{{user_id}}/revoke", permissions.revoke_permission),
-    (GET, f"{_P}/cache/health", cache.health),
-    (GET, f"{_P}/cache/health/detailed", cache.detailed_health),
-    (POST, f"{_P}/cache/clear", cache.clear),
-    (POST, f"{_P}/cache/clear/user/{{user_id}}", cache.clear_user),
-    (POST, f"{_P}/cache/warm", cache.warm),
-    (GET, f"{_P}/cache/stats", cache.stats),
-    (GET, f"{_P}/cache/test", cache.self_test),
-    (GET, f"{_P}/cache/console", console.page),
-    (GET, f"{_P}/cache/console/{{asset}}", console.asset),
-    (GET, "/metrics", metrics.metrics),
-    (GET, f"{_P}/openapi.json", openapi.openapi_document),
+
+def _update(summary: str, body: Schema) -> Doc:
+    return Doc(
+        "users",
+        summary,
+        out.UserBodySchema,
+        body=body,
+        errors=frozenset({404, 409}),
+        notes=_SELF_CHANGES,
+        rules=(_OWN_ROLE, _DEACTIVATE_SELF),
+    )
+
+
+ROUTES: Final[Sequence[Route]] = (
+    Route(
+        GET,
+        f"{_P}/health",
+        health.health,
+        PUBLIC,
+        Doc(
+            "operations",
+            "Readiness for a load balancer, with the state of PostgreSQL and Redis",
+            out.HealthSchema,
+            errors=frozenset({503}),
+            unavailable=out.HealthUnavailableSchema,
+            notes="200 while PostgreSQL answers (`status` is `degraded` when only Redis is "
+            "down: every route but the cache endpoints still works); 503 when PostgreSQL "
+            "cannot be used, so that a load balancer sends traffic elsewhere.",
+        ),
+    ),
+    Route(
+        GET,
+        f"{_P}/health/live",
+        health.live,
+        PUBLIC,
+        Doc(
+            "operations",
+            "Liveness: the process answers HTTP (no dependency is asked)",
+            out.LivenessSchema,
+            notes="For an orchestrator's liveness probe: 200 whenever the process serves.",
+        ),
+    ),
+    Route(
+        POST,
+        f"{_P}/auth/login",
+        auth.login,
+        PUBLIC,
+        Doc(
+            "auth",
+            "Log in with a username and password, for an access token",
+            out.TokenSchema,
+            body=schemas.LOGIN,
+            errors=frozenset({401, 403, 429, 503}),
+            notes="401 for a wrong username or password, 403 for a deactivated user; 429 with "
+            "`Retry-After` (seconds) after too many failed logins for the username or from "
+            "the client address in a window (`LOGIN_MAX_FAILURES_PER_USER`, "
+            "`LOGIN_MAX_FAILURES_PER_ADDRESS`, `LOGIN_THROTTLE_WINDOW_S`), whatever the "
+            "password.",
+        ),
+        invalidates=Scope.DETAILS,  # last_login_at
+    ),
+    Route(
+        POST,
+        f"{_P}/user/create",
+        users.create_user,
+        ADMIN,
+        Doc(
+            "users",
+            "Create a user",
+            out.UserBodySchema,
+            body=schemas.CREATE_USER,
+            status=201,
+            errors=frozenset({409}),
+            notes="409 when the username or email is taken; only a superadmin may create one.",
+        ),
+        invalidates=Scope.ALL,  # also the new id's details: a "not found" may be cached
+    ),
+    Route(
+        GET,
+        f"{_P}/user/list",
+        users.list_users,
+        ADMIN,
+        Doc(
+            "users",
+            "List users, newest first (superadmins are listed only by /superadmin/users)",
+            out.UserListSchema,
+            query=schemas.USER_LIST_QUERY,
+            notes=_PAGE_DEPTH,
+        ),
+        cached=True,
+    ),
+    Route(
+        GET,
+        f"{_P}/user/stats",
+        stats.user_stats,
+        ADMIN,
+        Doc("stats", "User statistics", out.UserStatsBodySchema),
+        cached=True,
+    ),
+    Route(
+        GET,
+        f"{_P}/user/{{user_id}}",
+        users.get_user,
+        SELF_OR_ADMIN,
+        Doc("users", "A user", out.UserBodySchema, errors=_NO_USER),
+        cached=True,  # before /user/{user_id}/...: aiohttp tries that prefix's routes in order
+    ),
+    Route(
+        PUT,
+        f"{_P}/user/update/{{user_id}}",
+        users.put_user,
+        SELF_OR_ADMIN,
+        _update("Replace every updatable field of a user (password optional)", schemas.PUT_USER),
+        invalidates=Scope.ALL,
+    ),
+    Route(
+        PATCH,
+        f"{_P}/user/update/{{user_id}}",
+        users.patch_user,
+        SELF_OR_ADMIN,
+        _update("Change the given fields of a user (at least one)", schemas.PATCH_USER),
+        invalidates=Scope.ALL,
+    ),
+    Route(
+        DELETE,
+        f"{_P}/user/delete/{{user_id}}",
+        users.delete_user,
+        ADMIN,
+        Doc(
+            "users",
+            "Delete a user",
+            out.UserDeletedSchema,
+            errors=_NO_USER,
+            rules=("Nobody may delete themselves.",),
+        ),
+        invalidates=Scope.ALL,
+    ),
+    Route(
+        POST,
+        f"{_P}/user/{{user_id}}/activate",
+        users.activate_user,
+        ADMIN,
+        Doc("users", "Activate a user", out.UserBodySchema, errors=_NO_USER),
+        invalidates=Scope.ALL,
+    ),
+    Route(
+        POST,
+        f"{_P}/user/{{user_id}}/deactivate",
+        users.deactivate_user,
+        ADMIN,
+        Doc(
+            "users",
+            "Deactivate a user; its tokens stop working at once",
+            out.UserBodySchema,
+            errors=_NO_USER,
+            rules=(_DEACTIVATE_SELF,),
+        ),
+        invalidates=Scope.ALL,
+    ),
+    Route(
+        GET,
+        f"{_P}/dashboard/stats",
+        stats.dashboard_stats,
+        ADMIN,
+        Doc("stats", "Dashboard statistics", out.DashboardStatsBodySchema),
+        cached=True,
+    ),
+    Route(
+        GET,
+        f"{_P}/superadmin/users",
+        users.superadmin_users,
+        SUPERADMIN,
+        Doc(
+            "users",
+            "List every user, superadmins included, newest first",
+            out.UserListSchema,
+            query=schemas.PAGE_QUERY,
+            notes=_PAGE_DEPTH,
+        ),
+        cached=True,
+    ),
+    Route(
+        POST,
+        f"{_P}/points/{{user_id}}/add",
+        points.add_points,
+        ADMIN,
+        Doc(
+            "points",
+            "Add loyalty points",
+            out.PointsChangeSchema,
+            body=schemas.POINTS,
+            errors=_NO_USER,
+            notes=_SUPERADMIN_TARGET,
+        ),
+        invalidates=Scope.ALL,
+    ),
+    Route(
+        POST,
+        f"{_P}/points/{{user_id}}/redeem",
+        points.redeem_points,
+        SELF_OR_ADMIN,
+        Doc(
+            "points",
+            "Redeem loyalty points",
+            out.PointsChangeSchema,
+            body=schemas.POINTS,
+            errors=_NO_USER,
+            rules=("The amount may not be above the balance.",),
+            notes=_SUPERADMIN_TARGET,
+        ),
+        invalidates=Scope.ALL,
+    ),
+    Route(
+        GET,
+        f"{_P}/points/{{user_id}}/history",
+        points.points_history,
+        SELF_OR_ADMIN,
+        Doc(
+            "points",
+            "The points ledger of a user, newest first",
+            out.PointsHistorySchema,
+            query=schemas.PAGE_QUERY,
+            errors=_NO_USER,
+            notes=_PAGE_DEPTH,
+        ),
+    ),
+    Route(
+        GET,
+        f"{_P}/permissions/{{user_id}}",
+        permissions.get_permissions,
+        SELF_OR_ADMIN,
+        Doc("permissions", "A user's permissions", out.PermissionsSchema, errors=_NO_USER),
+    ),
+    Route(
+        POST,
+        f"{_P}/permissions/{{user_id}}/grant",
+        permissions.grant_permission,
+        ADMIN,
+        Doc(
+            "permissions",
+            "Grant a permission (granting one held already changes nothing)",
+            out.PermissionsSchema,
+            body=schemas.PERMISSION,
+            errors=_NO_USER,
+            notes=_SUPERADMIN_TARGET,
+        ),
+        invalidates=Scope.DETAILS,
+    ),
+    Route(
+        POST,
+        f"{_P}/permissions/{{user_id}}/revoke",
+        permissions.revoke_permission,
+        ADMIN,
+        Doc(
+            "permissions",
+            "Revoke a permission (revoking one not held changes nothing)",
+            out.PermissionsSchema,
+            body=schemas.PERMISSION,
+            errors=_NO_USER,
+            notes=_SUPERADMIN_TARGET,
+        ),
+        invalidates=Scope.DETAILS,
+    ),
+    Route(
+        GET,
+        f"{_P}/cache/health",
+        cache.health,
+        PUBLIC,
+        Doc("cache", "Cache health", out.CacheHealthSchema, errors=frozenset({503})),
+    ),
+    Route(
+        GET,
+        f"{_P}/cache/health/detailed",
+        cache.detailed_health,
+        ADMIN,
+        Doc("cache", "Detailed cache health and statistics", out.CacheDetailedHealthSchema),
+    ),
+    Route(
+        POST,
+        f"{_P}/cache/clear",
+        cache.clear,
+        ADMIN,
+        Doc(
+            "cache",
+            "Remove every cache entry of the service, or of one family (never FLUSHDB)",
+            out.CacheClearedSchema,
+            query=schemas.CACHE_CLEAR_QUERY,
+            notes="`family` (one of the five cache types) limits it to that family.",
+        ),
+    ),
+    Route(
+        POST,
+        f"{_P}/cache/clear/user/{{user_id}}",
+        cache.clear_user,
+        ADMIN,
+        Doc("cache", "Remove one user's cache entries", out.MessageSchema),
+    ),
+    Route(
+        POST,
+        f"{_P}/cache/warm",
+        cache.warm,
+        ADMIN,
+        Doc("cache", "Fill the essential caches", out.CacheWarmedSchema),
+    ),
+    Route(
+        GET,
+        f"{_P}/cache/stats",
+        cache.stats,
+        ADMIN,
+        Doc(
+            "cache",
+            "Cache statistics, and what this instance sees of its cache",
+            instance.CacheStatsSchema,
+            unavailable=instance.CacheStatsUnavailableSchema,
+        ),
+    ),
+    Route(
+        GET,
+        f"{_P}/cache/test",
+        cache.self_test,
+        ADMIN,
+        Doc("cache", "Set, get, exists and delete a probe key", out.CacheTestSchema),
+    ),
+    Route(
+        GET,
+        f"{_P}/cache/console",
+        console.page,
+        PUBLIC,  # a page with no data: the data calls need an admin's token
+        Doc(
+            "operations",
+            "The cache console (a page with no data: it asks for an admin's token)",
+            {"text/html": {"schema": {"type": "string"}}},
+            headers=_CONSOLE_HEADERS,
+            notes="Every figure it shows comes from `GET /v1.0/cache/stats`, called with the "
+            "token; a token without admin rights gets the login form back.",
+        ),
+    ),
+    Route(
+        GET,
+        f"{_P}/cache/console/{{asset}}",
+        console.asset,
+        PUBLIC,
+        Doc(
+            "operations",
+            "A static file of the cache console",
+            {kind: {"schema": {"type": "string"}} for kind in sorted(set(console.ASSETS.values()))},
+            headers=_CONSOLE_HEADERS,
+            errors=frozenset({404}),
+        ),
+    ),
+    Route(
+        GET,
+        "/metrics",
+        metrics.metrics,
+        PUBLIC,
+        Doc(
+            "operations",
+            "Prometheus metrics",
+            {"text/plain": {"schema": {"type": "string"}}},
+            notes="The Prometheus text exposition format.",
+        ),
+        always_admitted=True,  # an overloaded instance can still be watched
+    ),
+    Route(
+        GET,
+        f"{_P}/openapi.json",
+        openapi.openapi_document,
+        PUBLIC,
+        Doc("operations", "This OpenAPI document", {openapi.JSON: {"schema": {"type": "object"}}}),
+    ),
 )
 
 
@@ -89,9 +453,14 @@ def _resource(router: web.UrlDispatcher, path: str) -> web.Resource:
     return fixed
 
 
-def setup_routes(app: web.Application) -> None:
-    for method, path, handler in ROUTES:
-        resource = _resource(app.router, path)
-        resource.add_route(method, handler)
-        if method == GET:
-            resource.add_route(hdrs.METH_HEAD, handler)
+def setup_routes(
+    app: web.Application, routes: Sequence[Route] = ROUTES
+) -> Mapping[web.AbstractRoute, Route]:
+    """Route ``routes`` (GET also as HEAD); what each aiohttp route serves."""
+    served: dict[web.AbstractRoute, Route] = {}
+    for route in routes:
+        resource = _resource(app.router, route.path)
+        served[resource.add_route(route.method, route.handler)] = route
+        if route.method == GET:
+            served[resource.add_route(hdrs.METH_HEAD, route.handler)] = route
+    return served

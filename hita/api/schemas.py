@@ -8,7 +8,7 @@ number is not a string); query strings are text and are parsed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -29,6 +29,10 @@ from hita.domain.users import (
 from hita.errors import InvalidInput
 
 T = TypeVar("T")
+
+QUERIES_KEPT: Final = 1_024  # distinct query strings whose loaded form is kept
+# (schema id, raw query string) -> what it loaded; module-wide, like the schemas
+_QUERIES: Final[dict[tuple[int, str], object]] = {}
 F = TypeVar("F", bound=fields.Field[Any])
 
 USERNAME_PATTERN: Final = r"\A[A-Za-z0-9_.-]{3,32}\Z"
@@ -248,6 +252,20 @@ def load_as(schema: Schema, data: Mapping[str, Any], kind: type[T]) -> T:
     result = load(schema, data)
     assert isinstance(result, kind), f"{type(schema).__name__} must load a {kind.__name__}"
     return result
+
+
+def query_as(request: web.Request, schema: Schema, kind: type[T]) -> T:
+    """The query string loaded by ``schema`` (``load_as``), once per distinct
+    query string: a cached read comes back with the same string again and again.
+    What is kept is shared: a frozen dataclass as it is, a dict as a copy."""
+    key = (id(schema), request.rel_url.raw_query_string)
+    found = _QUERIES.get(key)
+    if found is None:
+        found = load_as(schema, query_params(request), kind)
+        if len(_QUERIES) >= QUERIES_KEPT:
+            _QUERIES.clear()
+        _QUERIES[key] = found
+    return cast(T, dict(found) if isinstance(found, dict) else found)
 
 
 def query_params(request: web.Request) -> dict[str, str]:

@@ -9,6 +9,10 @@ server-assisted client-side caching, BCAST on our prefixes) is connected and
 the breaker is closed; every invalidation message received is processed
 before a hit is served, and a value read from Redis is kept only if no
 invalidation of its key arrived while it was being read.
+
+Beside an entry, L1 keeps what readers made of it (``memo``: views of the
+value by name, ``hita.cache.view``), dropped with the entry whatever drops
+it, so a reader that served the entry once serves it again without decoding.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class NearCache:
     _owner: dict[str, str] = field(default_factory=dict)  # data key -> its generation key
     _invalidated: dict[str, int] = field(default_factory=dict)  # key -> seq when invalidated
     _floor: int = 0  # reads begun before this seq may not store (``_invalidated`` was reset)
+    _memos: dict[str, dict[str, object]] = field(default_factory=dict)  # key -> views of it
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -95,6 +100,16 @@ class NearCache:
 
     def generation(self, generation_key: str) -> str | None:
         return self._generations.get(generation_key)
+
+    def memo(self, key: str) -> dict[str, object] | None:
+        """What readers made of the entry of ``key``, by name (None: no entry).
+        It lives exactly as long as the entry does."""
+        if key not in self._entries:
+            return None
+        memo = self._memos.get(key)
+        if memo is None:
+            memo = self._memos[key] = {}
+        return memo
 
     # -- stores, fenced by what was invalidated meanwhile -------------------------
 
@@ -168,6 +183,7 @@ class NearCache:
         self._by_generation.clear()
         self._owner.clear()
         self._invalidated.clear()
+        self._memos.clear()
         self._floor = self.seq
 
     def _evict(self, key: str) -> None:
@@ -177,6 +193,7 @@ class NearCache:
         self._drop(key)
 
     def _drop(self, key: str) -> None:
+        self._memos.pop(key, None)
         held = self._entries.pop(key, None)
         if held is not None:
             raw, part = held

@@ -24,11 +24,12 @@ from typing import Any, Final, TypeVar, cast
 import orjson
 from redis.asyncio import Redis
 
-from hita.cache.codec import MISS, NO_EXPIRY, Entry, decode, encode, new_token, now_ms
+from hita.cache.codec import MISS, NO_EXPIRY, Entry, _Miss, decode, encode, new_token, now_ms
 from hita.cache.core import CacheCore, _Failed, ms, text
 from hita.cache.keys import AnyKey, Key, NamespacedKey
 from hita.cache.near import NearCache
 from hita.cache.stats import L1
+from hita.cache.view import View
 
 log = logging.getLogger(__name__)
 
@@ -215,21 +216,39 @@ class ReadThrough(CacheCore):
         return None if near is None else near.seq
 
     def _near_value(self, near: NearCache, key: AnyKey) -> Any:
-        if isinstance(key, Key):
-            data_key = key.redis_key
-        else:
-            generation = near.generation(key.namespace.generation_key)
-            if generation is None:
-                return MISS
-            data_key = key.namespace.data_key(generation, key.suffix)
-        raw = near.get(data_key)
+        data_key = _near_key(near, key)
+        raw = None if data_key is None else near.get(data_key)
         entry = None if raw is None else decode(raw)
-        if entry is None:
-            return MISS
-        if entry.expires_ms != NO_EXPIRY and entry.expires_ms <= now_ms():
-            near.invalidate([data_key])  # past its TTL: Redis has let it go too
+        if entry is None or _expired(near, data_key, entry.expires_ms):
             return MISS
         return self._value(key, entry)
+
+    def near_view(self, key: AnyKey, view: View[T]) -> T | _Miss:
+        """``view`` of the value L1 holds for ``key`` (``hita.cache.view``),
+        derived the first time and kept with the entry; MISS when L1 may not
+        serve it (as ``get_or_load`` would not), which the caller answers by
+        reading through the cache as usual."""
+        if self.pending.covers(key):
+            return MISS
+        near = self._usable_near()
+        data_key = None if near is None else _near_key(near, key)
+        raw = None if near is None or data_key is None else near.get(data_key)
+        if raw is None:
+            return MISS
+        assert near is not None and data_key is not None
+        memo = near.memo(data_key)
+        assert memo is not None  # the entry is held: near.get found it
+        found = memo.get(view.name, MISS)
+        if found is MISS:
+            entry = decode(raw)
+            if entry is None or _expired(near, data_key, entry.expires_ms):
+                return MISS
+            memo[_EXPIRES] = entry.expires_ms
+            found = memo[view.name] = view.derive(self._value(key, entry))
+        elif _expired(near, data_key, memo[_EXPIRES]):
+            return MISS
+        self.stats[key.cache_type].hit(L1)
+        return cast(T, found)
 
     def _keep_near(self, key: AnyKey, read: _Read, began: int | None) -> None:
         """A hit read from Redis goes into L1, unless its key (or namespace) was
@@ -520,6 +539,27 @@ async def _join(flight: asyncio.Future[Any] | None, loader: Callable[[], Awaitab
         except _Abandoned:
             pass
     return await loader()
+
+
+def _near_key(near: NearCache, key: AnyKey) -> str | None:
+    """The data key under which L1 holds ``key``'s entry (for a namespaced key,
+    under the generation L1 knows), or None."""
+    if isinstance(key, Key):
+        return key.redis_key
+    generation = near.generation(key.namespace.generation_key)
+    return None if generation is None else key.namespace.data_key(generation, key.suffix)
+
+
+_EXPIRES: Final = "\0expires_ms"  # beside the views in an entry's memo: its TTL, kept once
+
+
+def _expired(near: NearCache, data_key: str, expires_ms: object) -> bool:
+    """Whether an entry L1 holds is past its TTL (Redis has let it go too);
+    if so, L1 drops it."""
+    if expires_ms == NO_EXPIRY or cast(int, expires_ms) > now_ms():
+        return False
+    near.invalidate([data_key])
+    return True
 
 
 def _hit(data_key: str, raw: bytes | None, generation: str | None = None) -> _Read | None:

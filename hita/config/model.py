@@ -41,10 +41,11 @@ class HttpConfig:
     client_max_size: int = integer(
         "CLIENT_MAX_SIZE", c.CLIENT_MAX_SIZE_BYTES, "largest request body, bytes", minimum=1024
     )
-    max_in_flight: int = integer(
-        "HTTP_MAX_IN_FLIGHT",
-        c.HTTP_MAX_IN_FLIGHT,
-        "requests served at once; beyond it, 503 overloaded at once (0: no bound)",
+    queue_delay_s: float = millis(
+        "OVERLOAD_QUEUE_DELAY_MS",
+        c.OVERLOAD_QUEUE_DELAY_MS,
+        "queueing delay in the instance (docs/load.md) past which requests are refused"
+        " 503 overloaded, ms (0: never)",
     )
     retry_after_s: int = integer(
         "OVERLOAD_RETRY_AFTER_S", c.OVERLOAD_RETRY_AFTER_S, "Retry-After of a 503, s", minimum=1
@@ -94,7 +95,7 @@ class DatabaseConfig:
     queue_timeout_s: float = millis(
         "DB_QUEUE_TIMEOUT_MS",
         c.DB_QUEUE_TIMEOUT_MS,
-        "longest wait for a free connection before 503 overloaded, ms",
+        "longest a request waits for connections, in all, before 503 overloaded, ms",
         minimum=1,
     )
 

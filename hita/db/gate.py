@@ -5,11 +5,15 @@ lands there, and the cap is what protects it). Without a gate, every request
 beyond the cap would wait in asyncpg's queue for up to ``DB_ACQUIRE_TIMEOUT_S``
 and then be told "database unavailable" while PostgreSQL idles. ``PoolGate``
 holds one slot per pooled connection and lets at most ``max_waiters`` wait,
-each at most ``budget_s``. (Refusing at once a wait expected to exceed the
-budget, from the measured hold time, was tried and dropped: under a flood the
-hold time includes the event loop's lag, and it refused nearly everything.)
-Refusals raise ``Overloaded``: 503 with ``Retry-After``, never "database
-unavailable".
+each at most ``budget_s`` (a request: what is left of its one budget for every
+wait, ``hita.deadline``), or ``STANDING_WAIT_S`` while the queue stands: when
+it has not been empty for ``STANDING_AFTER_S``, the requests joining it would
+only wait behind others for their whole budget (the controlled delay of
+Maurer's "Fail at Scale", ACM Queue 2015; CoDel applied to a server's queue).
+(Refusing at once a wait expected to exceed the budget, from the measured
+hold time, was tried and dropped: under a flood the hold time includes the
+event loop's lag, and it refused nearly everything.) Refusals raise
+``Overloaded``: 503 with ``Retry-After``, never "database unavailable".
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
+from hita.deadline import wait_deadline
 from hita.errors import Overloaded
 
 HOLD_EWMA_WEIGHT: Final = 0.05  # weight of the newest hold time in the running mean
+STANDING_AFTER_S: Final = 0.1  # a queue not empty for 100 ms is standing (CoDel's interval)
+STANDING_WAIT_S: Final = 0.025  # the longest wait for a connection while it stands: 25 ms
 
 
 @dataclass(slots=True)
@@ -51,6 +58,11 @@ class PoolGate:
         self.in_use = 0
         self.mean_hold_s = 0.0
         self.stats = GateStats()
+        self._emptied = clock()  # when the queue was last empty
+
+    def standing_s(self) -> float:
+        """How long the queue has not been empty (0: it is empty now)."""
+        return self._clock() - self._emptied if self.waiting else 0.0
 
     @property
     def free(self) -> bool:
@@ -67,15 +79,25 @@ class PoolGate:
             return
         if self.waiting >= self.max_waiters:
             raise self._refuse("queue_full")
-        self.waiting += 1
         started = self._clock()
+        if not self.waiting:
+            self._emptied = started
+        wait_s = STANDING_WAIT_S if started - self._emptied > STANDING_AFTER_S else self.budget_s
+        deadline = wait_deadline.get()
+        if deadline is not None:
+            wait_s = min(wait_s, deadline - time.monotonic())
+            if wait_s <= 0:  # this request has waited its budget already
+                raise self._refuse("wait_budget")
+        self.waiting += 1
         try:
-            async with asyncio.timeout(self.budget_s):
+            async with asyncio.timeout(wait_s):
                 await self._semaphore.acquire()
         except TimeoutError:
             raise self._refuse("wait_budget") from None
         finally:
             self.waiting -= 1
+            if not self.waiting:
+                self._emptied = self._clock()
             self.stats.waits += 1
             self.stats.wait_seconds += self._clock() - started
 

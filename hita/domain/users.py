@@ -28,10 +28,24 @@ class Principal:
     role: Role
     issued_at: str = ""
 
-    def revoked_by(self, user: JsonDict) -> bool:
-        """Was the token issued before its user's password last changed?"""
-        changed = user.get("password_changed_at")
-        return isinstance(changed, str) and self.issued_at < changed
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What a user's tokens may do now: act as ``user_id`` with ``role`` if
+    issued at or after ``password_changed_at`` (as the API writes times; ""
+    when never changed)."""
+
+    user_id: str
+    role: Role
+    password_changed_at: str = ""
+
+    def admits(self, principal: Principal) -> bool:
+        return (
+            principal.user_id == self.user_id
+            and principal.role is self.role
+            and principal.issued_at >= self.password_changed_at
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,19 @@
 | user stats | ``user_stats:*`` | the whole namespace, in O(1) |
 | dashboard stats | ``dashboard_stats:*`` | the whole namespace, in O(1) |
 | superadmin lists | ``superadmin_user_list:*`` | the whole namespace, in O(1) |
+
+What a change touched (``Scope``) decides which families it invalidates, in
+one mapping, ``FAMILIES``: the route table (a 2xx of a mutating route), the
+outbox's triggers (their ``scope`` column names the same two) and the CLI
+read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
 from typing import Final
 
 from hita.cache.client import RedisCache
@@ -30,28 +37,47 @@ from hita.constants import (
 from hita.domain.ids import is_user_id
 from hita.domain.users import UserListQuery
 
-# Everything that shows a user: what changing one user (or all) invalidates.
-USER_NAMESPACES: Final = NAMESPACES
+KEYS_KEPT: Final = 10_000  # keys of each kind remembered, most recently used first
+
+
+class Scope(StrEnum):
+    """What a change touched, named as migration 0005's triggers name it."""
+
+    ALL = "all"  # a user's row or points: everything that shows the user
+    DETAILS = "details"  # only the user's own details (a login, a permission)
+
+
+FAMILIES: Final[Mapping[Scope, frozenset[str]]] = {
+    Scope.ALL: frozenset((*NAMESPACES, USER_DETAILS)),
+    Scope.DETAILS: frozenset({USER_DETAILS}),
+}
 
 
 class CacheKeys:
     def __init__(self, cache: RedisCache) -> None:
         self.cache = cache
         self._builder = cache.keys
+        # Every request builds a key or two: the recent ones are kept, built once.
+        keep = functools.lru_cache(maxsize=KEYS_KEPT)
+        self.user_details = keep(self._user_details)
+        self.user_list = keep(self._user_list)
+        self.superadmin_user_list = keep(self._superadmin_user_list)
+        self._user_stats = self._builder.namespaced(USER_STATS)
+        self._dashboard_stats = self._builder.namespaced(DASHBOARD_STATS)
 
-    def user_details(self, user_id: str) -> Key:
+    def _user_details(self, user_id: str) -> Key:
         return self._builder.key(USER_DETAILS, user_id)
 
-    def user_list(self, query: UserListQuery) -> NamespacedKey:
+    def _user_list(self, query: UserListQuery) -> NamespacedKey:
         return self._builder.namespaced(USER_LIST, **dataclasses.asdict(query))
 
     def user_stats(self) -> NamespacedKey:
-        return self._builder.namespaced(USER_STATS)
+        return self._user_stats
 
     def dashboard_stats(self) -> NamespacedKey:
-        return self._builder.namespaced(DASHBOARD_STATS)
+        return self._dashboard_stats
 
-    def superadmin_user_list(self, page: int, page_size: int) -> NamespacedKey:
+    def _superadmin_user_list(self, page: int, page_size: int) -> NamespacedKey:
         return self._builder.namespaced(SUPERADMIN_USER_LIST, page=page, page_size=page_size)
 
     def namespace(self, name: str) -> Namespace:
@@ -85,18 +111,17 @@ class CacheKeys:
     ) -> Invalidation:
         """One invalidation covering committed changes, each ``(user ids or
         None for every user, only their details?)``."""
-        namespaces: set[str] = set()
+        families: set[str] = set()
         user_ids: set[str] = set()
         every_user = False
         for ids, details_only in changes:
-            if not details_only:
-                namespaces.update(NAMESPACES)
+            families.update(FAMILIES[Scope.DETAILS if details_only else Scope.ALL])
             if ids is None:
                 every_user = True
             else:
                 user_ids.update(i for i in ids if is_user_id(i))
         return Invalidation(
-            tuple(self.namespace(name) for name in NAMESPACES if name in namespaces),
+            tuple(self.namespace(name) for name in NAMESPACES if name in families),
             () if every_user else tuple(self.user_details(i) for i in sorted(user_ids)),
             (self.pattern(USER_DETAILS),) if every_user else (),
         )
@@ -117,4 +142,4 @@ class CacheKeys:
     ) -> bool:
         """The seed's ``CacheKeys.invalidate_user_caches``: everything that shows
         this user (or every user when ``user_id`` is None)."""
-        return await self.invalidate((*USER_NAMESPACES, USER_DETAILS), user_id, cause=cause)
+        return await self.invalidate(FAMILIES[Scope.ALL], user_id, cause=cause)

@@ -8,7 +8,9 @@
 | ``dashboard_stats`` | ``dashboard_stats:*`` | DASHBOARD_STATS_TTL |
 | ``superadmin_list`` | ``superadmin_user_list:*`` | SUPERADMIN_USER_LIST_TTL |
 
-Writes are ``UserService``'s own: over HTTP the invalidation middleware
+The ``*_view`` reads hand back the caller's ``View`` of the value, kept
+beside the entry while L1 holds it (``ReadThrough.near_view``): a warm read
+is a lookup. Writes are ``UserService``'s own: over HTTP the invalidation middleware
 invalidates what each route changed; code elsewhere (the CLI, the seeder)
 calls ``CacheKeys.invalidate_user_caches``. The service's reads return
 JSON-ready data without password hashes, so what is cached is exactly what
@@ -17,8 +19,13 @@ is served. When Redis is unavailable every read goes to PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any, TypeVar
 
+from hita.cache.codec import _Miss
+from hita.cache.keys import AnyKey
+from hita.cache.view import View
 from hita.config import CacheTTLs
 from hita.db.database import Database
 from hita.domain.typedefs import JsonDict
@@ -26,6 +33,8 @@ from hita.domain.users import UserListQuery
 from hita.services.cache_keys import CacheKeys
 from hita.services.passwords import Passwords
 from hita.services.users import UserService
+
+T = TypeVar("T")
 
 
 class CachedUserService(UserService):
@@ -75,6 +84,37 @@ class CachedUserService(UserService):
         return await self.cache.get_or_load(
             self.keys.dashboard_stats(), super().dashboard_stats, ttl=self._ttls.dashboard_stats
         )
+
+    async def user_view(self, user_id: str, view: View[T]) -> T:
+        key = self.keys.user_details(user_id)
+        return await self._view(key, view, partial(self.get_user, user_id))
+
+    async def caller_view(
+        self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
+    ) -> T:
+        key = self.keys.user_details(caller_id)
+        found = self.cache.near_view(key, view)
+        if not isinstance(found, _Miss):
+            return found
+        return view.derive(await self.get_caller(caller_id, then=then() if then else None))
+
+    async def list_view(self, query: UserListQuery, view: View[T]) -> T:
+        return await self._view(self.keys.user_list(query), view, partial(self.list_users, query))
+
+    async def superadmin_list_view(self, page: int, page_size: int, view: View[T]) -> T:
+        key = self.keys.superadmin_user_list(page, page_size)
+        return await self._view(key, view, partial(self.superadmin_list, page, page_size))
+
+    async def user_stats_view(self, view: View[T]) -> T:
+        return await self._view(self.keys.user_stats(), view, self.user_stats)
+
+    async def dashboard_stats_view(self, view: View[T]) -> T:
+        return await self._view(self.keys.dashboard_stats(), view, self.dashboard_stats)
+
+    async def _view(self, key: AnyKey, view: View[T], read: Callable[[], Awaitable[Any]]) -> T:
+        """The view L1 keeps with the entry, or the view of a read through the cache."""
+        found = self.cache.near_view(key, view)
+        return view.derive(await read()) if isinstance(found, _Miss) else found
 
     async def refresh_stats(self) -> None:
         """Recompute both statistics now and store them (the scheduled refresh)."""

@@ -12,6 +12,7 @@ from hita.domain.typedefs import JsonDict
 from hita.domain.users import Principal, pagination
 from hita.errors import InsufficientPoints, UserNotFound
 from hita.services.targets import check_may_change
+from hita.services.turns import Turns
 
 
 def _result(entry: PointsEntry) -> JsonDict:
@@ -23,8 +24,9 @@ def _result(entry: PointsEntry) -> JsonDict:
 
 
 class PointsService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, turns: Turns) -> None:
         self._db = database
+        self._turns = turns  # one user's changes take turns before they take a connection
 
     async def add(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """``{"user_id", "points": new balance, "transaction": {...}}``."""
@@ -37,7 +39,8 @@ class PointsService:
                 raise UserNotFound()
             return _result(await points.record(user_id, amount, reason, balance))
 
-        return await self._db.atomic(credit)
+        async with self._turns.of(user_id):  # one user's changes take turns
+            return await self._db.atomic(credit)
 
     async def redeem(self, actor: Principal, user_id: str, amount: int, reason: str) -> JsonDict:
         """Like ``add``; a redeem above the balance changes nothing and is a 422.
@@ -51,7 +54,8 @@ class PointsService:
                 raise InsufficientPoints(f"Insufficient points to redeem {amount}")
             return _result(await points.record(user_id, -amount, reason, balance))
 
-        return await self._db.atomic(debit)
+        async with self._turns.of(user_id):  # one user's changes take turns
+            return await self._db.atomic(debit)
 
     async def history(self, user_id: str, page: int, page_size: int) -> JsonDict:
         """``{"user_id", "transactions": [...], "pagination": {...}}``, newest first."""

@@ -3,16 +3,20 @@
 Read methods return JSON-ready plain data (str, int, bool, None, lists and
 dicts; timestamps as ISO 8601 UTC strings) without password hashes, so that a
 caching wrapper can store and return them unchanged. Each read is its own
-method with plain arguments for the cache to key on. Mutations check the
-rules of ``hita.domain.rules`` and return the new state.
+method with plain arguments for the cache to key on; each has a ``*_view``
+twin that hands the caller's ``View`` of it (``hita.cache.view``), which a
+caching subclass keeps with the entry. Mutations check the rules of
+``hita.domain.rules`` and return the new state.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 from asyncpg import Connection
 
+from hita.cache.view import View
 from hita.db.database import Database
 from hita.db.users import UserIdTaken, UsersRepository
 from hita.domain import rules
@@ -30,6 +34,8 @@ from hita.domain.users import (
 from hita.errors import UserNotFound
 from hita.services import stats
 from hita.services.passwords import Passwords
+
+T = TypeVar("T")
 
 ID_ATTEMPTS: Final = 5  # random ids collide about once in 90 000 inserts at 100k users
 
@@ -80,6 +86,29 @@ class UserService:
             "users": [u.summary_json() for u in users],
             "pagination": pagination(query.page, query.page_size, total),
         }
+
+    # -- views: what a reader makes of a read (a caching subclass keeps them) --
+
+    async def user_view(self, user_id: str, view: View[T]) -> T:
+        return view.derive(await self.get_user(user_id))
+
+    async def caller_view(
+        self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
+    ) -> T:
+        """``get_caller``'s view; ``then`` says (when asked) whom the request reads next."""
+        return view.derive(await self.get_caller(caller_id, then=then() if then else None))
+
+    async def list_view(self, query: UserListQuery, view: View[T]) -> T:
+        return view.derive(await self.list_users(query))
+
+    async def superadmin_list_view(self, page: int, page_size: int, view: View[T]) -> T:
+        return view.derive(await self.superadmin_list(page, page_size))
+
+    async def user_stats_view(self, view: View[T]) -> T:
+        return view.derive(await self.user_stats())
+
+    async def dashboard_stats_view(self, view: View[T]) -> T:
+        return view.derive(await self.dashboard_stats())
 
     # -- mutations ---------------------------------------------------------
 

@@ -9,10 +9,12 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
-from hita.api.errors import error_middleware
+from hita.api.errors import answer_error
 from hita.api.responses import json_ok, read_json_object
+from hita.api.typedefs import Handler
 from hita.app import create_app
 from hita.config import Config
+from hita.constants import OVERLOAD_RETRY_AFTER_S
 
 
 async def test_unknown_route_is_a_json_404(aiohttp_client: AiohttpClient, config: Config) -> None:
@@ -33,6 +35,15 @@ async def test_wrong_method_is_a_json_405_with_allow(
     assert await response.json() == {"success": False, "error": "Method not allowed"}
 
 
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The front middleware's error mapping, alone."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return answer_error(request, exc, OVERLOAD_RETRY_AFTER_S)
+
+
 def echo_app(max_size: int = 1024 * 1024) -> web.Application:
     async def echo(request: web.Request) -> web.Response:
         return json_ok({"echo": await read_json_object(request)})
@@ -40,7 +51,7 @@ def echo_app(max_size: int = 1024 * 1024) -> web.Application:
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret detail /internal/path")
 
-    app = web.Application(client_max_size=max_size, middlewares=[error_middleware])
+    app = web.Application(client_max_size=max_size, middlewares=[errors_as_json])
     app.router.add_post("/echo", echo)
     app.router.add_get("/boom", boom)
     return app

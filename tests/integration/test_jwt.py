@@ -18,14 +18,12 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import ClientResponse, web
+from aiohttp import ClientResponse
 from multidict import CIMultiDict
 
-from hita.api import auth
 from hita.constants import MAX_TOKEN_BYTES
 from hita.domain.roles import Role
-from hita.domain.users import Principal
-from hita.services.users import UserService
+from hita.services.cached_users import CachedUserService
 from tests.integration.conftest import Account, World
 
 ADMIN_ROUTES = [
@@ -139,24 +137,17 @@ def bad_headers(admin: Account, sign: Signer, secret: str) -> dict[str, Mapping[
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every handler that starts (each begins by asking who calls, through
-    ``hita.api.auth.principal``) and every call to the services they end in."""
+    """Records every call to the services the admin routes' handlers call, each
+    the first thing its handler does after reading the request."""
     seen: list[str] = []
-    original_principal = auth.principal
-
-    def principal_spy(request: web.Request) -> Principal:
-        seen.append("handler")
-        return original_principal(request)
-
-    monkeypatch.setattr(auth, "principal", principal_spy)
-    for name in ("list_users", "user_stats", "dashboard_stats", "create_user"):
-        original = getattr(UserService, name)
+    for name in ("list_view", "user_stats_view", "dashboard_stats_view", "create_user"):
+        original = getattr(CachedUserService, name)
 
         async def spy(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
             seen.append(_name)
             return await _original(*args, **kw)
 
-        monkeypatch.setattr(UserService, name, spy)
+        monkeypatch.setattr(CachedUserService, name, spy)
     return seen
 
 
@@ -186,7 +177,7 @@ async def test_a_bad_token_is_a_json_401_before_any_handler(
     assert calls == []
     response = await world.client.get("/v1.0/user/list", headers=admin.headers)
     assert response.status == 200
-    assert calls == ["handler", "list_users"]
+    assert calls == ["list_view"]
 
 
 async def test_the_token_of_a_deleted_user_stops_working_at_once(

@@ -1,28 +1,36 @@
 """Overload is said as overload: 503 at once with ``Retry-After``, never
-"Database not available" while PostgreSQL is up.
+"Database not available" while PostgreSQL is up; and a busy instance that
+is not overloaded refuses nothing.
 
-Requests are held in flight by a lock on the ``users`` table taken from
-another connection (each request's token check then waits in PostgreSQL), so
-the tests need no timing: the bound is full, or the pool is, by construction.
+A standing queue in the event loop is made by a hog that blocks the loop for
+``HOG_S`` in every turn (what a flood of requests does), so the admission
+tests need no load generator. The pool is held full by a lock on the
+``users`` table taken from another connection (each request's token check
+then waits in PostgreSQL), so that test needs no timing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from hita.app import create_app
-from hita.appkeys import DATABASE
+from hita.appkeys import ADMISSION, DATABASE
+from hita.constants import OVERLOAD_QUEUE_DELAY_MS
 from hita.services.tokens import Tokens
 from tests.conftest import make_config
 from tests.integration.conftest import Account, World, body_of, until
 from tests.integration.test_metrics import scrape, value
+from tests.integration.test_points_api import fifty_redeems_of_10_on_100
+
+HOG_S = 3 * OVERLOAD_QUEUE_DELAY_MS / 1000  # past twice the default target: all refused
+DEFAULT_TARGET = str(OVERLOAD_QUEUE_DELAY_MS)
 
 SETTLE_S = 10.0
 
@@ -55,30 +63,73 @@ async def assert_overloaded(response: ClientResponse) -> None:
     assert body == {"success": False, "error": "Service overloaded; retry shortly"}
 
 
-async def test_past_the_in_flight_bound_the_answer_is_503_overloaded_at_once(
+@contextmanager
+def loop_hogged() -> Iterator[None]:
+    """Block the event loop for ``HOG_S`` in every turn, until the block ends."""
+    loop = asyncio.get_running_loop()
+    hogging = True
+
+    def hog() -> None:
+        if hogging:
+            time.sleep(HOG_S)
+            loop.call_soon(hog)
+
+    loop.call_soon(hog)
+    try:
+        yield
+    finally:
+        hogging = False
+
+
+async def test_a_standing_queue_is_refused_503_overloaded_and_metrics_still_answer(
     aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
 ) -> None:
     world = await make_world(
-        aiohttp_client, clean_database, REDIS_URL=clean_redis, HTTP_MAX_IN_FLIGHT="2"
+        aiohttp_client,
+        clean_database,
+        REDIS_URL=clean_redis,
+        OVERLOAD_QUEUE_DELAY_MS=DEFAULT_TARGET,
     )
-    guests = [await world.make_user() for _ in range(3)]
-    async with users_locked(clean_database):
-        held = [read_self(world, guest) for guest in guests[:2]]
-        pool = world.app[DATABASE].gate
-        assert pool is not None
-        await until(lambda: pool.in_use == 2, "the two requests never reached PostgreSQL")
-        started = time.monotonic()
-        response = await world.client.get(f"/v1.0/user/{guests[2].id}", headers=guests[2].headers)
-        refused_in = time.monotonic() - started
-        await assert_overloaded(response)
+    admission = world.app[ADMISSION]
+    guest = await world.make_user()
+    with loop_hogged():
+        await until(lambda: admission.delay_s >= HOG_S, "the probe never saw the queue")
+        await assert_overloaded(
+            await world.client.get(f"/v1.0/user/{guest.id}", headers=guest.headers)
+        )
         # Metrics are always served, and say why.
         samples = await scrape(world)
-    assert refused_in < SETTLE_S / 2  # at once: it never waited for the lock
-    for task in held:
-        assert (await task).status == 200
-    assert value(samples, "hita_overload_refusals_total", reason="in_flight") == 1
-    assert value(samples, "hita_http_in_flight") == 2
+    assert value(samples, "hita_overload_refusals_total", reason="queue_delay") == 1
+    assert value(samples, "hita_http_queue_delay_seconds") >= HOG_S
     assert value(samples, "hita_http_requests_total", status="503") == 1
+    # The queue drains: served again, without a refusal.
+    await until(lambda: admission.delay_s < admission.target_s, "the queue never drained")
+    response = await world.client.get(f"/v1.0/user/{guest.id}", headers=guest.headers)
+    assert response.status == 200
+    assert admission.refused == 1
+
+
+async def test_bursts_on_an_idle_instance_are_all_served(
+    aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
+) -> None:
+    """With the default target, 200 warm reads at once and 50 redeems of 10
+    points on a balance of 100 at once: every read 200, every redeem 200 or 422
+    (the client runs in the same process: the instance is busier than it looks)."""
+    world = await make_world(
+        aiohttp_client,
+        clean_database,
+        REDIS_URL=clean_redis,
+        OVERLOAD_QUEUE_DELAY_MS=DEFAULT_TARGET,
+    )
+    reader = await world.make_user()
+    assert (await read_self(world, reader)).status == 200  # a known token, a warm cache
+    reads = await asyncio.gather(*(read_self(world, reader) for _ in range(200)))
+    assert [r.status for r in reads] == [200] * 200
+    guest, statuses = await fifty_redeems_of_10_on_100(world)
+    assert sorted(statuses) == [200] * 10 + [422] * 40
+    balance = await world.app[DATABASE].fetchval("SELECT points FROM users WHERE id = $1", guest.id)
+    assert balance == 0
+    assert world.app[ADMISSION].refused == 0
 
 
 async def test_a_pool_wait_past_its_budget_is_overload_not_database_unavailable(
@@ -146,33 +197,32 @@ async def test_after_a_503_overloaded_the_connection_is_paced_not_others(
         aiohttp_client,
         clean_database,
         REDIS_URL=clean_redis,
-        HTTP_MAX_IN_FLIGHT="1",
+        OVERLOAD_QUEUE_DELAY_MS=DEFAULT_TARGET,
         OVERLOAD_PACE_MS=str(int(pace_s * 1000)),
     )
+    admission = world.app[ADMISSION]
     guests = [await world.make_user() for _ in range(2)]
-    gate = world.app[DATABASE].gate
-    assert gate is not None
     server = world.client.server
     reader, writer = await asyncio.open_connection(server.host, server.port)
     try:
-        async with users_locked(clean_database):
-            held = read_self(world, guests[0])
-            await until(lambda: gate.in_use == 1, "the first request never reached PostgreSQL")
-            status, first = await http_get(
+        with loop_hogged():
+            await until(lambda: admission.delay_s >= HOG_S, "the probe never saw the queue")
+            status, _ = await http_get(
                 reader, writer, f"/v1.0/user/{guests[1].id}", guests[1].token
             )
             assert status == 503
-        assert (await held).status == 200
+        await until(lambda: admission.delay_s < admission.target_s, "the queue never drained")
         # The answer came at once; the next request on that connection waits its turn.
         status, second = await http_get(
             reader, writer, f"/v1.0/user/{guests[1].id}", guests[1].token
         )
         assert status == 200
-        assert second >= pace_s * 0.9
-        assert first < second
+        assert second >= pace_s * 0.5  # part of the pace went by while the queue drained
+        # Another connection is served without waiting for that one's pace.
+        started = time.monotonic()
+        response = await world.client.get(f"/v1.0/user/{guests[0].id}", headers=guests[0].headers)
+        assert response.status == 200
+        assert time.monotonic() - started < pace_s / 2
     finally:
         writer.close()
         await writer.wait_closed()
-    # Another connection is served without waiting for that one's pace.
-    response = await world.client.get(f"/v1.0/user/{guests[0].id}", headers=guests[0].headers)
-    assert response.status == 200

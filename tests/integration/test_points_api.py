@@ -6,7 +6,7 @@ import asyncio
 
 from hita.appkeys import DATABASE
 from hita.domain.roles import Role
-from tests.integration.conftest import World, body_of
+from tests.integration.conftest import Account, World, body_of
 
 
 async def test_add_then_redeem_moves_the_balance_and_writes_the_ledger(world: World) -> None:
@@ -82,7 +82,9 @@ async def test_unknown_users_and_bad_amounts(world: World) -> None:
     assert set((await body_of(response))["details"]) == {"amount", "reason"}
 
 
-async def test_50_concurrent_redeems_of_10_on_100_leave_exactly_0(world: World) -> None:
+async def fifty_redeems_of_10_on_100(world: World) -> tuple[Account, list[int]]:
+    """A guest credited 100 points redeems 10, fifty times at once: the
+    guest, and the statuses of the fifty answers."""
     admin = await world.make_user(Role.ADMIN)
     guest = await world.make_user()
     await world.client.post(
@@ -100,7 +102,11 @@ async def test_50_concurrent_redeems_of_10_on_100_leave_exactly_0(world: World) 
         await response.read()
         return response.status
 
-    statuses = await asyncio.gather(*(redeem() for _ in range(50)))
+    return guest, list(await asyncio.gather(*(redeem() for _ in range(50))))
+
+
+async def test_50_concurrent_redeems_of_10_on_100_leave_exactly_0(world: World) -> None:
+    guest, statuses = await fifty_redeems_of_10_on_100(world)
 
     assert sorted(statuses) == [200] * 10 + [422] * 40
     database = world.app[DATABASE]

@@ -38,7 +38,7 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             host="127.0.0.1",
             port=8080,
             client_max_size=1024 * 1024,
-            max_in_flight=40,
+            queue_delay_s=0.1,
             retry_after_s=1,
             overload_pace_s=0.5,
             access_log=True,

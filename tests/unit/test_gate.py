@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from hita.db.gate import PoolGate
+from hita.db.gate import STANDING_AFTER_S, PoolGate
+from hita.deadline import wait_deadline
 from hita.errors import DatabaseUnavailable, Overloaded
+
+
+async def holding(gate: PoolGate) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """Its one slot held by a task until the event is set."""
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    return release, holder
 
 
 async def test_a_free_slot_is_taken_without_waiting() -> None:
@@ -20,14 +35,7 @@ async def test_a_free_slot_is_taken_without_waiting() -> None:
 
 async def test_a_full_queue_is_refused_at_once_and_a_long_wait_after_its_budget() -> None:
     gate = PoolGate(1, max_waiters=1, budget_s=0.05)
-    release = asyncio.Event()
-
-    async def hold() -> None:
-        async with gate.slot():
-            await release.wait()
-
-    holder = asyncio.create_task(hold())
-    await asyncio.sleep(0)
+    release, holder = await holding(gate)
     waiter = asyncio.create_task(gate.slot().__aenter__())
     await asyncio.sleep(0)
     assert gate.waiting == 1
@@ -49,14 +57,7 @@ async def test_a_full_queue_is_refused_at_once_and_a_long_wait_after_its_budget(
 
 async def test_a_waiter_gets_the_slot_when_it_is_given_back_in_time() -> None:
     gate = PoolGate(1, max_waiters=4, budget_s=5.0)
-    release = asyncio.Event()
-
-    async def hold() -> None:
-        async with gate.slot():
-            await release.wait()
-
-    holder = asyncio.create_task(hold())
-    await asyncio.sleep(0)
+    release, holder = await holding(gate)
 
     async def wait_for_slot() -> int:
         async with gate.slot():
@@ -68,3 +69,56 @@ async def test_a_waiter_gets_the_slot_when_it_is_given_back_in_time() -> None:
     assert await waiter == 1
     await holder
     assert gate.stats.waits == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_while_the_queue_stands_a_new_waiter_waits_only_briefly() -> None:
+    """The queue has not been empty for longer than STANDING_AFTER_S: a new
+    waiter is refused after STANDING_WAIT_S, not after the whole budget."""
+    clock = Clock()
+    gate = PoolGate(1, max_waiters=4, budget_s=5.0, clock=clock)
+    release, holder = await holding(gate)
+    first = asyncio.create_task(gate.slot().__aenter__())  # the queue is empty: whole budget
+    await asyncio.sleep(0)
+    assert gate.standing_s() == 0.0
+    clock.now += STANDING_AFTER_S * 2
+    assert gate.standing_s() == pytest.approx(STANDING_AFTER_S * 2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(Overloaded) as brief:
+        async with gate.slot():
+            pass
+    assert brief.value.reason == "database_wait_budget"
+    assert loop.time() - started < 1.0  # STANDING_WAIT_S, far from the 5 s budget
+    assert not first.done()  # it joined an empty queue: its budget is its own
+    release.set()
+    await first
+    await holder
+    assert gate.standing_s() == 0.0
+
+
+async def test_a_request_waits_its_budget_once_in_all() -> None:
+    """Within a request (``hita.deadline``), a wait is bounded by what is left
+    of its deadline; past it, a wait is refused at once."""
+    gate = PoolGate(1, max_waiters=4, budget_s=5.0)
+    release, holder = await holding(gate)
+    token = wait_deadline.set(time.monotonic() + 0.05)
+    try:
+        with pytest.raises(Overloaded):
+            async with gate.slot():  # waits 50 ms, not 5 s
+                pass
+        with pytest.raises(Overloaded):
+            async with gate.slot():  # the budget is spent: refused at once
+                pass
+    finally:
+        wait_deadline.reset(token)
+    assert gate.stats.refused["wait_budget"] == 2
+    release.set()
+    await holder

@@ -13,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from hita.api.auth import PUBLIC_PATHS, is_public
 from hita.cache.client import RedisCache
 from hita.cache.keys import MAX_PART_CHARS, Key, KeyBuilder, key_part
 from hita.constants import USER_DETAILS
@@ -39,32 +38,6 @@ def test_a_one_part_key_is_the_general_builder_s(prefix: str, user_id: str) -> N
     general = Key(USER_DETAILS, f"{prefix}{USER_DETAILS}:{key_part(user_id)}")
     assert KeyBuilder(prefix).key(USER_DETAILS, user_id) == general
     assert cache_keys(prefix).user_details(user_id) == general
-
-
-@given(
-    path=st.one_of(
-        st.text(),
-        st.sampled_from(
-            [
-                "/metrics",
-                "/metrics\n",
-                "/metrics/",
-                "/v1.0/health",
-                "/v1.0/health/live",
-                "/v1.0/healthz",
-                "/v1.0/auth/login",
-                "/v1.0/cache/health",
-                "/v1.0/cache/health/detailed",
-                "/v1.0/openapi.json",
-                "/v1.0/openapiXjson",
-                "/v1.0/user/5779356081",
-                "",
-            ]
-        ),
-    )
-)
-def test_public_paths_are_those_of_the_path_patterns(path: str) -> None:
-    assert is_public(path) == any(re.match(p, path) for p in PUBLIC_PATHS)
 
 
 def prometheus_reference() -> tuple[CollectorRegistry, Callable[[str, str, int, float], None]]:

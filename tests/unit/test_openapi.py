@@ -1,4 +1,5 @@
-"""The OpenAPI document: valid, and exactly the router's routes, with their access."""
+"""The OpenAPI document: valid, and exactly the router's routes, with their access,
+all read from the route table."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from schemathesis.core.result import Ok
 
 from hita import errors
 from hita.api import openapi, schemas
-from hita.api.auth import is_public
-from hita.api.etag import CACHED_READ_ROUTES
+from hita.api import openapi_schemas as out
+from hita.api.route import ADMIN, PUBLIC, Doc, Route
+from hita.api.routes import ROUTES
 from hita.app import create_app
 from hita.appkeys import OPENAPI
 from hita.domain.users import MAX_LIST_OFFSET_ROWS, MAX_PAGE, MAX_PAGE_SIZE
@@ -70,35 +72,40 @@ def test_it_lists_every_route_of_the_router_and_nothing_else(
     assert heads == {("HEAD", path) for method, path in routes if method == "GET"}
 
 
-def test_a_route_without_an_entry_stops_the_build() -> None:
-    async def undocumented(request: web.Request) -> web.Response:
-        return web.Response()
+async def somewhere(request: web.Request) -> web.Response:
+    return web.Response()
 
-    app = web.Application()
-    app.router.add_get("/v1.0/somewhere", undocumented, allow_head=False)
-    with pytest.raises(openapi.UndocumentedRoute, match=r"GET /v1\.0/somewhere"):
-        openapi.build_document(app.router)
+
+def test_a_route_is_documented_from_its_table_entry_alone() -> None:
+    route = Route(
+        "GET",
+        "/v1.0/somewhere",
+        somewhere,
+        ADMIN,
+        Doc("x", "Somewhere", out.MessageSchema),
+        cached=True,
+    )
+    document = openapi.build_document([route])
+    operation = document["paths"]["/v1.0/somewhere"]["get"]
+    assert operation["operationId"] == "test_openapi_somewhere"
+    assert operation["security"] == [{"bearerAuth": []}]
+    assert operation["description"] == "An admin."
+    assert {"200", "304", "401", "403", "503"} == operation["responses"].keys()
+    assert [p["name"] for p in operation["parameters"]] == ["If-None-Match"]
 
 
 def test_a_path_parameter_without_a_definition_stops_the_build() -> None:
-    app = web.Application()
-    app.router.add_get("/v1.0/user/{guest}", openapi.openapi_document, allow_head=False)
+    route = Route("GET", "/v1.0/user/{guest}", somewhere, PUBLIC, Doc("x", "A guest", {}))
     with pytest.raises(openapi.UndocumentedRoute, match="guest"):
-        openapi.build_document(app.router)
-
-
-def test_a_public_route_must_be_public_in_both_places() -> None:
-    app = web.Application()
-    app.router.add_get("/v1.0/not-public", openapi.openapi_document, allow_head=False)
-    with pytest.raises(openapi.UndocumentedRoute, match="disagree"):
-        openapi.build_document(app.router)
+        openapi.build_document([route])
 
 
 def test_public_operations_are_exactly_the_public_paths(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes == {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+    public = {(route.method, route.path) for route in ROUTES if route.access.public}
     for (method, path), operation in operations(document).items():
-        if is_public(path):
+        if (method, path) in public:
             assert operation["security"] == [], (method, path)
         else:
             assert operation["security"] == [{"bearerAuth": []}], (method, path)
@@ -294,7 +301,7 @@ def test_links_lead_from_a_user_to_what_is_done_with_it(document: dict[str, Any]
 
 def test_the_cached_reads_document_their_etag_and_304(document: dict[str, Any]) -> None:
     tagged = {key for key, op in operations(document).items() if "304" in op["responses"]}
-    assert tagged == {("GET", path) for path in CACHED_READ_ROUTES}
+    assert tagged == {("GET", route.path) for route in ROUTES if route.cached}
     for key in tagged:
         operation = operations(document)[key]
         assert operation["responses"]["200"]["headers"]["ETag"]["required"] is True, key

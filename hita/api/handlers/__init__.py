@@ -1,1 +1,2 @@
-"""Thin handlers: parse and check the request, call a service, answer JSON."""
+"""Thin handlers: parse the request, call a service, answer JSON. Who may call
+each one is checked before it runs, from the route table (``hita.api.routes``)."""

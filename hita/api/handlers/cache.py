@@ -2,8 +2,8 @@
 
 Bodies as in the seed (see ``CacheAdmin``); when Redis is unreachable each one
 answers 503 ``{"success": false, "error": "Redis cache not available",
-"cache_available": false}``. ``/cache/health`` is open to everyone; the rest
-need an admin.
+"cache_available": false}``. Who may call each: the route table
+(``hita.api.routes``).
 """
 
 from __future__ import annotations
@@ -11,31 +11,27 @@ from __future__ import annotations
 from aiohttp import web
 
 from hita.api import schemas
-from hita.api.auth import require_role
 from hita.api.responses import json_error, json_ok
 from hita.appkeys import CACHE_ADMIN, INSTANCE
-from hita.domain.roles import Role
 from hita.errors import CacheUnavailable
 
 
 async def health(request: web.Request) -> web.Response:
-    """Anyone. ``{success, cache_info: {status, redis_version, used_memory,
+    """``{success, cache_info: {status, redis_version, used_memory,
     connected_clients, hit_rate}}``."""
     return json_ok(await request.app[CACHE_ADMIN].health())
 
 
 async def detailed_health(request: web.Request) -> web.Response:
-    """Admin. ``{success, timestamp, cache_info, detailed_statistics: {key_counts,
+    """``{success, timestamp, cache_info, detailed_statistics: {key_counts,
     memory_usage, connections, performance, redis_version, redis_mode,
     service_statistics}}``."""
-    require_role(request, Role.ADMIN)
     return json_ok(await request.app[CACHE_ADMIN].detailed_health())
 
 
 async def clear(request: web.Request) -> web.Response:
-    """Admin. Removes the five families and the decorator keys, or with
+    """Removes the five families and the decorator keys, or with
     ``?family=`` one family (never FLUSHDB)."""
-    require_role(request, Role.ADMIN)
     family = schemas.load(schemas.CACHE_CLEAR_QUERY, schemas.query_params(request)).get("family")
     deleted = await request.app[CACHE_ADMIN].clear(family)
     message = (
@@ -47,16 +43,14 @@ async def clear(request: web.Request) -> web.Response:
 
 
 async def clear_user(request: web.Request) -> web.Response:
-    """Admin. Removes that user's cached details."""
-    require_role(request, Role.ADMIN)
+    """Removes that user's cached details."""
     user_id = schemas.user_id_param(request)
     await request.app[CACHE_ADMIN].clear_user(user_id)
     return json_ok({"message": f"Cache cleared for user {user_id}"})
 
 
 async def warm(request: web.Request) -> web.Response:
-    """Admin. Fills user stats, dashboard stats and the first list pages."""
-    require_role(request, Role.ADMIN)
+    """Fills user stats, dashboard stats and the first list pages."""
     result = await request.app[CACHE_ADMIN].warm()
     return json_ok(
         {
@@ -68,10 +62,9 @@ async def warm(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Admin. ``{success, cache_info: {status, redis_version, hit_rate},
+    """``{success, cache_info: {status, redis_version, hit_rate},
     key_counts, service_statistics, redis_memory, instance}``; ``instance`` (what
     this instance sees: L1, coherence, breaker...) is in the 503 too."""
-    require_role(request, Role.ADMIN)
     view = request.app[INSTANCE]
     try:
         body = await request.app[CACHE_ADMIN].stats()
@@ -82,7 +75,6 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def self_test(request: web.Request) -> web.Response:
-    """Admin. ``{success, test_results: {cache_available, set_operation,
+    """``{success, test_results: {cache_available, set_operation,
     get_operation, exists_operation, delete_operation, get_after_delete}}``."""
-    require_role(request, Role.ADMIN)
     return json_ok(await request.app[CACHE_ADMIN].self_test())

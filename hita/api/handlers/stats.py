@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hita.api.auth import require_role
-from hita.api.responses import json_ok
+from hita.api import answers
 from hita.appkeys import USER_SERVICE
-from hita.domain.roles import Role
 
 
 async def user_stats(request: web.Request) -> web.Response:
-    """Admin. ``stats``: total_users, active_users, inactive_users,
+    """``stats``: total_users, active_users, inactive_users,
     users_by_role {user, admin, superadmin}, new_users_last_7_days,
     total_points, generated_at."""
-    require_role(request, Role.ADMIN)
-    return json_ok({"stats": await request.app[USER_SERVICE].user_stats()})
+    return (await request.app[USER_SERVICE].user_stats_view(answers.STATS)).response()
 
 
 async def dashboard_stats(request: web.Request) -> web.Response:
-    """Admin. ``stats``: the user stats plus points_issued_last_30_days,
+    """``stats``: the user stats plus points_issued_last_30_days,
     points_redeemed_last_30_days, top_users [{id, username, full_name, points}]
     (10), signups_per_day [{date, count}] (30 days, oldest first), generated_at."""
-    require_role(request, Role.ADMIN)
-    return json_ok({"stats": await request.app[USER_SERVICE].dashboard_stats()})
+    return (await request.app[USER_SERVICE].dashboard_stats_view(answers.STATS)).response()

@@ -12,19 +12,18 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import Schema
 
-from hita.api import schemas
-from hita.api.auth import require_role, require_self_or_role
+from hita.api import answers, schemas
+from hita.api.auth import principal
 from hita.api.responses import json_ok, read_json_object
 from hita.appkeys import AFFECTED_USER, USER_SERVICE
-from hita.domain.roles import Role
 from hita.domain.users import NewUser, UserChanges, UserListQuery
 from hita.errors import UserNotFound
 
 
 async def create_user(request: web.Request) -> web.Response:
-    """Admin. 201 ``{success, user}``; 409 when the username or email is taken;
+    """201 ``{success, user}``; 409 when the username or email is taken;
     only a superadmin may create a superadmin."""
-    caller = require_role(request, Role.ADMIN)
+    caller = principal(request)
     new = schemas.load_as(schemas.CREATE_USER, await read_json_object(request), NewUser)
     user = await request.app[USER_SERVICE].create_user(caller, new)
     request[AFFECTED_USER] = user["id"]
@@ -32,34 +31,31 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def list_users(request: web.Request) -> web.Response:
-    """Admin. ``?page=&page_size=&role=&is_active=&search=`` -> ``{success, users,
+    """``?page=&page_size=&role=&is_active=&search=`` -> ``{success, users,
     pagination}``, newest first; superadmins are listed only by /superadmin/users."""
-    require_role(request, Role.ADMIN)
-    query = schemas.load_as(schemas.USER_LIST_QUERY, schemas.query_params(request), UserListQuery)
-    return json_ok(await request.app[USER_SERVICE].list_users(query))
+    query = schemas.query_as(request, schemas.USER_LIST_QUERY, UserListQuery)
+    return (await request.app[USER_SERVICE].list_view(query, answers.PAGE)).response()
 
 
 async def superadmin_users(request: web.Request) -> web.Response:
-    """Superadmin. ``?page=&page_size=`` -> ``{success, users, pagination}``, all users."""
-    require_role(request, Role.SUPERADMIN)
-    page = schemas.load(schemas.PAGE_QUERY, schemas.query_params(request))
-    result = await request.app[USER_SERVICE].superadmin_list(page["page"], page["page_size"])
-    return json_ok(result)
+    """``?page=&page_size=`` -> ``{success, users, pagination}``, all users."""
+    page = schemas.query_as(request, schemas.PAGE_QUERY, dict)
+    service = request.app[USER_SERVICE]
+    found = await service.superadmin_list_view(page["page"], page["page_size"], answers.PAGE)
+    return found.response()
 
 
 async def get_user(request: web.Request) -> web.Response:
-    """The user itself or an admin. ``{success, user}``."""
-    user_id = schemas.user_id_param(request)
-    require_self_or_role(request, user_id, Role.ADMIN)
-    user = await request.app[USER_SERVICE].get_user(user_id)
-    if user is None:
+    """``{success, user}``."""
+    found = await request.app[USER_SERVICE].user_view(schemas.user_id_param(request), answers.USER)
+    if found is None:
         raise UserNotFound()
-    return json_ok({"user": user})
+    return found.response()
 
 
 async def _update(request: web.Request, schema: Schema) -> web.Response:
     user_id = schemas.user_id_param(request)
-    caller = require_self_or_role(request, user_id, Role.ADMIN)
+    caller = principal(request)
     changes = schemas.load_as(schema, await read_json_object(request), UserChanges)
     user = await request.app[USER_SERVICE].update_user(caller, user_id, changes)
     return json_ok({"user": user})
@@ -77,26 +73,26 @@ async def patch_user(request: web.Request) -> web.Response:
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    """Admin. ``{success, message, user_id}``; 422 for deleting oneself."""
-    caller = require_role(request, Role.ADMIN)
+    """``{success, message, user_id}``; 422 for deleting oneself."""
+    caller = principal(request)
     user_id = schemas.user_id_param(request)
     await request.app[USER_SERVICE].delete_user(caller, user_id)
     return json_ok({"message": "User deleted", "user_id": user_id})
 
 
 async def _set_active(request: web.Request, active: bool) -> web.Response:
-    caller = require_role(request, Role.ADMIN)
+    caller = principal(request)
     user_id = schemas.user_id_param(request)
     user = await request.app[USER_SERVICE].set_active(caller, user_id, active)
     return json_ok({"user": user})
 
 
 async def activate_user(request: web.Request) -> web.Response:
-    """Admin. ``{success, user}``."""
+    """``{success, user}``."""
     return await _set_active(request, True)
 
 
 async def deactivate_user(request: web.Request) -> web.Response:
-    """Admin. ``{success, user}``; 422 for deactivating oneself. The user's
+    """``{success, user}``; 422 for deactivating oneself. The user's
     tokens stop working at once."""
     return await _set_active(request, False)

@@ -1,0 +1,81 @@
+"""``AccessLog`` writes the line ``logging`` would write for the same request,
+field for field, in both formats, with and without a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+
+import pytest
+
+from hita.api.access_log import LOGGER, AccessLog
+from hita.logs import TEXT_FORMAT, WORKER_TEXT_FORMAT, JsonFormatter, WorkerFilter
+
+CREATED = 1_764_871_234.567_891  # away from a millisecond's edge
+REQUEST_ID = "4a509ad86c7386f7fe2acfdc23e0c8b2"
+
+
+def logging_line(fmt: str, message: str, worker: int | None) -> str:
+    record = logging.LogRecord(LOGGER, logging.INFO, __file__, 1, message, None, None)
+    record.created = CREATED
+    record.msecs = int((CREATED - int(CREATED)) * 1000) + 0.0
+    record.request_id = REQUEST_ID
+    if worker is not None:
+        WorkerFilter(worker).filter(record)
+    if fmt == "json":
+        return JsonFormatter().format(record)
+    return logging.Formatter(TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT).format(record)
+
+
+@pytest.mark.parametrize("worker", [None, 2])
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_a_line_is_what_logging_would_write(
+    fmt: str, worker: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = io.StringIO()
+    access = AccessLog(sink, fmt, worker)
+    monkeypatch.setattr(time, "time", lambda: CREATED)
+    access.line("GET", '/v1.0/user/"odd"\\path', 200, 0.00125, REQUEST_ID)
+    access.flush()
+    message = 'GET /v1.0/user/"odd"\\path 200 1.2ms'
+    assert sink.getvalue() == logging_line(fmt, message, worker) + "\n"
+
+
+async def test_the_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+    writes: list[str] = []
+
+    class Sink(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    access = AccessLog(Sink(), "text")
+    for n in range(3):
+        access.line("GET", f"/v1.0/user/{n}", 200, 0.001, REQUEST_ID)
+    assert writes == []  # not before the loop's turn ends
+    await asyncio.sleep(0)
+    assert len(writes) == 1
+    assert writes[0].count("\n") == 3
+    access.line("GET", "/v1.0/health", 200, 0.001, REQUEST_ID)
+    await asyncio.sleep(0)
+    assert len(writes) == 2
+
+
+async def test_it_goes_where_the_service_s_log_lines_go_with_their_worker() -> None:
+    root = logging.getLogger()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(WorkerFilter(3))
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        access = AccessLog.beside_logging("text")
+    finally:
+        root.handlers[:] = saved
+    access.line("GET", "/v1.0/health", 200, 0.001, REQUEST_ID)
+    access.flush()
+    assert (
+        f" INFO    w3 hita.access [{REQUEST_ID}] GET /v1.0/health 200 1.0ms\n" in stream.getvalue()
+    )
