@@ -73,20 +73,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         if ACCESS_LOG in app:
             stack.callback(app[ACCESS_LOG].flush)  # the last lines, once requests are done
-        pool = await create_pool(config.database)
-        stack.push_async_callback(close_pool, pool)
-        gate = PoolGate(
-            config.database.pool_max_size,
-            max_waiters=config.database.queue_max,
-            budget_s=config.database.queue_timeout_s,
-        )
-        database = Database(pool, config.database.acquire_timeout_s, gate)
+        database, gate = await _open_database(config, stack)
         app[METRICS].watch_gate(gate)
-        async with database.connection() as conn:
-            if config.database.auto_migrate:
-                await apply_migrations(conn)
-            else:
-                await check_migrated(conn)  # a release runs `hita migrate` first
         app[DATABASE] = database
 
         cache = await _open_cache(config, stack)
@@ -146,6 +134,24 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         log.info("resources ready")
         yield
         log.info("closing resources")
+
+
+async def _open_database(config: Config, stack: AsyncExitStack) -> tuple[Database, PoolGate]:
+    """The PostgreSQL pool behind its gate, migrated (or checked to be)."""
+    pool = await create_pool(config.database)
+    stack.push_async_callback(close_pool, pool)
+    gate = PoolGate(
+        config.database.pool_max_size,
+        max_waiters=config.database.queue_max,
+        budget_s=config.database.queue_timeout_s,
+    )
+    database = Database(pool, config.database.acquire_timeout_s, gate)
+    async with database.connection() as conn:
+        if config.database.auto_migrate:
+            await apply_migrations(conn)
+        else:
+            await check_migrated(conn)  # a release runs `hita migrate` first
+    return database, gate
 
 
 async def _open_cache(config: Config, stack: AsyncExitStack) -> RedisCache:

@@ -29,9 +29,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from hita import __version__
-from hita.api import console
+from hita.api import console, schemas
 from hita.api import openapi_schemas as out
-from hita.api import schemas
 from hita.api.handlers import permissions, points, users
 from hita.api.route import Route
 from hita.api.typedefs import Handler
@@ -287,11 +286,10 @@ def _error_statuses(route: Route) -> list[int]:
     return sorted(statuses)
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _success(route: Route) -> dict[str, Any]:
     doc = route.doc
     content = doc.ok if isinstance(doc.ok, Mapping) else {JSON: {"schema": doc.ok}}
     ok: dict[str, Any] = {"description": doc.summary, "content": content}
-    responses: dict[str, Any] = {str(doc.status): ok}
     if route.handler in LINKS:
         ok["links"] = _links(*LINKS[route.handler])
     headers = dict(doc.headers or {})
@@ -299,6 +297,13 @@ def _operation(route: Route) -> dict[str, Any]:
         headers["ETag"] = _ETAG_HEADER
     if headers:
         ok["headers"] = headers
+    return ok
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    doc = route.doc
+    responses: dict[str, Any] = {str(doc.status): _success(route)}
+    if route.cached:
         responses["304"] = _NOT_MODIFIED
     for status in _error_statuses(route):
         if status == 422:

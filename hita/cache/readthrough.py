@@ -219,7 +219,7 @@ class ReadThrough(CacheCore):
         data_key = _near_key(near, key)
         raw = None if data_key is None else near.get(data_key)
         entry = None if raw is None else decode(raw)
-        if entry is None or _expired(near, data_key, entry.expires_ms):
+        if entry is None or _expired(near, cast(str, data_key), entry.expires_ms):
             return MISS
         return self._value(key, entry)
 
@@ -235,7 +235,8 @@ class ReadThrough(CacheCore):
         raw = None if near is None or data_key is None else near.get(data_key)
         if raw is None:
             return MISS
-        assert near is not None and data_key is not None
+        assert near is not None
+        assert data_key is not None
         memo = near.memo(data_key)
         assert memo is not None  # the entry is held: near.get found it
         found = memo.get(view.name, MISS)

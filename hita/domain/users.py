@@ -29,7 +29,6 @@ class Principal:
     issued_at: str = ""
 
 
-
 @dataclass(frozen=True, slots=True)
 class Standing:
     """What a user's tokens may do now: act as ``user_id`` with ``role`` if

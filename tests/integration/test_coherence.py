@@ -27,7 +27,7 @@ from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
 from hita.domain.roles import Role
-from hita.domain.users import Principal
+from hita.domain.users import Principal, Standing
 from hita.embedded import EmbeddedRedis
 from hita.errors import DatabaseUnavailable
 from hita.services.tokens import Tokens
@@ -472,6 +472,9 @@ async def test_a_password_change_ends_earlier_tokens_on_every_instance(
 async def test_control_without_the_check_the_old_token_still_works(
     worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Principal, "revoked_by", lambda self, user: False)
+    def admits_any_time(self: Standing, principal: Principal) -> bool:
+        return principal.user_id == self.user_id and principal.role is self.role
+
+    monkeypatch.setattr(Standing, "admits", admits_any_time)
     a, b = worlds
     assert await old_token_after_a_password_change(a, b) == [200, 200]

@@ -15,6 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from hita.api import answers, etag
 from hita.api.auth import CALLER
 from hita.appkeys import CACHE, CACHE_KEYS
+from hita.cache.near import TRACKING_LOST
 from hita.domain.roles import Role
 from tests.integration.conftest import Account, World
 from tests.integration.test_coherence import settled, two_worlds
@@ -108,7 +109,7 @@ async def test_control_a_cold_read_is_counted(
     await settled(world)
     near = world.app[CACHE].near
     assert near is not None
-    near.flush()
+    near.flush(TRACKING_LOST)
     encodings.clear()
     assert (await read(world, admin, path))[0] == 200
     assert encodings["orjson.loads"] >= 2  # the caller's entry and the user's
