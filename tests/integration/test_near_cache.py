@@ -55,6 +55,16 @@ async def warm(world: World, caller: Account, path: str) -> None:
         await get(world, caller, path)
 
 
+async def l1_hits(world: World, caller: Account, path: str, times: int = 1) -> int:
+    """L1 hits of ``times`` reads of ``path``."""
+    near = world.app[CACHE].near
+    assert near is not None
+    hits = near.stats.hits
+    for _ in range(times):
+        await get(world, caller, path)
+    return near.stats.hits - hits
+
+
 async def test_a_warm_l1_answers_with_no_redis_command_and_a_cold_one_with_no_script(
     aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str, redis: Redis
 ) -> None:
