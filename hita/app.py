@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -41,7 +42,13 @@ from hita.cache.near import NearCache
 from hita.cache.sentinel_watch import SentinelWatch
 from hita.cache.tracking import tracking_for
 from hita.config import Config, ConfigError, redact
-from hita.constants import CACHE_TYPES, COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
+from hita.constants import (
+    CACHE_TYPES,
+    COHERENCE_READY_S,
+    LISTEN_PROBE_BOUND_S,
+    LISTEN_PROBE_GRACE_S,
+    MAX_HEADER_FIELD_BYTES,
+)
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.gate import PoolGate
 from hita.db.migrate import apply_migrations, check_migrated
@@ -172,7 +179,7 @@ async def _open_coherence(
     coherence = CacheCoherence(
         cache_keys,
         database,
-        config.database.url or "",
+        config.database.session_url or "",
         config.cache,
         connect_timeout_s=config.database.connect_timeout_s,
     )
@@ -183,6 +190,10 @@ async def _open_coherence(
             await coherence.ready.wait()
     except TimeoutError:
         log.warning("no reader lease yet; reading PostgreSQL until there is one")
+    # So that health tells from the first request whether LISTEN delivers.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LISTEN_PROBE_BOUND_S + LISTEN_PROBE_GRACE_S):
+            await coherence.session.probe.judged.wait()
     return coherence
 
 

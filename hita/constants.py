@@ -62,6 +62,7 @@ REPLICA_WAIT_MS: Final = 50
 # transaction mode never delivers it).
 LISTEN_PROBE_INTERVAL_S: Final = 5.0
 LISTEN_PROBE_BOUND_S: Final = 2.0
+LISTEN_PROBE_GRACE_S: Final = 0.5  # start-up waits the bound and this for the first verdict
 
 # PostgreSQL.
 DB_POOL_MIN_SIZE: Final = 2
