@@ -136,7 +136,9 @@ class Tracking:
         gone = [name for name in self._nodes if name not in wanted]
         for name in gone:
             asyncio.get_running_loop().create_task(self._stop(name))
-        if gone:
+        if self._nodes and set(wanted) != set(self._nodes):
+            # A master gone, or a new one (a promoted replica) whose changes
+            # went unheard until now: what L1 holds may be out of date.
             self._on_keys(None, TOPOLOGY)
         for name, opener in wanted.items():
             if name not in self._nodes:
