@@ -113,6 +113,7 @@ class Tracking:
     # -- life cycle --------------------------------------------------------------------
 
     async def run_forever(self) -> None:
+        unknown = False
         try:
             while True:
                 self._changed.clear()
@@ -120,8 +121,11 @@ class Tracking:
                 try:
                     wanted = await self._source.nodes()
                 except (RedisError, OSError, TrackingError) as exc:
-                    log.warning("cache tracking: nodes unknown (%s)", exc.__class__.__name__)
+                    level = logging.DEBUG if unknown else logging.WARNING  # once an episode
+                    log.log(level, "cache tracking: masters unknown (%s)", exc.__class__.__name__)
+                    unknown = True
                 else:
+                    unknown = False
                     self._reconcile(wanted, settled=epoch == self._epoch)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(REFRESH_S):
