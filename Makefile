@@ -23,18 +23,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
-# promtool (Debian's prometheus package) and Debian's chromium, for the rules'
-# and the console's tests: installed with apt-get when missing and run as root;
+# promtool (Debian's prometheus package), Debian's chromium, redis-server (7.0,
+# built with TLS) and pgbouncer, for the rules', the console's, the TLS and the
+# PgBouncer tests: installed with apt-get when missing and run as root;
 # otherwise those tests skip, saying why.
+TOOLS := prometheus chromium redis-server pgbouncer
 TOOLS_STAMP := $(VENV)/.tools-stamp
 $(TOOLS_STAMP): $(STAMP)
-	@if command -v promtool >/dev/null && [ -x /usr/bin/chromium ]; then touch $@; \
+	@if command -v promtool >/dev/null && [ -x /usr/bin/chromium ] \
+	    && [ -x /usr/bin/redis-server ] && [ -x /usr/sbin/pgbouncer ]; then touch $@; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "installing promtool and chromium (apt-get)"; \
+	  echo "installing $(TOOLS) (apt-get)"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends prometheus chromium >/dev/null && touch $@; } \
-	  || echo "apt-get could not install prometheus and chromium: their tests will skip"; \
-	else echo "promtool or chromium is missing and only root may apt-get them: their tests will skip"; fi
+	      --no-install-recommends $(TOOLS) >/dev/null && touch $@; } \
+	  || echo "apt-get could not install $(TOOLS): their tests will skip"; \
+	else echo "one of $(TOOLS) is missing and only root may apt-get them: their tests will skip"; fi
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
@@ -46,7 +49,7 @@ install: $(STAMP) ## create .venv and install HITA with its dev and embedded ext
 run: $(STAMP) ## start the service (embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set)
 	$(BIN)/hita serve
 
-test: lint $(TOOLS_STAMP) ## lint, then the whole test suite (what CI runs; as root, apt-get installs promtool and chromium first)
+test: lint $(TOOLS_STAMP) ## lint, then the whole test suite (what CI runs; as root, apt-get installs promtool, chromium, redis-server and pgbouncer first)
 	$(BIN)/pytest
 
 lint: $(BENCH_STAMP) ## ruff and mypy --strict (scripts import the bench extra's peers)

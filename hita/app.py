@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -40,9 +41,16 @@ from hita.cache.client import RedisCache
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
-from hita.cache.tracking import Tracking
+from hita.cache.sentinel_watch import SentinelWatch
+from hita.cache.tracking import tracking_for
 from hita.config import Config, ConfigError, redact
-from hita.constants import CACHE_TYPES, COHERENCE_READY_S, MAX_HEADER_FIELD_BYTES
+from hita.constants import (
+    CACHE_TYPES,
+    COHERENCE_READY_S,
+    LISTEN_PROBE_BOUND_S,
+    LISTEN_PROBE_GRACE_S,
+    MAX_HEADER_FIELD_BYTES,
+)
 from hita.db.database import Database, close_pool, create_pool
 from hita.db.gate import PoolGate
 from hita.db.migrate import apply_migrations, check_migrated
@@ -163,16 +171,21 @@ async def _open_cache(config: Config, stack: AsyncExitStack) -> RedisCache:
         stale_ok=(DatabaseUnavailable,) if config.cache.serve_when_db_down else (),
     )
     stack.push_async_callback(cache.aclose)
-    # L1 follows one Redis server's tracking: standalone only (docs/cache.md).
-    if config.cache.l1_enabled and config.redis.mode == "standalone" and config.redis.url:
-        tracking = Tracking(
-            config.redis.url,
+    if isinstance(cache.replicas, SentinelWatch):  # the master, its replicas, failovers
+        await stack.enter_async_context(running(cache.replicas.run_forever(), "sentinel-watch"))
+    if config.cache.l1_enabled and (config.redis.url or config.redis.mode != "standalone"):
+        tracking = tracking_for(
+            config.redis,
+            cache.redis,
             [f"{config.redis.key_prefix}{name}:" for name in CACHE_TYPES],
             cache.tracked_keys,
         )
-        cache.attach_near(
-            NearCache(config.cache.l1_max_entries, config.cache.l1_max_bytes), tracking
+        near = NearCache(
+            config.cache.l1_max_entries,
+            config.cache.l1_max_bytes,
+            max_age_s=config.cache.l1_max_age_s,
         )
+        cache.attach_near(near, tracking)
         await stack.enter_async_context(running(tracking.run_forever(), "cache-tracking"))
     return cache
 
@@ -185,7 +198,7 @@ async def _open_coherence(
     coherence = CacheCoherence(
         cache_keys,
         database,
-        config.database.url or "",
+        config.database.session_url or "",
         config.cache,
         connect_timeout_s=config.database.connect_timeout_s,
     )
@@ -196,6 +209,10 @@ async def _open_coherence(
             await coherence.ready.wait()
     except TimeoutError:
         log.warning("no reader lease yet; reading PostgreSQL until there is one")
+    # So that health tells from the first request whether LISTEN delivers.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LISTEN_PROBE_BOUND_S + LISTEN_PROBE_GRACE_S):
+            await coherence.session.probe.judged.wait()
     return coherence
 
 

@@ -120,6 +120,11 @@ class CacheCollector(Collector):
             value=stats.invalidation_retries,
         )
         yield CounterMetricFamily(
+            "hita_cache_replica_wait_timeouts",
+            "Invalidation attempts the master took but no replica confirmed in time (WAIT)",
+            value=stats.replica_timeouts,
+        )
+        yield CounterMetricFamily(
             "hita_cache_invalidation_failures",
             "Committed changes whose request-path invalidation raised (left to the outbox)",
             value=stats.invalidation_failures,
@@ -214,6 +219,11 @@ class CoherenceCollector(Collector):
             "hita_coherence_session_connections",
             "Reader sessions opened (the first, then each reconnect)",
             value=session.connections,
+        )
+        yield GaugeMetricFamily(
+            "hita_coherence_listen_deaf",
+            "1 while the reader session's LISTEN does not deliver its own probe",
+            value=session.probe.deaf is True,
         )
         yield GaugeMetricFamily(
             "hita_coherence_trusted",

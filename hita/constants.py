@@ -53,6 +53,15 @@ OUTBOX_RETENTION_S: Final = 30  # applied changes kept, for re-applying after a 
 OUTBOX_MAX_ROWS: Final = 10_000  # unapplied changes kept before they collapse into one
 OUTBOX_CHANNEL: Final = "hita_cache"  # the LISTEN/NOTIFY channel of the outbox
 COHERENCE_READY_S: Final = 5.0  # start-up waits this long for a lease; reads use SQL till then
+# An invalidation on a master with a replica counts as acknowledged once a
+# replica has it (WAIT): a failover then cannot lose it.
+REPLICA_WAIT_MS: Final = 50
+# The reader session NOTIFYs itself a probe this often, and calls its LISTEN
+# deaf when the probe has not come back within the bound (PgBouncer in
+# transaction mode never delivers it).
+LISTEN_PROBE_INTERVAL_S: Final = 5.0
+LISTEN_PROBE_BOUND_S: Final = 2.0
+LISTEN_PROBE_GRACE_S: Final = 0.5  # start-up waits the bound and this for the first verdict
 
 # PostgreSQL.
 DB_POOL_MIN_SIZE: Final = 2
@@ -61,6 +70,7 @@ DB_CONNECT_TIMEOUT_S: Final = 3.0
 DB_COMMAND_TIMEOUT_S: Final = 10.0
 DB_ACQUIRE_TIMEOUT_S: Final = 3.0
 DB_STARTUP_ATTEMPTS: Final = 3
+DB_STATEMENT_CACHE_SIZE: Final = 100  # asyncpg's own default; 0 behind a transaction pooler
 # The queue in front of the pool: short and measured (hita.db.gate).
 DB_QUEUE_MAX: Final = 64  # requests that may wait for a connection at once
 DB_QUEUE_TIMEOUT_MS: Final = 250  # longest wait for a connection before "overloaded"
@@ -97,6 +107,7 @@ MAX_TOKEN_BYTES: Final = 8 * 1024  # 8 KiB
 VERIFIED_TOKENS_MAX: Final = 10_000  # tokens whose verified claims are kept until exp
 L1_MAX_ENTRIES: Final = 10_000  # entries of the in-process near cache
 L1_MAX_BYTES: Final = 32 * 1024 * 1024  # 32 MiB of stored entries, at most
+L1_MAX_AGE_MS: Final = 30_000  # an L1 entry is read from Redis again after 30 s at most
 
 # Failed-login throttling.
 LOGIN_MAX_FAILURES_PER_USER: Final = 5  # per username and window

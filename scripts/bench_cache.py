@@ -44,7 +44,7 @@ from hita.cache.codec import MISS
 from hita.cache.connection import create_redis
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import NearCache
-from hita.cache.tracking import Tracking
+from hita.cache.tracking import tracking_for
 from hita.config import load_config
 from hita.constants import REDIS_MAX_CONNECTIONS as REDIS_POOL
 from hita.tasks import cancel_and_wait
@@ -115,7 +115,9 @@ async def _hita(url: str, l1: bool | None, stack: AsyncExitStack, calls: dict[st
     cache = RedisCache(create_redis(config.redis), config.cache, KeyBuilder("bench:"))
     stack.push_async_callback(cache.aclose)
     if getattr(config.cache, "l1_enabled", False):  # as the app wires it: L1 kept by tracking
-        tracking = Tracking(config.redis.url, ["bench:user_details:"], cache.tracked_keys)
+        tracking = tracking_for(
+            config.redis, cache.redis, ["bench:user_details:"], cache.tracked_keys
+        )
         cache.attach_near(
             NearCache(config.cache.l1_max_entries, config.cache.l1_max_bytes), tracking
         )

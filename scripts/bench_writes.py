@@ -2,14 +2,17 @@
 
 Runs one ``hita serve`` (production profile) from each source tree given with
 ``--tree`` (e.g. a worktree of the commit before the protocol, and this
-checkout) on a PostgreSQL and a Redis the script starts, and measures, in
-interleaved rounds: PATCH of a user's name (writes/s, p50, p99) and GET of a
-user's details with an admin token (reads/s, p50, p99), each for a fixed
-time at a fixed concurrency. Medians over rounds; all traffic to 127.0.0.1.
+checkout), with each ``--variant`` of settings, on a PostgreSQL and a Redis
+of ``--topology`` the script starts, and measures, in interleaved rounds:
+PATCH of a user's name (writes/s, p50, p99) and GET of a user's details with
+an admin token (reads/s, p50, p99), each for a fixed time at a fixed
+concurrency. Medians over rounds; all traffic to 127.0.0.1.
 
     git worktree add /tmp/hita-before <commit>
     .venv/bin/python scripts/bench_writes.py --tree /tmp/hita-before --tree . \\
         --seconds 8 --rounds 3 --report docs/benchmarks.md   (what `make bench-writes` runs)
+    .venv/bin/python scripts/bench_writes.py --tree . --topology sentinel \\
+        --variant wait: --variant no-wait:CACHE_REPLICA_WAIT_MS=0
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ import aiohttp
 import asyncpg
 
 from hita.config import PROJECT_ROOT as ROOT
-from hita.embedded import EmbeddedPostgres, EmbeddedRedis
+from hita.embedded import EmbeddedPostgres
 
+sys.path.insert(0, str(ROOT))  # tests.topologies: the Sentinel and Cluster servers
+
+from chaos_world import TOPOLOGIES, Redises
 from harness import procs
 from harness.ports import free_port
 from harness.reports import command_line, facts, write_section
-from harness.service import SERVE, mint_token, service_env
+from harness.service import SERVE, mint_token, parse_settings, service_env
 from harness.waits import until_up
 
 SECRET = secrets.token_hex(32)
@@ -116,17 +122,27 @@ async def load(
     return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000
 
 
+def variants(given: list[str]) -> dict[str, dict[str, str]]:
+    """``label:KEY=VALUE,KEY=VALUE`` each; none given: one with no setting."""
+    out: dict[str, dict[str, str]] = {}
+    for text in given or ["default:"]:
+        label, _, pairs = text.partition(":")
+        out[label] = parse_settings([p for p in pairs.split(",") if p])
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-writes-", dir=ROOT / ".hita"))
     postgres = EmbeddedPostgres(root / "pg", database="bench", durable=False)
-    redis = EmbeddedRedis(root / "redis", port=free_port())
+    redises = Redises(args.topology, root)
     postgres.start()
-    redis.start()
+    await asyncio.to_thread(redises.start)
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    standalone = redises.standalone
     try:
         env = service_env(
             database_url=postgres.url,
-            redis_url=redis.url,
+            redis_url=standalone.url if standalone is not None else None,
             data_dir=root / "data",
             secret=SECRET,
             settings={
@@ -134,14 +150,16 @@ async def main_async(args: argparse.Namespace) -> int:
                 "DB_AUTO_MIGRATE": "true",
                 "STATS_REFRESH_ENABLED": "false",
                 "WARMUP_ON_START": "false",
+                **({} if standalone is not None else redises.settings(None)),
             },
         )
         trees = [Path(t).resolve() for t in args.tree]  # noqa: ASYNC240 - before any load
+        runs = [(t, label, extra) for t in trees for label, extra in variants(args.variant).items()]
         for round_ in range(args.rounds):
-            for tree in trees:
+            for tree, label, extra in runs:
                 await reset(postgres.url)
                 port = free_port()
-                proc = serve(tree, {**env, "PORT": str(port)}, root / "serve.log")
+                proc = serve(tree, {**env, **extra, "PORT": str(port)}, root / "serve.log")
                 base = f"http://127.0.0.1:{port}"
                 try:
                     await until_up(f"{base}/v1.0/health", child=proc)
@@ -149,24 +167,24 @@ async def main_async(args: argparse.Namespace) -> int:
                     await load(base, ids, "read", 2, args.concurrency)  # warm the cache
                     for kind in ("write", "read"):
                         figure = await load(base, ids, kind, args.seconds, args.concurrency)
-                        results.setdefault((tree.name, kind), []).append(figure)
+                        results.setdefault((f"{tree.name} {label}", kind), []).append(figure)
                         print(
-                            f"round {round_ + 1} {tree} {kind}: {figure[0]:.0f}/s"
+                            f"round {round_ + 1} {tree} {label} {kind}: {figure[0]:.0f}/s"
                             f" p50 {figure[1]:.1f} ms p99 {figure[2]:.1f} ms",
                             flush=True,
                         )
                 finally:
                     procs.stop(proc, signal.SIGINT)
     finally:
-        redis.stop()
+        await asyncio.to_thread(redises.stop)
         postgres.stop()
     lines = [
-        "| tree | operation | req/s (median) | p50 ms | p99 ms |",
+        f"| tree, variant ({args.topology}) | operation | req/s (median) | p50 ms | p99 ms |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    for (tree_name, kind), figures in results.items():
+    for (run, kind), figures in results.items():
         lines.append(
-            f"| `{tree_name}` | {'PATCH user' if kind == 'write' else 'GET user'} |"
+            f"| `{run}` | {'PATCH user' if kind == 'write' else 'GET user'} |"
             f" {statistics.median(f[0] for f in figures):,.0f} |"
             f" {statistics.median(f[1] for f in figures):.1f} |"
             f" {statistics.median(f[2] for f in figures):.1f} |"
@@ -188,6 +206,10 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", required=True, help="a HITA source tree")
+    parser.add_argument("--topology", choices=TOPOLOGIES, default="standalone")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="label:KEY=VALUE,... settings of a run"
+    )
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=20)

@@ -36,6 +36,8 @@ from hita.config import PROJECT_ROOT, Config, load_config
 from hita.db.migrate import apply_migrations
 from hita.devsecret import with_jwt_secret
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.pgbouncer import PgBouncer
+from tests.pgbouncer import available as pgbouncer_available
 from tests.topologies import RedisClusterServers, SentinelServers
 
 FORBIDDEN_COMMANDS: Final = frozenset({"keys", "flushdb", "flushall"})
@@ -247,11 +249,47 @@ async def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
     return await target_named(request, request.param)
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(session_dir: Path, database_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test database."""
+    if not pgbouncer_available():
+        pytest.skip("needs Debian's pgbouncer: apt-get install -y pgbouncer")
+    if urlsplit(database_url).hostname:
+        pytest.skip("PgBouncer is put in front of the embedded PostgreSQL only")
+    server = PgBouncer(session_dir / "pgbouncer", database_url)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_database_url(request: pytest.FixtureRequest, database_url: str) -> Iterator[str]:
+    """The DSN the apps under test pool their connections on: the test
+    database, or with ``TEST_PGBOUNCER=transaction`` the same through a
+    PgBouncer in transaction mode (their reader sessions then stay direct,
+    and ``make_config`` gives them DATABASE_READER_URL and no statement cache).
+    """
+    if os.environ.get("TEST_PGBOUNCER") != "transaction":
+        yield database_url
+        return
+    bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+    url = bouncer.url_for(database_url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TEST_PGBOUNCER_URL", url)
+        patch.setenv("TEST_DATABASE_READER_URL", database_url)
+        yield url
+    transactions = bouncer.transactions()
+    print(f"\nPgBouncer (transaction mode) served {transactions} transactions")
+    assert transactions > 0, "nothing went through PgBouncer"
+
+
 @pytest.fixture
-async def clean_database(database_url: str, schema_tables: list[str]) -> str:
-    """The test database with every table emptied; returns its URL."""
+async def clean_database(database_url: str, app_database_url: str, schema_tables: list[str]) -> str:
+    """The test database with every table emptied; returns the apps' DSN for it."""
     await empty_database(database_url, schema_tables)
-    return database_url
+    return app_database_url
 
 
 @pytest.fixture
@@ -279,6 +317,10 @@ def make_config(**overrides: str) -> Config:
     environ = {"HITA_ENV": "test", "HITA_DATA_DIR": str(TEST_ROOT)}
     # TEST_CACHE_L1_ENABLED=false runs the suite with the near cache off.
     environ["CACHE_L1_ENABLED"] = os.environ.get("TEST_CACHE_L1_ENABLED", "true")
+    bounced = os.environ.get("TEST_PGBOUNCER_URL")
+    if bounced is not None and overrides.get("DATABASE_URL") == bounced:  # app_database_url
+        environ["DATABASE_READER_URL"] = os.environ["TEST_DATABASE_READER_URL"]
+        environ["DB_STATEMENT_CACHE_SIZE"] = "0"
     environ.update(overrides)
     return with_jwt_secret(load_config(environ))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from redis import Redis as SyncRedis
+from redis.crc import key_slot
 
 from hita.embedded.process import ServerProcess, wait_until
 from hita.embedded.redis import redis_server_binary
@@ -226,6 +227,26 @@ class RedisClusterServers:
             if state["master_id"] == primary_id
         )
 
+    def slot_owner(self, key: str) -> int:
+        """The port of the primary serving ``key``'s slot now."""
+        slot = key_slot(key.encode())
+        alive = next(n for n in self.nodes if n.running())
+        with client(alive.port) as c:
+            for start, end, primary, *_ in c.execute_command("CLUSTER SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return int(primary[1])
+        raise AssertionError(f"slot {slot} is not served")
+
+    def promoted(self, replica: Node) -> bool:
+        """``replica`` serves slots and the cluster says ok (False mid-failover)."""
+        try:
+            alive = next(n for n in self.nodes if n.running())
+            with client(alive.port) as c:
+                state = c.execute_command("CLUSTER INFO")["cluster_state"]
+            return replica in self.primaries() and state == "ok"
+        except Exception:
+            return False
+
     def stop(self) -> None:
         for node in self.nodes:
             with suppress(Exception):
@@ -315,6 +336,13 @@ class SentinelServers:
 
     def node(self, port: int) -> Node:
         return next(n for n in self.data_nodes if n.port == port)
+
+    def promoted(self, replica: Node) -> bool:
+        """The sentinels name ``replica`` and it says it is the master."""
+        if self.master_port() != replica.port:
+            return False
+        with client(replica.port) as c:
+            return bool(c.info("replication")["role"] == "master")
 
     def stop(self) -> None:
         for node in (*self.sentinels, self.replica, self.master):

@@ -224,11 +224,19 @@ class DependencyStateSchema(Schema):
     status = _one_of("ok", "unavailable")
 
 
+class ListenStateSchema(Schema):
+    """Whether this instance's LISTEN delivers its own probe (``unknown``
+    until the first is judged); ``deaf`` changes no answer."""
+
+    status = _one_of("ok", "deaf", "unknown")
+
+
 class HealthSchema(Schema):
     success = _flag(True)
     status = _one_of("ok", "degraded")
     database = _nested(DependencyStateSchema)
     cache = _nested(DependencyStateSchema)
+    notifications = _nested(ListenStateSchema)
 
 
 class HealthUnavailableSchema(ErrorSchema):
@@ -237,6 +245,7 @@ class HealthUnavailableSchema(ErrorSchema):
     status = _one_of("unavailable")
     database = _nested(DependencyStateSchema)
     cache = _nested(DependencyStateSchema)
+    notifications = _nested(ListenStateSchema)
 
 
 class LivenessSchema(Schema):

@@ -81,7 +81,10 @@ ROUTES: Final[Sequence[Route]] = (
             unavailable=out.HealthUnavailableSchema,
             notes="200 while PostgreSQL answers (`status` is `degraded` when only Redis is "
             "down: every route but the cache endpoints still works); 503 when PostgreSQL "
-            "cannot be used, so that a load balancer sends traffic elsewhere.",
+            "cannot be used, so that a load balancer sends traffic elsewhere. "
+            "`notifications` is `deaf` when this instance's LISTEN does not deliver (a pooler "
+            "in transaction mode): answers are unchanged, writers that wait for the other "
+            "instances wait for their periodic renewals.",
         ),
     ),
     Route(

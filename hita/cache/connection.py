@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeAlias
@@ -18,6 +18,10 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.connection import AbstractConnection as SyncAbstractConnection
+from redis.connection import Connection as SyncConnection
+from redis.connection import parse_url
+from redis.event import EventDispatcher
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.utils import HIREDIS_AVAILABLE
@@ -124,9 +128,27 @@ class BoundedConnectionPool(ConnectionPool):
                 return
 
 
+MasterListener: TypeAlias = Callable[[tuple[str, int]], None]
+
+
 class BoundedSentinelPool(SentinelConnectionPool, BoundedConnectionPool):
     """Sentinel's pool (the master's address asked of the sentinels on each new
-    connection) with the bounded wait for a free connection of the other modes."""
+    connection) with the bounded wait for a free connection of the other modes.
+    Each master change it sees is told to ``master_listeners`` before any
+    command goes to the new master (L1 follows it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.master_listeners: list[MasterListener] = []
+
+    async def get_master_address(self) -> Any:
+        before = self.master_address
+        address = await super().get_master_address()  # type: ignore[no-untyped-call]
+        if before is not None and tuple(address) != tuple(before):
+            log.warning("Redis master moved from %s:%s to %s:%s", *before, *address)
+            for listener in self.master_listeners:
+                listener((str(address[0]), int(address[1])))
+        return address
 
 
 _HOLDS_PERMIT: ContextVar[bool] = ContextVar("hita_cluster_permit", default=False)
@@ -149,6 +171,8 @@ class BoundedRedisCluster(RedisCluster):
     """
 
     def __init__(self, *, pool_timeout_s: float, reload_timeout_s: float, **kwargs: Any) -> None:
+        # Told of every refresh of the slot map (a reload, a MOVED): L1 follows it.
+        self.events: EventDispatcher = kwargs.setdefault("event_dispatcher", EventDispatcher())
         super().__init__(**kwargs)
         self._pool_timeout_s = pool_timeout_s
         self._reload_timeout_s = reload_timeout_s
@@ -253,6 +277,32 @@ def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
         "retry": Retry(NoBackoff(), 0),
         "client_name": CLIENT_NAME,
     }
+
+
+def tracking_connection(
+    config: RedisConfig, address: tuple[str, int] | None, timeout_s: float
+) -> SyncAbstractConnection:
+    """A blocking redis-py connection, not yet open, made from the settings the
+    command connections are made from: the URL's scheme, TLS options, user,
+    password and database (one server), or a node's address with the
+    cluster's or the sentinels' password; the client name. L1's tracking
+    opens it in a thread, then reads its socket without blocking."""
+    common: dict[str, Any] = {
+        "protocol": 2,  # invalidations as pub/sub messages on the subscriber (RESP2)
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "client_name": CLIENT_NAME,
+    }
+    if address is None:
+        if config.url is None:
+            raise ValueError("Redis URL is not set")
+        kwargs = parse_url(config.url)  # type: ignore[no-untyped-call]
+        cls: type[SyncAbstractConnection] = kwargs.pop("connection_class", SyncConnection)
+        return cls(**kwargs, **common)
+    host, port = address
+    return SyncConnection(  # type: ignore[no-untyped-call]
+        host=host, port=port, password=config.password, **common
+    )
 
 
 def _cluster(config: RedisConfig) -> RedisCluster:

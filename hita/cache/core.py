@@ -28,6 +28,8 @@ from hita.cache.errorlog import ErrorLog
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import BREAKER_OPEN, PATTERN, TRACKING_LOST, NearCache
 from hita.cache.pending import Invalidation, PendingInvalidations
+from hita.cache.replication import Replicas
+from hita.cache.sentinel_watch import replicas_for
 from hita.cache.stats import CacheStats
 from hita.cache.tracking import Tracking
 from hita.config import CacheConfig
@@ -95,6 +97,7 @@ class CacheCore:
         self._clock = clock
         self._rng = rng
         self._tasks: set[asyncio.Task[None]] = set()
+        self.replicas: Replicas = replicas_for(redis)  # whom an invalidation WAITs for
         self.near: NearCache | None = None  # L1, when attached with its tracking
         self.tracking: Tracking | None = None
         self._read_script = redis.register_script(scripts.READ)

@@ -11,28 +11,35 @@ read makes a new one; a deletion is taken even by a Redis that is out of
 memory, where a write of a new token would be refused), single entries
 by ``UNLINK``, families by ``SCAN`` + batched ``UNLINK`` (never ``KEYS``).
 Every form is idempotent, so the same change may be applied by the writer,
-by every instance that hears of it, and by the outbox sweep.
+by every instance that hears of it, and by the outbox sweep. On a master with
+a replica, an application counts only once a replica has it (``replication``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, TypeVar
 
-from hita.cache import topology
+from hita.cache import replication, topology
 from hita.cache.core import CacheCore, _Failed
 from hita.cache.keys import Key, Namespace
 from hita.cache.pending import Invalidation
+from hita.cache.replication import ReplicaTimeout
 from hita.cache.stats import BACKGROUND, WITHIN_BUDGET
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SCAN_COUNT: Final = 1_000  # keys per SCAN page
 UNLINK_BATCH: Final = 1_000  # keys per UNLINK
 RETRY_FIRST_S: Final = 0.02  # first pause between attempts of one invalidation
 RETRY_MAX_S: Final = 0.5  # longest pause of the background applier
+
+
+MISSED: Final = _Failed()  # an attempt the master took and no replica confirmed in time
 
 
 class Invalidator(CacheCore):
@@ -89,8 +96,25 @@ class Invalidator(CacheCore):
 
     async def apply_now(self, invalidation: Invalidation) -> bool:
         """One attempt, breaker or not; True if Redis acknowledged it (the outbox sweep)."""
-        result = await self._call("pending", "apply", lambda: self._apply(invalidation), force=True)
-        return not isinstance(result, _Failed)
+        return not isinstance(await self._attempt(invalidation), _Failed)
+
+    async def _attempt(self, invalidation: Invalidation) -> _Failed | None:
+        return await self._confirmed("pending", "apply", lambda: self._apply(invalidation))
+
+    async def _confirmed(
+        self, cache_type: str, op: str, fn: Callable[[], Awaitable[T]]
+    ) -> T | _Failed:
+        """``_call`` (forced), where a write the master took but no replica
+        confirmed in time is ``MISSED``: not acknowledged, and no failure of
+        Redis (the breaker counts it a success)."""
+        try:
+            return await self._call(cache_type, op, fn, force=True)
+        except ReplicaTimeout as exc:
+            self.breaker.record_success()
+            self.stats.replica_timeouts += 1
+            self.errors.report(logging.WARNING, exc, f"cache {op} ({cache_type}) not replicated")
+            self.replicas.missed()
+            return MISSED
 
     async def delete_pattern(self, pattern: str, *, cause: str = "code") -> int:
         """Remove every key matching ``pattern`` with SCAN and batched UNLINK
@@ -98,11 +122,8 @@ class Invalidator(CacheCore):
         0 with the pattern kept pending when Redis could not be reached."""
         invalidation = Invalidation(patterns=(pattern,))
         ticket = self._suspect(invalidation, cause)
-        result = await self._call(
-            self._family_of(pattern),
-            "delete_pattern",
-            lambda: self._unlink_matching(pattern),
-            force=True,
+        result = await self._confirmed(
+            self._family_of(pattern), "delete_pattern", lambda: self._unlink_matching(pattern)
         )
         if isinstance(result, _Failed):
             self._kick_applier()
@@ -115,11 +136,15 @@ class Invalidator(CacheCore):
 
     async def _apply_within(self, invalidation: Invalidation, budget_s: float) -> bool:
         """Attempts until one is acknowledged or the budget runs out; an attempt
-        cut short by the budget counts against the breaker like a timeout."""
+        cut short by the budget counts against the breaker like a timeout. A
+        replica that did not confirm it ends the attempts at once: Redis is
+        well, and the writer takes the durable path."""
         delay = RETRY_FIRST_S
         try:
             async with asyncio.timeout(budget_s):
-                while not await self.apply_now(invalidation):
+                while isinstance(outcome := await self._attempt(invalidation), _Failed):
+                    if outcome is MISSED:
+                        return False
                     self.stats.invalidation_retries += 1
                     await asyncio.sleep(delay)
                     delay *= 2
@@ -129,15 +154,16 @@ class Invalidator(CacheCore):
         return True
 
     async def _apply(self, invalidation: Invalidation) -> None:
-        if invalidation.namespaces or invalidation.keys:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for namespace in invalidation.namespaces:
-                    pipe.execute_command("UNLINK", namespace.generation_key)  # a new one on read
-                for key in invalidation.keys:
-                    pipe.execute_command("UNLINK", key.redis_key)  # one slot per command
-                await pipe.execute()
+        # A namespace's generation (a new one on read), then the entries.
+        names = [n.generation_key for n in invalidation.namespaces]
+        names += [k.redis_key for k in invalidation.keys]
+        await self._unlink(names, per_key=True)
         for pattern in invalidation.patterns:
             await self._unlink_matching(pattern)
+
+    async def _unlink(self, names: Sequence[str | bytes], *, per_key: bool = False) -> int:
+        wait_s = self.config.replica_wait_s
+        return await replication.unlink(self._redis, names, self.replicas, wait_s, per_key=per_key)
 
     def _kick_applier(self) -> None:
         if self._applier is None or self._applier.done():
@@ -162,7 +188,15 @@ class Invalidator(CacheCore):
         log.debug("pending invalidations applied")
 
     async def _unlink_matching(self, pattern: str) -> int:
-        return await topology.unlink_matching(self._redis, pattern, SCAN_COUNT, UNLINK_BATCH)
+        """SCAN and batched UNLINK (never KEYS), each batch WAITed for like any."""
+        removed = 0
+        batch: list[bytes] = []
+        async for name in topology.scan_keys(self._redis, pattern, SCAN_COUNT):
+            batch.append(name)
+            if len(batch) >= UNLINK_BATCH:
+                removed += await self._unlink(batch)
+                batch = []
+        return removed + await self._unlink(batch)
 
     # -- helpers ----------------------------------------------------------------
 

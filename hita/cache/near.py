@@ -8,7 +8,8 @@ consulted while ``Tracking`` (Redis's
 server-assisted client-side caching, BCAST on our prefixes) is connected and
 the breaker is closed; every invalidation message received is processed
 before a hit is served, and a value read from Redis is kept only if no
-invalidation of its key arrived while it was being read.
+invalidation of its key arrived while it was being read. No entry is served
+longer than ``max_age_s`` after it was stored, whatever its TTL.
 
 Beside an entry, L1 keeps what readers made of it (``memo``: views of the
 value by name, ``hita.cache.view``), dropped with the entry whatever drops
@@ -17,7 +18,10 @@ it, so a reader that served the entry once serves it again without decoding.
 
 from __future__ import annotations
 
+import math
+import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -28,12 +32,14 @@ TRACKING_LOST: Final = "tracking_lost"  # a tracking connection closed or failed
 REDIS_FLUSHED: Final = "redis_flushed"  # Redis said every key changed (FLUSHALL, FLUSHDB)
 BREAKER_OPEN: Final = "breaker_open"  # Redis is failing: L1 waits until it is well again
 PATTERN: Final = "pattern_invalidation"  # a whole family was invalidated (cache clear)
-FLUSH_REASONS: Final = (TRACKING_LOST, REDIS_FLUSHED, BREAKER_OPEN, PATTERN)
+TOPOLOGY: Final = "topology_changed"  # a new master, a slot moved: tracking follows it
+FLUSH_REASONS: Final = (TRACKING_LOST, REDIS_FLUSHED, BREAKER_OPEN, PATTERN, TOPOLOGY)
 # Why entries left L1 one by one, besides a flush.
 BOUND: Final = "bound"  # least recently used, past the entry or byte bound
 INVALIDATION: Final = "invalidation"  # its key (or namespace) changed in Redis
 FLUSH: Final = "flush"
-EVICTION_REASONS: Final = (BOUND, INVALIDATION, FLUSH)
+AGE: Final = "age"  # stored ``max_age_s`` ago
+EVICTION_REASONS: Final = (BOUND, INVALIDATION, FLUSH, AGE)
 
 
 @dataclass(slots=True)
@@ -61,9 +67,11 @@ class _Part:
 class NearCache:
     max_entries: int  # per cache type
     max_bytes: int  # per cache type
+    max_age_s: float = math.inf  # no entry is served longer after it was stored
+    clock: Callable[[], float] = time.monotonic
     stats: NearStats = field(default_factory=NearStats)
     seq: int = 0  # grows with every invalidation processed
-    _entries: dict[str, tuple[bytes, _Part]] = field(default_factory=dict)
+    _entries: dict[str, tuple[bytes, _Part, float]] = field(default_factory=dict)  # + until
     _parts: dict[str, _Part] = field(default_factory=dict)  # cache type -> its share
     _bytes: int = 0
     _generations: dict[str, str] = field(default_factory=dict)  # generation key -> token
@@ -93,7 +101,11 @@ class NearCache:
         held = self._entries.get(key)
         if held is None:
             return None
-        raw, part = held
+        raw, part, until = held
+        if self.clock() >= until:
+            self.stats.dropped[part.name, AGE] += 1
+            self._drop(key)
+            return None
         part.order.move_to_end(key)
         self.stats.hits += 1
         return raw
@@ -135,7 +147,7 @@ class NearCache:
         part = self._parts.get(cache_type)
         if part is None:
             part = self._parts[cache_type] = _Part(cache_type)
-        self._entries[key] = (raw, part)
+        self._entries[key] = (raw, part, self.clock() + self.max_age_s)
         part.order[key] = None
         part.bytes += len(raw)
         self._bytes += len(raw)
@@ -196,7 +208,7 @@ class NearCache:
         self._memos.pop(key, None)
         held = self._entries.pop(key, None)
         if held is not None:
-            raw, part = held
+            raw, part, _ = held
             del part.order[key]
             part.bytes -= len(raw)
             self._bytes -= len(raw)

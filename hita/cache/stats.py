@@ -96,6 +96,7 @@ class CacheStats:
     # writer answered) or "background" (the applier, later).
     acknowledged: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     invalidation_retries: int = 0  # attempts that failed and were tried again
+    replica_timeouts: int = 0  # attempts the master took and no replica confirmed (WAIT)
     # committed changes whose request-path invalidation raised (left to the outbox)
     invalidation_failures: int = 0
     # Writers that waited on the durable path because Redis did not acknowledge

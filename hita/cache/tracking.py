@@ -1,39 +1,48 @@
-"""Redis's server-assisted client-side caching, for the L1 near cache.
+"""Redis's server-assisted client-side caching, for L1, on every topology.
 
-Two dedicated connections (RESP2, as Redis 6.2 allows): one SUBSCRIBEd to
-``__redis__:invalidate``, and one that turned ``CLIENT TRACKING on REDIRECT
-<the first> BCAST PREFIX ...`` on for our key prefixes and then stays open
-(tracking lives as long as that connection). Redis queues an invalidation
-message on the first connection in the very event-loop turn that changes a
-key, before the writer reads its reply.
+L1 may serve only while it hears of every change to our keys, wherever the
+change is made: so ``Tracking`` keeps tracking on each node that can take a
+write (``tracking_node.NodeTracking``) and says ``active`` only while all of
+them are tracked. The nodes come from a source per topology:
 
-The subscriber is a plain non-blocking socket, not an asyncio transport, so
-``drain()`` can read what the kernel already holds without yielding: the
-cache calls it before it serves any L1 hit. It is also read in the background
-(``loop.add_reader``). Losing either connection, or an unreadable message,
-turns tracking off (the owner flushes L1) until both are back.
+* one server: the URL's;
+* Sentinel: the master the sentinels name; a master change the command pool
+  sees (a new connection, the answer ``READONLY``) or a ``+switch-master``
+  moves tracking to the new master;
+* Cluster: every master of ``CLUSTER NODES`` (so a slot's new owner, and the
+  target of an ``ASK``, is tracked too); every change of a slot's owner the
+  client learns (a reload of the slot map, a ``MOVED``) is a topology change.
+
+Any node's tracking lost, and any topology change, empties L1 (all of it:
+an entry read through an ``ASK`` was served by another node than its slot's
+owner) and keeps it unused until every node is tracked again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import socket
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
-from urllib.parse import unquote, urlsplit
 
-import hiredis
+from redis.asyncio import Redis
+from redis.event import AsyncAfterSlotsCacheRefreshEvent, AsyncEventListenerInterface
+from redis.exceptions import RedisError
 
-from hita.cache.near import REDIS_FLUSHED, TRACKING_LOST
+from hita.cache.connection import BoundedRedisCluster, BoundedSentinelPool, RedisClient
+from hita.cache.connection import tracking_connection as open_connection
+from hita.cache.near import REDIS_FLUSHED, TOPOLOGY, TRACKING_LOST
+from hita.cache.tracking_node import SETUP_TIMEOUT_S, NodeTracking, Opener, TrackingError
+from hita.config import RedisConfig
 
 log = logging.getLogger(__name__)
 
-CHANNEL: Final = b"__redis__:invalidate"
-RECV_BYTES: Final = 65_536
-CONNECT_TIMEOUT_S: Final = 1.0
 RECONNECT_FIRST_S: Final = 0.1
 RECONNECT_MAX_S: Final = 2.0
+REFRESH_S: Final = 1.0  # the nodes to track are looked up again this often
+SLOTS: Final = 16_384
 
 
 class OnKeys(Protocol):
@@ -41,193 +50,243 @@ class OnKeys(Protocol):
         """``keys`` changed; None: forget everything, for ``reason`` (an L1 flush reason)."""
 
 
-def command(*parts: str | bytes) -> bytes:
-    out = [f"*{len(parts)}\r\n".encode()]
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else part
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-class TrackingError(ConnectionError):
-    pass
+class NodeSource(Protocol):
+    async def nodes(self) -> dict[str, Opener]:
+        """The nodes to track now, by name, each with its connection maker."""
 
 
 class Tracking:
-    def __init__(self, url: str, prefixes: list[str], on_keys: OnKeys) -> None:
-        self._url = url
-        self._prefixes = prefixes
+    def __init__(self, source: NodeSource, prefixes: Sequence[str], on_keys: OnKeys) -> None:
+        self._source = source
+        self._prefixes = list(prefixes)
         self._on_keys = on_keys
-        self._sub: socket.socket | None = None
-        self._ctl: socket.socket | None = None
-        self._reader = hiredis.Reader()
-        self._lost: asyncio.Event = asyncio.Event()
+        self._nodes: dict[str, NodeTracking] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._stale = True  # a topology change not yet reconciled
+        self._epoch = 0  # topology changes so far
         self.active = False
-        self.connections = 0
-        self.messages = 0  # invalidation messages received
-        self.client_id: int | None = None  # of the subscriber, for tests (CLIENT KILL)
+        self._closed_connections = 0
+        self._closed_messages = 0
 
-    # -- life cycle -----------------------------------------------------------------
+    # -- what the cache asks ---------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        """Tracking set-ups made, on every node ever tracked."""
+        return self._closed_connections + sum(n.connections for n in self._nodes.values())
+
+    @property
+    def messages(self) -> int:
+        return self._closed_messages + sum(n.messages for n in self._nodes.values())
+
+    @property
+    def client_id(self) -> int | None:
+        """The first node's subscriber id (for tests on one server: CLIENT KILL)."""
+        first = next(iter(self._nodes.values()), None)
+        return None if first is None else first.client_id
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self._nodes)
+
+    def drain(self) -> bool:
+        """Process every message already received, on every node; False while
+        L1 may not serve (a node untracked, a topology change under way)."""
+        if not self.active:
+            return False
+        for node in self._nodes.values():
+            if not node.drain():
+                return False
+        return self.active
+
+    def topology_changed(self, why: str) -> None:
+        """The nodes to track may have changed: L1 is emptied and unused until
+        they are looked up again and all tracked."""
+        log.info("cache tracking: %s; L1 emptied until every master is tracked", why)
+        self._stale = True
+        self._epoch += 1
+        self._update()
+        self._on_keys(None, TOPOLOGY)
+        self._changed.set()
+
+    # -- life cycle --------------------------------------------------------------------
 
     async def run_forever(self) -> None:
+        unknown = False
+        try:
+            while True:
+                self._changed.clear()
+                epoch = self._epoch
+                try:
+                    wanted = await self._source.nodes()
+                except (RedisError, OSError, TrackingError) as exc:
+                    level = logging.DEBUG if unknown else logging.WARNING  # once an episode
+                    log.log(level, "cache tracking: masters unknown (%s)", exc.__class__.__name__)
+                    unknown = True
+                else:
+                    unknown = False
+                    self._reconcile(wanted, settled=epoch == self._epoch)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(REFRESH_S):
+                        await self._changed.wait()
+        finally:
+            for name in list(self._nodes):
+                await self._stop(name)
+
+    def _reconcile(self, wanted: dict[str, Opener], *, settled: bool) -> None:
+        """Track ``wanted``; ``settled``: no topology change arrived while it
+        was looked up (else it may be out of date, and L1 stays unused)."""
+        gone = [name for name in self._nodes if name not in wanted]
+        for name in gone:
+            asyncio.get_running_loop().create_task(self._stop(name))
+        if self._nodes and set(wanted) != set(self._nodes):
+            # A master gone, or a new one (a promoted replica) whose changes
+            # went unheard until now: what L1 holds may be out of date.
+            self._on_keys(None, TOPOLOGY)
+        for name, opener in wanted.items():
+            if name not in self._nodes:
+                node = NodeTracking(
+                    name, opener, self._prefixes, self._keys_changed, self._node_lost
+                )
+                self._nodes[name] = node
+                self._tasks[name] = asyncio.get_running_loop().create_task(self._keep(node))
+        self._stale = not settled
+        self._update()
+
+    async def _stop(self, name: str) -> None:
+        node, task = self._nodes.pop(name, None), self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if node is not None:
+            self._closed_connections += node.connections
+            self._closed_messages += node.messages
+        self._update()
+
+    async def _keep(self, node: NodeTracking) -> None:
+        """One node's tracking, reconnected after each loss, backing off."""
         delay = RECONNECT_FIRST_S
         while True:
             try:
-                await self._connect()
+                await node.connect()
+                log.info("cache tracking on %s (L1 near cache in use)", node.name)
                 delay = RECONNECT_FIRST_S
-                await self._lost.wait()
-            except asyncio.CancelledError:
-                raise
-            except (OSError, TrackingError, hiredis.ProtocolError) as exc:
-                log.warning("cache tracking unavailable: %s", exc.__class__.__name__)
+                self._update()
+                await node.until_lost()
+            except (OSError, RedisError, TrackingError) as exc:
+                log.warning("cache tracking on %s unavailable: %s", node.name, exc)
             finally:
-                self._close()
+                node.close()
+                self._update()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
-    async def _connect(self) -> None:
-        self._lost = asyncio.Event()
-        self._reader = hiredis.Reader()
-        sub = await self._open()
-        self._sub = sub
-        client_id = await self._ask(sub, command("CLIENT", "ID"), self._reader)
-        await self._send(sub, command("SUBSCRIBE", CHANNEL))
-        confirmed = await self._next_reply(sub, self._reader)
-        if not isinstance(confirmed, list) or confirmed[0] != b"subscribe":
-            raise TrackingError(f"unexpected answer to SUBSCRIBE: {confirmed!r}")
-        ctl = await self._open()
-        self._ctl = ctl
-        prefixes: list[str] = []
-        for prefix in self._prefixes:
-            prefixes += ["PREFIX", prefix]
-        tracking = ("CLIENT", "TRACKING", "on", "REDIRECT", str(client_id), "BCAST", *prefixes)
-        await self._ask(ctl, command(*tracking), hiredis.Reader())
-        loop = asyncio.get_running_loop()
-        loop.add_reader(sub.fileno(), self._readable)
-        loop.add_reader(ctl.fileno(), self._ctl_readable)
-        self.client_id = int(client_id)
-        self.connections += 1
-        self.active = True
-        log.info("cache tracking on (L1 near cache in use)")
+    def _update(self) -> None:
+        self.active = (
+            not self._stale and bool(self._nodes) and all(n.active for n in self._nodes.values())
+        )
 
-    def _close(self) -> None:
-        was = self.active
-        self.active = False
-        loop = asyncio.get_running_loop()
-        for sock in (self._sub, self._ctl):
-            if sock is not None:
-                with contextlib.suppress(ValueError, OSError):
-                    loop.remove_reader(sock.fileno())
-                sock.close()
-        self._sub = self._ctl = None
-        if was:
-            log.warning("cache tracking lost: L1 emptied until it is back")
-            self._on_keys(None, TRACKING_LOST)
-
-    def lose(self, why: str) -> None:
-        if self.active:
-            log.warning("cache tracking: %s", why)
-        self.active = False
-        self._on_keys(None, TRACKING_LOST)
-        self._lost.set()
-
-    # -- reading messages ---------------------------------------------------------------
-
-    def drain(self) -> bool:
-        """Process every message the kernel already holds; False if tracking is off."""
-        if not self.active or self._sub is None:
-            return False
-        try:
-            while True:
-                data = self._sub.recv(RECV_BYTES, socket.MSG_DONTWAIT)
-                if not data:
-                    self.lose("connection closed by Redis")
-                    return False
-                self._reader.feed(data)
-                if len(data) < RECV_BYTES:
-                    break
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            self.lose(f"connection failed: {exc.__class__.__name__}")
-            return False
-        return self._dispatch()
-
-    def _readable(self) -> None:
-        self.drain()
-
-    def _ctl_readable(self) -> None:
-        assert self._ctl is not None
-        try:
-            data = self._ctl.recv(RECV_BYTES, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.lose("the tracking connection was closed")
-
-    def _dispatch(self) -> bool:
-        try:
-            while (reply := self._reader.gets()) is not False:
-                self._message(reply)
-        except (hiredis.ProtocolError, hiredis.ReplyError, ValueError, IndexError) as exc:
-            self.lose(f"unreadable message: {exc}")
-            return False
-        return self.active
-
-    def _message(self, reply: Any) -> None:
-        if not isinstance(reply, list) or len(reply) != 3 or reply[0] != b"message":
-            return  # a subscribe confirmation, or a pong
-        self.messages += 1
-        keys = reply[2]
+    def _keys_changed(self, keys: list[str] | None) -> None:
         if keys is None:
             self._on_keys(None, REDIS_FLUSHED)  # FLUSHALL / FLUSHDB
         else:
-            self._on_keys([k.decode(errors="replace") for k in keys])
+            self._on_keys(keys)
 
-    # -- plumbing -----------------------------------------------------------------------
+    def _node_lost(self, node: NodeTracking, why: str) -> None:
+        log.warning("cache tracking on %s lost (%s): L1 emptied until it is back", node.name, why)
+        self._update()
+        self._on_keys(None, TRACKING_LOST)
 
-    async def _open(self) -> socket.socket:
-        parts = urlsplit(self._url)
-        loop = asyncio.get_running_loop()
-        if parts.scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: Any = parts.path
-        else:
-            host, port = parts.hostname or "127.0.0.1", parts.port or 6379
-            info = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            family, _, _, _, address = info[0]
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await loop.sock_connect(sock, address)
-                if parts.password:
-                    password = unquote(parts.password)
-                    user = unquote(parts.username) if parts.username else None
-                    auth = ("AUTH", user, password) if user else ("AUTH", password)
-                    await self._ask(sock, command(*auth), hiredis.Reader())
-        except BaseException:
-            sock.close()
-            raise
-        return sock
 
-    async def _send(self, sock: socket.socket, data: bytes) -> None:
-        await asyncio.get_running_loop().sock_sendall(sock, data)
+# -- where the nodes come from ------------------------------------------------------------
 
-    async def _next_reply(self, sock: socket.socket, reader: hiredis.Reader) -> Any:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            while (reply := reader.gets()) is False:
-                data = await loop.sock_recv(sock, RECV_BYTES)
-                if not data:
-                    raise TrackingError("connection closed during set-up")
-                reader.feed(data)
-        if isinstance(reply, hiredis.ReplyError):
-            raise TrackingError(str(reply))
-        return reply
 
-    async def _ask(self, sock: socket.socket, data: bytes, reader: hiredis.Reader) -> Any:
-        await self._send(sock, data)
-        return await self._next_reply(sock, reader)
+class OneServer:
+    def __init__(self, config: RedisConfig) -> None:
+        self._opener = functools.partial(open_connection, config, None, SETUP_TIMEOUT_S)
+
+    async def nodes(self) -> dict[str, Opener]:
+        return {"server": self._opener}
+
+
+class SentinelMaster:
+    """The master the sentinels name, as the command pool last saw it."""
+
+    def __init__(self, config: RedisConfig, pool: BoundedSentinelPool) -> None:
+        self._config = config
+        self._pool = pool
+
+    async def nodes(self) -> dict[str, Opener]:
+        address = self._pool.master_address or await self._pool.get_master_address()
+        host, port = str(address[0]), int(address[1])
+        opener = functools.partial(open_connection, self._config, (host, port), SETUP_TIMEOUT_S)
+        return {f"{host}:{port}": opener}
+
+
+class ClusterMasters:
+    """Every primary of the client's slot map, and every master ``CLUSTER
+    NODES`` lists and does not flag as failed (a node that owns no slot yet
+    may answer an ``ASK``)."""
+
+    def __init__(self, config: RedisConfig, redis: BoundedRedisCluster) -> None:
+        self._config = config
+        self._redis = redis
+
+    async def nodes(self) -> dict[str, Opener]:
+        listed: dict[str, dict[str, Any]] = await self._redis.execute_command(
+            "CLUSTER NODES", target_nodes=BoundedRedisCluster.RANDOM
+        )
+        addresses = {
+            address.partition("@")[0]
+            for address, state in listed.items()
+            if {"master"} <= set(str(state.get("flags", "")).split(","))
+            and not {"fail", "noaddr", "handshake"} & set(str(state["flags"]).split(","))
+        }
+        owners = self._redis.nodes_manager.slots_cache.values()
+        addresses |= {held[0].name for held in owners if held}
+        masters: dict[str, Opener] = {}
+        for address in sorted(addresses):
+            host, _, port = address.rpartition(":")
+            masters[address] = functools.partial(
+                open_connection, self._config, (host, int(port)), SETUP_TIMEOUT_S
+            )
+        return masters
+
+
+class SlotOwners(AsyncEventListenerInterface):
+    """Calls ``changed`` when a refresh of the client's slot map (a reload, a
+    MOVED) gives any slot another primary."""
+
+    def __init__(self, redis: BoundedRedisCluster, changed: Callable[[str], None]) -> None:
+        self._redis = redis
+        self._changed = changed
+        self._owners: tuple[str | None, ...] = ()
+
+    def _snapshot(self) -> tuple[str | None, ...]:
+        cache = self._redis.nodes_manager.slots_cache
+        return tuple(cache[s][0].name if cache.get(s) else None for s in range(SLOTS))
+
+    async def listen(self, event: object) -> None:
+        owners = self._snapshot()
+        if self._owners and owners != self._owners:
+            self._changed("a slot changed primary")
+        self._owners = owners
+
+
+def tracking_for(
+    config: RedisConfig, redis: RedisClient, prefixes: Sequence[str], on_keys: OnKeys
+) -> Tracking:
+    """The tracking L1 needs on ``redis``'s topology, wired to follow it."""
+    if isinstance(redis, BoundedRedisCluster):
+        tracking = Tracking(ClusterMasters(config, redis), prefixes, on_keys)
+        listener = SlotOwners(redis, tracking.topology_changed)
+        redis.events.register_listeners({AsyncAfterSlotsCacheRefreshEvent: [listener]})
+        return tracking
+    if isinstance(redis, Redis) and isinstance(redis.connection_pool, BoundedSentinelPool):
+        pool = redis.connection_pool
+        tracking = Tracking(SentinelMaster(config, pool), prefixes, on_keys)
+        pool.master_listeners.append(lambda address: tracking.topology_changed("a new master"))
+        return tracking
+    return Tracking(OneServer(config), prefixes, on_keys)

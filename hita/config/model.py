@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from hita import constants as c
+from hita.config import declare
 from hita.config import derived as d
 from hita.config.declare import (
     choice,
@@ -98,6 +99,22 @@ class DatabaseConfig:
         "longest a request waits for connections, in all, before 503 overloaded, ms",
         minimum=1,
     )
+    reader_url: str | None = declare.url(  # ``url`` is the field above, in here
+        "DATABASE_READER_URL",
+        "PostgreSQL DSN of each instance's reader session (a direct or session-pooled"
+        " address: its LISTEN needs one); unset: DATABASE_URL",
+        check=url_check("postgresql", "postgres"),
+    )
+    statement_cache_size: int = integer(
+        "DB_STATEMENT_CACHE_SIZE",
+        c.DB_STATEMENT_CACHE_SIZE,
+        "prepared statements cached per pooled connection; 0 behind PgBouncer in transaction mode",
+    )
+
+    @property
+    def session_url(self) -> str | None:
+        """Where the reader session connects: its own DSN, else the pool's."""
+        return self.reader_url or self.url
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +233,13 @@ class CacheConfig:
         c.INVALIDATION_BUDGET_MS,
         "how long a write retries its invalidation in Redis before answering, ms",
     )
+    replica_wait_s: float = millis(
+        "CACHE_REPLICA_WAIT_MS",
+        c.REPLICA_WAIT_MS,
+        "Sentinel, Cluster: how long an invalidation waits for a replica to have it"
+        " (WAIT) before it counts as not acknowledged, ms; 0: the master's word is"
+        " enough (then a failover can lose it)",
+    )
     reader_lease_s: float = millis(
         "CACHE_READER_LEASE_MS",
         c.READER_LEASE_MS,
@@ -261,6 +285,12 @@ class CacheConfig:
         c.L1_MAX_BYTES,
         "near cache: most bytes of stored entries per cache type",
         minimum=1024,
+    )
+    l1_max_age_s: float = millis(
+        "CACHE_L1_MAX_AGE_MS",
+        c.L1_MAX_AGE_MS,
+        "near cache: longest an entry is served before it is read from Redis again, ms",
+        minimum=1,
     )
 
 

@@ -296,6 +296,8 @@ async def create_pool(config: DatabaseConfig) -> asyncpg.Pool:
                 max_size=config.pool_max_size,
                 timeout=config.connect_timeout_s,
                 command_timeout=config.command_timeout_s,
+                # 0 behind a transaction pooler: no named statement to lose
+                statement_cache_size=config.statement_cache_size,
             )
         except (asyncpg.exceptions.ClientConfigurationError, ValueError) as exc:
             # a DSN asyncpg cannot use: no retry will change that

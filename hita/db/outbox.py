@@ -11,7 +11,8 @@ PostgreSQL and nothing of Redis:
   last; it reports, with each renewal, the snapshot whose rows the instance
   took in before renewing, and which rows the instance has applied to Redis.
   Writers ask it for the other readers' state. It also LISTENs, for hints:
-  a new row (renew soon), or a writer waiting for the readers (renew now).
+  a new row (renew soon), or a writer waiting for the readers (renew now),
+  and probes that its LISTEN delivers (``listen_probe``).
 * ``Outbox`` is the table seen from the shared pool: the sweep re-applies
   rows nobody acknowledged, prunes acknowledged rows after their retention,
   and collapses an overgrown backlog into one "every user changed" row.
@@ -30,6 +31,7 @@ import orjson
 
 from hita.constants import OUTBOX_CHANNEL
 from hita.db.database import UNAVAILABLE_ERRORS, Database
+from hita.db.listen_probe import ListenProbe
 from hita.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ class ReaderSession:
         connect_timeout_s: float,
         timeout_s: float,
         on_hint: Callable[[bool], None],
+        probe_send: Callable[[str], Awaitable[None]],
     ) -> None:
         self._dsn = dsn
         self.instance = instance
@@ -127,6 +130,7 @@ class ReaderSession:
         self._lock = asyncio.Lock()  # one statement at a time on the connection
         self.connections = 0  # how many times it was opened
         self.pid: int | None = None  # its backend's, for tests and operators
+        self.probe = ListenProbe(instance, probe_send)  # does its LISTEN deliver?
 
     @property
     def open(self) -> bool:
@@ -139,6 +143,10 @@ class ReaderSession:
                 self._dsn,
                 timeout=self._connect_timeout_s,
                 server_settings={"application_name": APPLICATION_NAME},
+                # Unnamed statements: a few a second, and they work through a
+                # pooler in transaction mode too (a named one would be looked
+                # for on another server connection).
+                statement_cache_size=0,
             )
             await conn.add_listener(OUTBOX_CHANNEL, self._notified)
         except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
@@ -153,7 +161,10 @@ class ReaderSession:
             conn.terminate()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._on_hint(payload == HURRY)
+        if ListenProbe.is_probe(payload):
+            self.probe.heard(payload)
+        else:
+            self._on_hint(payload == HURRY)
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record:
         conn = self._conn
@@ -279,6 +290,10 @@ class Outbox:
 
     async def count(self) -> int:
         return int(await self._db.fetchval("SELECT count(*) FROM cache_outbox"))
+
+    async def notify(self, payload: str) -> None:
+        """NOTIFY ``payload`` on the outbox's channel (the readers' probe)."""
+        await self._db.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, payload)
 
     async def changed_since(self, seconds: float) -> list[Change]:
         """Every change committed in the last ``seconds``, acknowledged or not."""

@@ -102,6 +102,7 @@ class CacheCoherence:
             connect_timeout_s=connect_timeout_s,
             timeout_s=max(config.reader_lease_s * 2 / 3, config.reader_renew_s),
             on_hint=self._hint,
+            probe_send=self.outbox.notify,
         )
         self.ready = asyncio.Event()  # set by the first renewal
         self.stats = CoherenceStats()
@@ -139,6 +140,7 @@ class CacheCoherence:
             for task in [self._watcher, *self._tasks]:
                 if task is not None:
                     await cancel_and_wait(task)
+            await self.session.probe.close()
             await self._release()
 
     async def _renew_forever(self) -> None:
@@ -149,6 +151,7 @@ class CacheCoherence:
             await self.renew_once()
             if hurried:  # a writer waits: report at once the snapshot just taken in
                 await self.renew_once()
+            self.session.probe.tick()
             await self._until_next_renewal()
 
     async def _until_next_renewal(self) -> None:

@@ -27,7 +27,14 @@ from hita.domain.roles import Role
 from hita.domain.users import NewUser, Operator
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
 from hita.services.tokens import Tokens
-from tests.conftest import TEST_ROOT, RedisTarget, make_config
+from tests.conftest import (
+    TEST_ROOT,
+    RedisTarget,
+    crossslot_errors,
+    forbidden_calls,
+    make_config,
+)
+from tests.topologies import RedisClusterServers, SentinelServers
 
 PASSWORD = "correct horse battery"
 SETTLE_S = 3.0  # how long a test waits for changes taken in to reach Redis
@@ -186,4 +193,35 @@ def private_postgres() -> Iterator[EmbeddedPostgres]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def own_cluster(session_dir: Path) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of this test's own, to kill nodes of."""
+    root = Path(tempfile.mkdtemp(prefix="c", dir=session_dir))
+    servers = RedisClusterServers(root)
+    try:
+        servers.start()
+        yield servers
+        survivors = [node.url for node in servers.nodes if node.running()]
+        assert forbidden_calls(survivors) == {}
+        assert crossslot_errors(survivors) == {}
+    finally:
+        servers.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def own_sentinel(session_dir: Path) -> Iterator[SentinelServers]:
+    """A Sentinel set of this test's own, to kill its master."""
+    root = Path(tempfile.mkdtemp(prefix="s", dir=session_dir))
+    servers = SentinelServers(root)
+    try:
+        servers.start()
+        yield servers
+        survivors = [node.url for node in servers.data_nodes if node.running()]
+        assert forbidden_calls(survivors) == {}
+    finally:
+        servers.stop()
         shutil.rmtree(root, ignore_errors=True)

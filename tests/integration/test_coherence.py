@@ -385,7 +385,7 @@ import asyncio, os, signal, sys
 import asyncpg
 
 async def main() -> None:
-    conn = await asyncpg.connect(sys.argv[1])
+    conn = await asyncpg.connect(sys.argv[1], statement_cache_size=0)  # PgBouncer too
     await conn.execute("UPDATE users SET full_name = $2 WHERE id = $1", sys.argv[2], sys.argv[3])
     os.kill(os.getpid(), signal.SIGKILL)  # committed; it never reaches Redis
 

@@ -11,17 +11,13 @@ replica's promotion.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 import pytest
 from pytest_aiohttp import AiohttpClient
-from redis.crc import key_slot
 
 from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS
@@ -30,8 +26,6 @@ from hita.services.tokens import Tokens
 from tests.conftest import (
     RedisTarget,
     cluster_target,
-    crossslot_errors,
-    forbidden_calls,
     make_config,
     sentinel_target,
 )
@@ -41,7 +35,6 @@ from tests.topologies import (
     Node,
     RedisClusterServers,
     SentinelServers,
-    client,
 )
 
 pytestmark = pytest.mark.slow
@@ -198,32 +191,6 @@ def check(scenario: Scenario, timings: dict[str, float]) -> None:
 # -- Redis Cluster ------------------------------------------------------------
 
 
-@pytest.fixture
-def own_cluster(session_dir: Path) -> Iterator[RedisClusterServers]:
-    root = Path(tempfile.mkdtemp(prefix="c", dir=session_dir))
-    servers = RedisClusterServers(root)
-    try:
-        servers.start()
-        yield servers
-        survivors = [node.url for node in servers.nodes if node.running()]
-        assert forbidden_calls(survivors) == {}
-        assert crossslot_errors(survivors) == {}
-    finally:
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def slot_owner(servers: RedisClusterServers, key: str) -> int:
-    """The port of the primary serving ``key``'s slot now."""
-    slot = key_slot(key.encode())
-    alive = next(n for n in servers.nodes if n.running())
-    with client(alive.port) as c:
-        for start, end, primary, *_ in c.execute_command("CLUSTER SLOTS"):
-            if int(start) <= slot <= int(end):
-                return int(primary[1])
-    raise AssertionError(f"slot {slot} is not served")
-
-
 @pytest.mark.cluster
 async def test_a_cluster_primary_killed_under_traffic(
     aiohttp_client: AiohttpClient, clean_database: str, own_cluster: RedisClusterServers
@@ -234,7 +201,7 @@ async def test_a_cluster_primary_killed_under_traffic(
         """The written user and the probe on the same primary, the one killed."""
         by_port: dict[int, list[Account]] = {}
         for account, key in users:
-            by_port.setdefault(slot_owner(own_cluster, key), []).append(account)
+            by_port.setdefault(own_cluster.slot_owner(key), []).append(account)
         port, accounts = max(by_port.items(), key=lambda item: len(item[1]))
         assert len(accounts) >= 2
         owners["port"] = port
@@ -246,38 +213,11 @@ async def test_a_cluster_primary_killed_under_traffic(
     victim = own_cluster.node(owners["port"])
     replica = own_cluster.replica_of(victim)
 
-    def promoted() -> bool:
-        try:
-            return replica in own_cluster.primaries() and _cluster_ok(own_cluster)
-        except Exception:
-            return False
-
-    timings = await run_failover(scenario, victim.kill, promoted)
+    timings = await run_failover(scenario, victim.kill, lambda: own_cluster.promoted(replica))
     check(scenario, timings)
 
 
-def _cluster_ok(servers: RedisClusterServers) -> bool:
-    alive = next(n for n in servers.nodes if n.running())
-    with client(alive.port) as c:
-        info: dict[str, str] = c.execute_command("CLUSTER INFO")
-    return info["cluster_state"] == "ok"
-
-
 # -- Sentinel -----------------------------------------------------------------
-
-
-@pytest.fixture
-def own_sentinel(session_dir: Path) -> Iterator[SentinelServers]:
-    root = Path(tempfile.mkdtemp(prefix="s", dir=session_dir))
-    servers = SentinelServers(root)
-    try:
-        servers.start()
-        yield servers
-        survivors = [node.url for node in servers.data_nodes if node.running()]
-        assert forbidden_calls(survivors) == {}
-    finally:
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.sentinel
@@ -293,12 +233,6 @@ async def test_the_sentinel_master_killed_under_traffic(
     victim: Node = own_sentinel.master
     replica = own_sentinel.replica
 
-    def promoted() -> bool:
-        if own_sentinel.master_port() != replica.port:
-            return False
-        with client(replica.port) as c:
-            return bool(c.info("replication")["role"] == "master")
-
-    timings = await run_failover(scenario, victim.kill, promoted)
+    timings = await run_failover(scenario, victim.kill, lambda: own_sentinel.promoted(replica))
     check(scenario, timings)
     assert timings["kill_to_promotion_s"] >= SENTINEL_DOWN_AFTER_MS / 1000

@@ -26,6 +26,7 @@ async def test_health_reports_both_dependencies_ok(
         "status": "ok",
         "database": {"status": "ok"},
         "cache": {"status": "ok"},
+        "notifications": {"status": "ok"},  # the reader session's LISTEN delivers
     }
     assert response.headers["X-Request-ID"]
 

@@ -97,20 +97,26 @@ def _tls_ready(port: int, ca: Path, process: ServerProcess) -> bool:
         return False
 
 
+def tls_argv(port: int, root: Path, *extra: str) -> list[str]:
+    """Debian's redis-server on a TLS port of 127.0.0.1 only, with the
+    certificates ``make_certificates`` wrote to ``root``."""
+    return [
+        str(DEBIAN_REDIS),
+        "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),
+        "--tls-cert-file", str(root / "server.pem"),
+        "--tls-key-file", str(root / "server.key"),
+        "--tls-ca-cert-file", str(root / "ca.pem"),
+        "--tls-auth-clients", "no",
+        "--save", "", "--appendonly", "no", "--dir", str(root),
+        *extra,
+    ]  # fmt: skip
+
+
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
     make_certificates(tmp_path)
     port = free_port()
-    argv = [
-        str(DEBIAN_REDIS),
-        "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),
-        "--tls-cert-file", str(tmp_path / "server.pem"),
-        "--tls-key-file", str(tmp_path / "server.key"),
-        "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
-        "--tls-auth-clients", "no",
-        "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
-    ]  # fmt: skip
-    process = ServerProcess("redis-server-tls", argv, tmp_path / "redis.log")
+    process = ServerProcess("redis-server-tls", tls_argv(port, tmp_path), tmp_path / "redis.log")
     process.start()
     try:
         wait_until(

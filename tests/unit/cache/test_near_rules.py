@@ -1,6 +1,6 @@
 """When L1 may keep and serve an entry: never one read while tracking was
-down, never one past its TTL. A cache over fakeredis with a stand-in for
-tracking whose state the test sets."""
+down, never one past its TTL or its maximum age. A cache over fakeredis with
+a stand-in for tracking whose state the test sets."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hita.cache import readthrough
 from hita.cache.client import RedisCache
 from hita.cache.codec import MISS, encode
 from hita.cache.keys import KeyBuilder
-from hita.cache.near import NearCache
+from hita.cache.near import AGE, NearCache
 from tests.conftest import make_config
 
 KEY = KeyBuilder().key("user_details", "5779356081")
@@ -89,3 +89,33 @@ async def test_an_entry_past_its_ttl_is_not_served_from_l1() -> None:
     fresh = KeyBuilder().key("user_details", "fresh")
     assert cache._near_hit(fresh) == {"full_name": "Fresh"}
     await cache.aclose()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_no_entry_is_served_past_its_max_age_whatever_its_ttl() -> None:
+    clock = Clock()
+    near = NearCache(100, 1 << 20, max_age_s=30.0, clock=clock)
+    raw = encode({"full_name": "Long Lived"}, ttl_ms=3_600_000)  # an hour in Redis
+    near.put(KEY.redis_key, raw, near.seq, cache_type="user_details")
+    clock.now += 29.9
+    assert near.get(KEY.redis_key) == raw
+    clock.now += 0.2
+    assert near.get(KEY.redis_key) is None  # read from Redis again
+    assert KEY.redis_key not in near
+    assert near.stats.dropped["user_details", AGE] == 1
+
+
+def test_control_without_a_max_age_the_entry_stays() -> None:
+    clock = Clock()
+    near = NearCache(100, 1 << 20, clock=clock)
+    raw = encode({"full_name": "Long Lived"}, ttl_ms=3_600_000)
+    near.put(KEY.redis_key, raw, near.seq)
+    clock.now += 3_000.0
+    assert near.get(KEY.redis_key) == raw

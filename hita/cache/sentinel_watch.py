@@ -1,0 +1,102 @@
+"""What the sentinels say about the master: where it is, whether it has a
+replica they could promote, and word of a failover as it happens.
+
+One background task subscribes to ``+switch-master`` on a sentinel (the next
+one in turn after a failure) and, on each such message, on a WAIT that fell
+short, and every ``REFRESH_S``, asks again: the master's address through the
+pool (whose listeners hear of a change before any command reaches the new
+master) and the replicas the sentinels do not hold down. Until the first
+answer, a replica is assumed: invalidations WAIT for one (the safe side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hita.cache.connection import BoundedRedisCluster, BoundedSentinelPool, RedisClient
+from hita.cache.replication import ONE, ClusterReplicas, NoReplicas, Replicas
+
+log = logging.getLogger(__name__)
+
+SWITCH_MASTER: Final = "+switch-master"
+REFRESH_S: Final = 1.0  # the replicas are asked about this often, at least
+POLL_S: Final = 0.05  # how long one wait for a sentinel message lasts
+RETRY_S: Final = 0.5  # pause before trying the next sentinel
+
+
+class SentinelWatch:
+    def __init__(self, pool: BoundedSentinelPool) -> None:
+        self._pool = pool
+        self.replicas = ONE  # replicas the sentinels could promote, as last heard
+        self.switches = 0  # +switch-master messages about our master
+        self._kicked = False
+        self._turn = 0
+
+    @property
+    def master_name(self) -> str:
+        return str(self._pool.service_name)
+
+    def wanted(self, slot: int | None) -> int:
+        return ONE if self.replicas else 0
+
+    def missed(self) -> None:
+        self._kicked = True
+
+    async def refresh(self) -> None:
+        """Ask the sentinels again (errors propagate; the last answer stands)."""
+        await self._pool.get_master_address()
+        manager = self._pool.sentinel_manager
+        sentinel = manager.sentinels[self._turn % len(manager.sentinels)]
+        replicas = await sentinel.sentinel_slaves(self.master_name)
+        self.replicas = len(manager.filter_slaves(replicas))
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except (RedisError, OSError) as exc:
+                log.debug("sentinel watch: %s; trying the next sentinel", exc.__class__.__name__)
+            self._turn += 1
+            await asyncio.sleep(RETRY_S)
+
+    async def _follow(self) -> None:
+        manager = self._pool.sentinel_manager
+        pubsub = manager.sentinels[self._turn % len(manager.sentinels)].pubsub()
+        try:
+            await pubsub.subscribe(SWITCH_MASTER)
+            while True:
+                self._kicked = False
+                await self.refresh()
+                due = time.monotonic() + REFRESH_S
+                while time.monotonic() < due and not self._kicked:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=POLL_S
+                    )
+                    if message is not None and self._about_us(message.get("data")):
+                        self.switches += 1
+                        log.warning("the sentinels switched the master: %s", message["data"])
+                        break
+        finally:
+            await pubsub.aclose()
+
+    def _about_us(self, data: object) -> bool:
+        """``<name> <old ip> <old port> <new ip> <new port>``."""
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        return text.split(" ", 1)[0] == self.master_name
+
+
+def replicas_for(redis: RedisClient) -> Replicas:
+    """Who says whether a master has a replica to WAIT for, on ``redis``'s
+    topology: the slot map (Cluster), the sentinels (Sentinel), nobody (one
+    server, which nothing can be promoted in place of)."""
+    if isinstance(redis, BoundedRedisCluster):
+        return ClusterReplicas(redis)
+    if isinstance(redis, Redis) and isinstance(redis.connection_pool, BoundedSentinelPool):
+        return SentinelWatch(redis.connection_pool)
+    return NoReplicas()

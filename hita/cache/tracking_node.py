@@ -1,0 +1,270 @@
+"""One Redis server's client-side-caching connections, for L1.
+
+Two connections (RESP2): one SUBSCRIBEd to ``__redis__:invalidate``, one that
+turned ``CLIENT TRACKING on REDIRECT <the first> BCAST PREFIX ...`` on and
+then stays open (tracking lives as long as it does). Redis queues an
+invalidation message on the first in the very event-loop turn that changes a
+key, before the writer reads its reply.
+
+Both are redis-py connections made from the command connections' settings
+(TLS, user and password included), opened and set up in a thread; then their
+sockets are read without blocking and without yielding, so ``drain()`` takes
+in what the kernel already holds before the cache serves an L1 hit. The
+subscriber is PINGed every ``PING_S``: a connection that stops answering
+(a half-open socket, a paused server) counts as lost after ``PONG_WITHIN_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import hiredis
+from redis.connection import AbstractConnection
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+CHANNEL: Final = b"__redis__:invalidate"
+RECV_BYTES: Final = 65_536
+SETUP_TIMEOUT_S: Final = 1.0  # connect, TLS, AUTH and the set-up commands, each
+PING_S: Final = 1.0  # the subscriber is PINGed this often
+PONG_WITHIN_S: Final = 1.0  # and is lost when a PONG is this late
+_AGAIN: Final = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+Opener = Callable[[], AbstractConnection]  # an unopened connection to the node
+KeysListener = Callable[[list[str] | None], None]  # None: every key (FLUSHALL, FLUSHDB)
+
+
+def command(*parts: str | bytes) -> bytes:
+    out = [f"*{len(parts)}\r\n".encode()]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class TrackingError(ConnectionError):
+    pass
+
+
+def raw_socket(connection: AbstractConnection) -> socket.socket:
+    """The socket under an open redis-py connection (a plain, unix or TLS one).
+    redis-py keeps it behind ``_get_socket``; tests/unit/cache/test_tracking_node.py
+    fails loudly if that changes."""
+    sock = connection._get_socket()
+    if sock is None:
+        raise TrackingError("the connection has no socket")
+    return sock
+
+
+class NodeTracking:
+    """Tracking on one node. ``active`` while both connections are up;
+    ``on_lost`` is called once per loss (the owner flushes L1)."""
+
+    def __init__(
+        self,
+        name: str,
+        opener: Opener,
+        prefixes: Sequence[str],
+        on_keys: KeysListener,
+        on_lost: Callable[[NodeTracking, str], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._opener = opener
+        self._prefixes = list(prefixes)
+        self._on_keys = on_keys
+        self._on_lost = on_lost
+        self._clock = clock
+        self._conns: list[AbstractConnection] = []
+        self._sub: socket.socket | None = None
+        self._ctl: socket.socket | None = None
+        self._reader = hiredis.Reader()
+        self._lost = asyncio.Event()
+        self._ping_sent: float | None = None  # the PING not answered yet
+        self._pinged = 0.0  # when the last PING was sent
+        self.active = False
+        self.connections = 0
+        self.messages = 0  # invalidation messages received
+        self.client_id: int | None = None  # of the subscriber, for tests (CLIENT KILL)
+
+    # -- life cycle --------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open and set up both connections (in a thread), then read them here."""
+        self._lost = asyncio.Event()
+        self._reader = hiredis.Reader()
+        loop = asyncio.get_running_loop()
+        setup = loop.run_in_executor(None, self._setup)
+        try:
+            conns, client_id = await asyncio.shield(setup)
+        except asyncio.CancelledError:
+            setup.add_done_callback(_close_late)
+            raise
+        self._conns = conns
+        self._sub, self._ctl = (raw_socket(c) for c in conns)
+        for sock in (self._sub, self._ctl):
+            sock.setblocking(False)
+        loop.add_reader(self._sub.fileno(), self.drain)
+        loop.add_reader(self._ctl.fileno(), self._ctl_readable)
+        self.client_id = client_id
+        self._ping_sent = None
+        self.connections += 1
+        self.active = True
+
+    def _setup(self) -> tuple[list[AbstractConnection], int]:
+        """Blocking: the subscriber, then tracking redirected to it, on a master."""
+        conns: list[AbstractConnection] = []
+        try:
+            sub = self._opener()
+            conns.append(sub)
+            sub.connect()  # type: ignore[no-untyped-call]
+            client_id = int(_ask(sub, "CLIENT", "ID"))
+            # Read with our own parser from here on (redis-py's would take the
+            # confirmation for a push message and wait for another answer).
+            sock = raw_socket(sub)
+            sock.sendall(command("SUBSCRIBE", CHANNEL))
+            while (confirmed := self._reader.gets()) is False:
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    raise TrackingError("connection closed during set-up")
+                self._reader.feed(data)
+            if not isinstance(confirmed, list) or confirmed[0] != b"subscribe":
+                raise TrackingError(f"unexpected answer to SUBSCRIBE: {confirmed!r}")
+            ctl = self._opener()
+            conns.append(ctl)
+            ctl.connect()  # type: ignore[no-untyped-call]
+            role = _ask(ctl, "ROLE")
+            if not isinstance(role, list) or role[0] != b"master":
+                raise TrackingError(f"{self.name} is not a master")
+            prefixes: list[str] = []
+            for prefix in self._prefixes:
+                prefixes += ["PREFIX", prefix]
+            _ask(ctl, "CLIENT", "TRACKING", "on", "REDIRECT", str(client_id), "BCAST", *prefixes)
+        except BaseException:
+            for conn in conns:
+                conn.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        return conns, client_id
+
+    async def until_lost(self) -> None:
+        """Keep the subscriber PINGed until either connection is lost."""
+        while not self._lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PING_S / 2):
+                    await self._lost.wait()
+            self._keepalive()
+
+    def close(self) -> None:
+        self.active = False
+        loop = asyncio.get_running_loop()
+        for sock in (self._sub, self._ctl):
+            if sock is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    loop.remove_reader(sock.fileno())
+        for conn in self._conns:
+            with contextlib.suppress(Exception):
+                conn.disconnect()  # type: ignore[no-untyped-call]
+        self._conns, self._sub, self._ctl = [], None, None
+
+    def lose(self, why: str) -> None:
+        was, self.active = self.active, False
+        self._lost.set()
+        if was:
+            self._on_lost(self, why)
+
+    # -- reading messages ------------------------------------------------------------
+
+    def drain(self) -> bool:
+        """Process every message the kernel already holds; False if tracking is off."""
+        sock = self._sub
+        if not self.active or sock is None:
+            return False
+        try:
+            while True:
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    self.lose("connection closed by Redis")
+                    return False
+                self._reader.feed(data)
+        except _AGAIN:
+            pass
+        except OSError as exc:
+            self.lose(f"connection failed: {exc.__class__.__name__}")
+            return False
+        return self._dispatch()
+
+    def _ctl_readable(self) -> None:
+        sock = self._ctl
+        if sock is None:
+            return
+        try:
+            data = sock.recv(RECV_BYTES)
+        except _AGAIN:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.lose("the tracking connection was closed")
+
+    def _dispatch(self) -> bool:
+        try:
+            while (reply := self._reader.gets()) is not False:
+                self._message(reply)
+        except (hiredis.ProtocolError, hiredis.ReplyError, ValueError, IndexError) as exc:
+            self.lose(f"unreadable message: {exc}")
+            return False
+        return self.active
+
+    def _message(self, reply: Any) -> None:
+        if isinstance(reply, list) and reply and reply[0] == b"pong":
+            self._ping_sent = None
+            return
+        if not isinstance(reply, list) or len(reply) != 3 or reply[0] != b"message":
+            return  # a subscribe confirmation
+        self.messages += 1
+        keys = reply[2]
+        self._on_keys(None if keys is None else [k.decode(errors="replace") for k in keys])
+
+    def _keepalive(self) -> None:
+        """A PING every ``PING_S``; lost when the last one is unanswered too long."""
+        if not self.active or self._sub is None:
+            return
+        now = self._clock()
+        if self._ping_sent is not None:
+            if now - self._ping_sent > PONG_WITHIN_S:
+                self.lose(f"no PONG within {PONG_WITHIN_S:.1f} s")
+            return
+        if now - self._pinged < PING_S:
+            return
+        try:
+            self._sub.send(command("PING"))
+        except _AGAIN:
+            return
+        except OSError as exc:
+            self.lose(f"connection failed: {exc.__class__.__name__}")
+            return
+        self._ping_sent = self._pinged = now
+
+
+def _ask(conn: AbstractConnection, *args: str | bytes) -> Any:
+    conn.send_command(*args)  # type: ignore[no-untyped-call]
+    reply = conn.read_response()
+    if isinstance(reply, RedisError):
+        raise TrackingError(str(reply))
+    return reply
+
+
+def _close_late(setup: asyncio.Future[tuple[list[AbstractConnection], int]]) -> None:
+    """A set-up whose waiter was cancelled: close what it opened."""
+    if not setup.cancelled() and setup.exception() is None:
+        for conn in setup.result()[0]:
+            conn.disconnect()  # type: ignore[no-untyped-call]

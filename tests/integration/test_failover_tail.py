@@ -1,0 +1,201 @@
+"""An invalidation acknowledged just before a failover is not lost with the
+master's unreplicated tail (docs/cache.md, invariant 13).
+
+The tail is lost on purpose, as in `make chaos`: the replica is stopped
+(SIGSTOP) and its replication link cut (CLIENT KILL TYPE replica on the
+master; a stopped process's kernel would otherwise take in the stream and
+hand it over later), renames are answered 200, the master is killed, the
+replica continued and promoted. Two instances (L1 on) then read the renamed
+users until their caches serve them again: no read may show an old name.
+The control turns the replica's confirmation off (CACHE_REPLICA_WAIT_MS=0):
+the promoted replica still holds the old entries, and the reads show them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE
+from hita.domain.roles import Role
+from tests.conftest import cluster_target, sentinel_target
+from tests.integration.conftest import Account, World
+from tests.integration.test_coherence import settled
+from tests.integration.test_near_cache_topologies import two_worlds_on
+from tests.topologies import Node, RedisClusterServers, SentinelServers, client
+
+pytestmark = pytest.mark.slow
+
+GUESTS: Final = 4
+ACKED_WITHIN_S: Final = 0.3  # before the kill, the writes' rows may be acknowledged
+PROMOTION_BUDGET_S: Final = 30.0
+RECOVERY_BUDGET_S: Final = 15.0  # promotion -> every read served from the cache again
+OLD: Final = "Before The Failover"
+NEW: Final = "After The Failover"
+BREAKER: Final = {"CACHE_BREAKER_OPEN_S": "0.5"}  # the cache comes back soon after promotion
+
+
+@dataclass
+class Tail:
+    a: World  # writes
+    b: World  # only reads
+    admin: Account
+    guests: list[Account]
+    master: Node
+    replica: Node
+    promoted: Callable[[], bool]
+
+
+async def name_of(world: World, admin: Account, guest: Account) -> tuple[str, bool]:
+    """The name ``world`` shows, and whether its cache answered (L1 or Redis)."""
+    counters = world.app[CACHE].stats["user_details"]
+    hits = counters.hits
+    response = await world.client.get(f"/v1.0/user/{guest.id}", headers=admin.headers)
+    assert response.status == 200
+    name = str((await response.json())["user"]["full_name"])
+    return name, counters.hits > hits
+
+
+async def lose_the_tail(tail: Tail) -> list[tuple[str, str]]:
+    """The failover; then every (instance, name) read that showed an old name."""
+    a, b, admin = tail.a, tail.b, tail.admin
+    for world in (a, b):  # cached in Redis (and L1) on both, then replicated
+        for guest in tail.guests:
+            for _ in range(2):
+                assert (await name_of(world, admin, guest))[0] == OLD
+    await settled(a, b)
+    with client(tail.master.port) as master:
+        assert master.execute_command("WAIT", 1, 5_000) == 1
+    tail.replica.process.pause()
+    try:
+        with client(tail.master.port) as master:
+            assert master.client_kill_filter(_type="replica") >= 1
+        answers = await asyncio.gather(
+            *(
+                a.client.patch(
+                    f"/v1.0/user/update/{g.id}", json={"full_name": NEW}, headers=admin.headers
+                )
+                for g in tail.guests
+            )
+        )
+        assert [r.status for r in answers] == [200] * len(tail.guests)
+        await acknowledged_or(a, ACKED_WITHIN_S)
+        tail.master.kill()
+    finally:
+        tail.replica.process.resume()
+    deadline = time.monotonic() + PROMOTION_BUDGET_S
+    while not await asyncio.to_thread(tail.promoted):
+        assert time.monotonic() < deadline, "the replica was never promoted"
+        await asyncio.sleep(0.1)
+    return await read_until_served(tail)
+
+
+async def acknowledged_or(world: World, seconds: float) -> None:
+    """Until every outbox row is acknowledged, or ``seconds``: whatever the
+    mechanism lets through is then in the master's tail, not in flight."""
+    deadline = time.monotonic() + seconds
+    outbox = world.app[COHERENCE].outbox
+    while (await outbox.waiting())[0] and time.monotonic() < deadline:  # noqa: ASYNC110 - a table
+        await asyncio.sleep(0.01)
+
+
+async def read_until_served(tail: Tail) -> list[tuple[str, str]]:
+    """Read every guest on both instances until each read is served by the
+    cache again (so it is the cache's answer that is judged); the stale ones."""
+    stale = []
+    deadline = time.monotonic() + RECOVERY_BUDGET_S
+    waiting = {(w, g.id) for w in ("a", "b") for g in tail.guests}
+    while waiting:
+        assert time.monotonic() < deadline, f"the cache never served again: {sorted(waiting)}"
+        for label, world in (("a", tail.a), ("b", tail.b)):
+            for guest in tail.guests:
+                name, served = await name_of(world, tail.admin, guest)
+                if name != NEW:
+                    stale.append((label, name))
+                if served:
+                    waiting.discard((label, guest.id))
+        await asyncio.sleep(0.05)
+    return stale
+
+
+# -- Sentinel -----------------------------------------------------------------
+
+
+async def sentinel_tail(
+    aiohttp_client: AiohttpClient, database_url: str, servers: SentinelServers, **overrides: str
+) -> Tail:
+    a, b = await two_worlds_on(aiohttp_client, database_url, sentinel_target(servers), **overrides)
+    admin = await a.make_user(Role.ADMIN)
+    guests = [await a.make_user(full_name=OLD) for _ in range(GUESTS)]
+    replica = servers.replica
+    return Tail(a, b, admin, guests, servers.master, replica, lambda: servers.promoted(replica))
+
+
+# -- Redis Cluster ------------------------------------------------------------
+
+
+async def cluster_tail(
+    aiohttp_client: AiohttpClient,
+    database_url: str,
+    servers: RedisClusterServers,
+    **overrides: str,
+) -> Tail:
+    a, b = await two_worlds_on(
+        aiohttp_client, database_url, cluster_target(servers), **BREAKER, **overrides
+    )
+    admin = await a.make_user(Role.ADMIN)
+    keys = a.app[CACHE_KEYS]
+    by_port: dict[int, list[Account]] = {}
+    while not by_port or max(len(v) for v in by_port.values()) < GUESTS:
+        guest = await a.make_user(full_name=OLD)
+        port = servers.slot_owner(keys.user_details(guest.id).redis_key)
+        by_port.setdefault(port, []).append(guest)
+    port, guests = max(by_port.items(), key=lambda item: len(item[1]))
+    master = servers.node(port)
+    replica = servers.replica_of(master)
+    promoted = functools.partial(servers.promoted, replica)
+    return Tail(a, b, admin, guests[:GUESTS], master, replica, promoted)
+
+
+MakeTail = Callable[..., Awaitable[Tail]]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sentinel", marks=pytest.mark.sentinel),
+        pytest.param("cluster", marks=pytest.mark.cluster),
+    ]
+)
+def make_tail(
+    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, clean_database: str
+) -> MakeTail:
+    """Two instances on a Sentinel set, then on a Cluster, of the test's own."""
+
+    async def make(**overrides: str) -> Tail:
+        if request.param == "sentinel":
+            servers = request.getfixturevalue("own_sentinel")
+            return await sentinel_tail(aiohttp_client, clean_database, servers, **overrides)
+        servers = request.getfixturevalue("own_cluster")
+        return await cluster_tail(aiohttp_client, clean_database, servers, **overrides)
+
+    return make
+
+
+async def test_an_acknowledged_invalidation_survives_a_failover(make_tail: MakeTail) -> None:
+    tail = await make_tail()
+    assert await lose_the_tail(tail) == []
+    assert tail.a.app[CACHE].stats.replica_timeouts >= 1  # the replica was waited for
+
+
+async def test_control_without_the_replicas_word_a_failover_shows_old_names(
+    make_tail: MakeTail,
+) -> None:
+    tail = await make_tail(CACHE_REPLICA_WAIT_MS="0")
+    assert OLD in {name for _, name in await lose_the_tail(tail)}
