@@ -12,6 +12,12 @@ sockets are read without blocking and without yielding, so ``drain()`` takes
 in what the kernel already holds before the cache serves an L1 hit. The
 subscriber is PINGed every ``PING_S``: a connection that stops answering
 (a half-open socket, a paused server) counts as lost after ``PONG_WITHIN_S``.
+
+A PONG later than ``PONG_LATE_S`` pauses L1 until it comes (``drain`` says
+False): Redis sends an invalidation and a PONG in order on one connection, so
+a slow path to this node (the invalidations delayed, the writer's own path
+fast) stops L1 serving within ``PING_S + PONG_LATE_S`` instead of serving
+entries whose invalidation is still on the way (docs/cache.md, assumptions).
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ log = logging.getLogger(__name__)
 CHANNEL: Final = b"__redis__:invalidate"
 RECV_BYTES: Final = 65_536
 SETUP_TIMEOUT_S: Final = 1.0  # connect, TLS, AUTH and the set-up commands, each
-PING_S: Final = 1.0  # the subscriber is PINGed this often
-PONG_WITHIN_S: Final = 1.0  # and is lost when a PONG is this late
+PING_S: Final = 0.1  # the subscriber is PINGed this often
+PONG_LATE_S: Final = 0.02  # a PONG this late pauses L1 until it comes
+PONG_WITHIN_S: Final = 1.0  # and one this late loses the connection
 _AGAIN: Final = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 Opener = Callable[[], AbstractConnection]  # an unopened connection to the node
@@ -94,6 +101,7 @@ class NodeTracking:
         self.active = False
         self.connections = 0
         self.messages = 0  # invalidation messages received
+        self.late_reads = 0  # L1 reads refused while a PONG was late
         self.client_id: int | None = None  # of the subscriber, for tests (CLIENT KILL)
 
     # -- life cycle --------------------------------------------------------------
@@ -200,7 +208,16 @@ class NodeTracking:
         except OSError as exc:
             self.lose(f"connection failed: {exc.__class__.__name__}")
             return False
-        return self._dispatch()
+        return self._dispatch() and not self._late()
+
+    def _late(self) -> bool:
+        """Whether a PING is unanswered past ``PONG_LATE_S``: what Redis sent
+        before it may still be on the way."""
+        sent = self._ping_sent
+        if sent is None or self._clock() - sent <= PONG_LATE_S:
+            return False
+        self.late_reads += 1
+        return True
 
     def _ctl_readable(self) -> None:
         sock = self._ctl

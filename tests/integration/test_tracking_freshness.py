@@ -1,0 +1,101 @@
+"""L1 on a slow path: one instance's path to Redis slows down (a proxy delays
+it both ways), the writer's does not. Redis sends the invalidation in time;
+it is on the way. The instance must not serve its L1 entry meanwhile: its
+subscriber's PONG comes late, and L1 pauses until it comes
+(``hita.cache.tracking_node``, ``PONG_LATE_S``)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from hita.app import create_app
+from hita.appkeys import CACHE
+from hita.cache import tracking_node
+from hita.domain.roles import Role
+from hita.embedded import EmbeddedRedis
+from hita.services.tokens import Tokens
+from tests.conftest import make_config
+from tests.integration.conftest import World
+from tests.integration.test_coherence import settled
+from tests.integration.test_near_cache import tracking_on
+
+from harness.ports import free_port
+from harness.proxy import FaultProxy
+
+pytestmark = pytest.mark.slow
+
+PATH_DELAY_S = 0.2  # each way, on the slow instance's path to Redis
+DETECT_S = tracking_node.PING_S + tracking_node.PONG_LATE_S + 0.05
+
+
+@pytest.fixture
+async def slow_path_worlds(
+    aiohttp_client: AiohttpClient, clean_database: str, session_dir: Path
+) -> AsyncIterator[tuple[World, World, FaultProxy]]:
+    """A writes straight to Redis; B's every Redis connection (commands and
+    tracking) goes through a proxy the test slows down."""
+    redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="r", dir=session_dir)), port=free_port())
+    redis.start()
+    proxy = FaultProxy(cast(int, redis.port))
+    await proxy.start()
+    worlds = []
+    for port in (redis.port, proxy.port):
+        url = f"redis://127.0.0.1:{port}/0"
+        config = make_config(DATABASE_URL=clean_database, REDIS_URL=url)
+        app = create_app(config)
+        worlds.append(World(await aiohttp_client(app), app, config, Tokens(config.auth)))
+    a, b = worlds
+    await tracking_on(a, b)
+    yield a, b, proxy
+    proxy.set_mode("pass")
+    await proxy.close()
+    redis.stop()
+    shutil.rmtree(redis.root, ignore_errors=True)
+
+
+async def name_on_b_after_a_rename(a: World, b: World, proxy: FaultProxy) -> str:
+    admin = await a.make_user(Role.ADMIN)
+    guest = await a.make_user(full_name="Old Name")
+    path = f"/v1.0/user/{guest.id}"
+    await settled(a, b)
+    for _ in range(3):  # into Redis, then into B's L1 with its answer
+        assert (await b.client.get(path, headers=admin.headers)).status == 200
+    hits = b.app[CACHE].stats["user_details"].l1_hits
+    assert (await b.client.get(path, headers=admin.headers)).status == 200
+    assert b.app[CACHE].stats["user_details"].l1_hits > hits, "B does not serve from L1"
+
+    proxy.set_mode("delay", PATH_DELAY_S)
+    await asyncio.sleep(DETECT_S)
+    renamed = await a.client.patch(
+        f"/v1.0/user/update/{guest.id}", json={"full_name": "New Name"}, headers=admin.headers
+    )
+    assert renamed.status == 200  # acknowledged: Redis has dropped the entry
+    response = await b.client.get(path, headers=admin.headers)
+    assert response.status == 200
+    return str((await response.json())["user"]["full_name"])
+
+
+async def test_a_slow_path_pauses_l1_before_an_invalidation_on_it_is_missed(
+    slow_path_worlds: tuple[World, World, FaultProxy],
+) -> None:
+    a, b, proxy = slow_path_worlds
+    assert await name_on_b_after_a_rename(a, b, proxy) == "New Name"
+    tracking = b.app[CACHE].tracking
+    assert tracking is not None
+    assert sum(n.late_reads for n in tracking._nodes.values()) >= 1
+
+
+async def test_control_without_the_late_pong_check_l1_serves_the_old_name(
+    slow_path_worlds: tuple[World, World, FaultProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking_node, "PONG_LATE_S", float("inf"))
+    a, b, proxy = slow_path_worlds
+    assert await name_on_b_after_a_rename(a, b, proxy) == "Old Name"
