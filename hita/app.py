@@ -16,7 +16,8 @@ from hita.api.auth import Authenticator
 from hita.api.front import front_middleware
 from hita.api.invalidation import cache_invalidation_middleware, invalidation_patterns
 from hita.api.openapi import document_bytes
-from hita.api.routes import ROUTES, setup_routes
+from hita.api.router import setup_routes
+from hita.api.routes import ROUTES
 from hita.appkeys import (
     ACCESS_LOG,
     ADMISSION,

@@ -116,11 +116,10 @@ def setup_logging(level: str, fmt: str, *, worker: int | None = None) -> None:
 
 
 def skip_unused_record_fields() -> None:
-    """Stop computing what no format of ours prints: the caller's file and line
-    (a stack walk per record), thread, process and multiprocessing names. The
-    optimisation the logging HOWTO describes ("Optimization"); for the server,
-    whose access line is written for every request."""
-    logging._srcfile = None
+    """Stop computing what no format of ours prints: thread, process and
+    multiprocessing names (the logging HOWTO's "Optimization", through its
+    public switches). The per-request access line does not go through
+    ``logging`` at all (``hita.api.access_log``)."""
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

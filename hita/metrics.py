@@ -9,13 +9,13 @@ figures are read from the in-process counters at scrape time
 
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -27,6 +27,11 @@ from hita.db.outbox_lag import OutboxLag
 from hita.domain.typedefs import JsonDict
 from hita.services.coherence import CacheCoherence
 from hita.services.refresh import StatsRefresher
+
+# prometheus_client's own switch for the ``_created`` series, read as it reads it
+# (its module keeps the answer in a private attribute).
+_CREATED_ENV: Final = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False")
+_CREATED_SERIES: Final = _CREATED_ENV.lower() not in ("true", "1", "t")
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -203,7 +208,7 @@ class RequestCollector(Collector):
         yield Metric(self.LATENCY, "HTTP request latency per route template", "histogram")
 
     def collect(self) -> Iterator[Metric]:
-        created = prometheus_metrics._use_created  # PROMETHEUS_DISABLE_CREATED_SERIES
+        created = _CREATED_SERIES
         requests, latency = self.describe()
         for (method, route, status), count in list(self._counts.items()):
             labels = {"method": method, "route": route, "status": status}

@@ -61,7 +61,7 @@ PARTS: Final = (
     ("  handler get_user", "handlers/users.py", "get_user"),
     ("    the response object (Answer.response)", "api/answers.py", "response"),
     ("  ETag and If-None-Match (tagged)", "api/etag.py", "tagged"),
-    ("L1 views, both reads (ReadThrough.near_view)", "cache/readthrough.py", "near_view"),
+    ("L1 views, both reads (NearReads.near_view)", "cache/near_reads.py", "near_view"),
     ("  L1: drain the tracking socket (Tracking.drain)", "cache/tracking.py", "drain"),
     ("  cache keys (KeyBuilder.key)", "cache/keys.py", "key"),
     ("reads through the cache (get_or_load: L1 miss)", "cache/readthrough.py", "get_or_load"),

@@ -199,7 +199,7 @@ def _allowed_choices(
     allowed = [c for v in field.validators for c in getattr(v, "choices", ())]
     if not allowed:
         return {}
-    values = {field._serialize(choice, None, None) for choice in allowed}
+    values = {field.serialize("choice", {"choice": choice}) for choice in allowed}
     return {"enum": [value for value in ret["enum"] if value in values]}
 
 

@@ -5,26 +5,23 @@ Each ``Route`` says everything true of it (``hita.api.route``); the router
 admission control, the invalidation middleware's patterns and the OpenAPI
 document are all read from here. Adding a route is one entry and one handler.
 
-Each path is one resource, so a method it lacks is a 405 whose ``Allow`` lists
-exactly the methods of that path; every GET also answers HEAD (the same
-answer without its body). A path without parameters is a ``FixedResource``:
-it answers for itself with every method, so ``GET /v1.0/user/create`` is a
-405, never ``/v1.0/user/{user_id}`` with ``create`` for an id.
+The cache management routes and the console sit in ``hita.api.cache_routes``
+(``CACHE_ROUTES``), in the table at their place. The router is made from it
+by ``hita.api.router``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final
 
-from aiohttp import hdrs, web
-from aiohttp.web_urldispatcher import MatchInfoError, UrlMappingMatchInfo
+from aiohttp import hdrs
 from marshmallow import Schema
 
-from hita.api import console, health, metrics, openapi, schemas
-from hita.api import openapi_instance as instance
+from hita.api import health, metrics, openapi, schemas
 from hita.api import openapi_schemas as out
-from hita.api.handlers import auth, cache, permissions, points, stats, users
+from hita.api.cache_routes import CACHE_ROUTES
+from hita.api.handlers import auth, permissions, points, stats, users
 from hita.api.route import ADMIN, PUBLIC, SELF_OR_ADMIN, SUPERADMIN, Doc, Route
 from hita.constants import API_PREFIX
 from hita.domain.users import MAX_LIST_OFFSET_ROWS, MAX_PAGE
@@ -45,13 +42,6 @@ _PAGE_DEPTH: Final = (
     f"than {MAX_LIST_OFFSET_ROWS} rows deep (narrow the filters to see further)."
 )
 _SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 for an admin)."
-_CONSOLE_HEADERS: Final = {
-    "Content-Security-Policy": {
-        "required": True,
-        "description": "Only this service's own scripts, styles and data; no inline code.",
-        "schema": {"type": "string", "enum": [console.CONTENT_SECURITY_POLICY]},
-    },
-}
 _SELF_CHANGES: Final = "A plain user may change only its own full_name, email and password."
 
 
@@ -320,93 +310,7 @@ ROUTES: Final[Sequence[Route]] = (
         ),
         invalidates=Scope.DETAILS,
     ),
-    Route(
-        GET,
-        f"{_P}/cache/health",
-        cache.health,
-        PUBLIC,
-        Doc("cache", "Cache health", out.CacheHealthSchema, errors=frozenset({503})),
-    ),
-    Route(
-        GET,
-        f"{_P}/cache/health/detailed",
-        cache.detailed_health,
-        ADMIN,
-        Doc("cache", "Detailed cache health and statistics", out.CacheDetailedHealthSchema),
-    ),
-    Route(
-        POST,
-        f"{_P}/cache/clear",
-        cache.clear,
-        ADMIN,
-        Doc(
-            "cache",
-            "Remove every cache entry of the service, or of one family (never FLUSHDB)",
-            out.CacheClearedSchema,
-            query=schemas.CACHE_CLEAR_QUERY,
-            notes="`family` (one of the five cache types) limits it to that family.",
-        ),
-    ),
-    Route(
-        POST,
-        f"{_P}/cache/clear/user/{{user_id}}",
-        cache.clear_user,
-        ADMIN,
-        Doc("cache", "Remove one user's cache entries", out.MessageSchema),
-    ),
-    Route(
-        POST,
-        f"{_P}/cache/warm",
-        cache.warm,
-        ADMIN,
-        Doc("cache", "Fill the essential caches", out.CacheWarmedSchema),
-    ),
-    Route(
-        GET,
-        f"{_P}/cache/stats",
-        cache.stats,
-        ADMIN,
-        Doc(
-            "cache",
-            "Cache statistics, and what this instance sees of its cache",
-            instance.CacheStatsSchema,
-            unavailable=instance.CacheStatsUnavailableSchema,
-        ),
-    ),
-    Route(
-        GET,
-        f"{_P}/cache/test",
-        cache.self_test,
-        ADMIN,
-        Doc("cache", "Set, get, exists and delete a probe key", out.CacheTestSchema),
-    ),
-    Route(
-        GET,
-        f"{_P}/cache/console",
-        console.page,
-        PUBLIC,  # a page with no data: the data calls need an admin's token
-        Doc(
-            "operations",
-            "The cache console (a page with no data: it asks for an admin's token)",
-            {"text/html": {"schema": {"type": "string"}}},
-            headers=_CONSOLE_HEADERS,
-            notes="Every figure it shows comes from `GET /v1.0/cache/stats`, called with the "
-            "token; a token without admin rights gets the login form back.",
-        ),
-    ),
-    Route(
-        GET,
-        f"{_P}/cache/console/{{asset}}",
-        console.asset,
-        PUBLIC,
-        Doc(
-            "operations",
-            "A static file of the cache console",
-            {kind: {"schema": {"type": "string"}} for kind in sorted(set(console.ASSETS.values()))},
-            headers=_CONSOLE_HEADERS,
-            errors=frozenset({404}),
-        ),
-    ),
+    *CACHE_ROUTES,
     Route(
         GET,
         "/metrics",
@@ -428,42 +332,3 @@ ROUTES: Final[Sequence[Route]] = (
         Doc("operations", "This OpenAPI document", {openapi.JSON: {"schema": {"type": "object"}}}),
     ),
 )
-
-
-class FixedResource(web.PlainResource):
-    """A path without parameters that answers for itself whatever the method:
-    one it does not serve is a 405 listing its own methods. aiohttp would go on
-    to the parameterised paths beside it and let ``{user_id}`` take the last
-    segment (a 400 "Invalid user id" for ``GET /v1.0/user/create``, and an
-    ``Allow`` naming the other path's methods)."""
-
-    async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo | None, set[str]]:
-        match, allowed = await super().resolve(request)
-        if match is None and allowed:  # the path is ours, the method is not
-            error = web.HTTPMethodNotAllowed(request.method, allowed)
-            return MatchInfoError(error), allowed
-        return match, allowed
-
-
-def _resource(router: web.UrlDispatcher, path: str) -> web.Resource:
-    for resource in router.resources():
-        if isinstance(resource, web.Resource) and resource.canonical == path:
-            return resource
-    if "{" in path:
-        return router.add_resource(path)
-    fixed = FixedResource(path)
-    router.register_resource(fixed)
-    return fixed
-
-
-def setup_routes(
-    app: web.Application, routes: Sequence[Route] = ROUTES
-) -> Mapping[web.AbstractRoute, Route]:
-    """Route ``routes`` (GET also as HEAD); what each aiohttp route serves."""
-    served: dict[web.AbstractRoute, Route] = {}
-    for route in routes:
-        resource = _resource(app.router, route.path)
-        served[resource.add_route(route.method, route.handler)] = route
-        if route.method == GET:
-            served[resource.add_route(hdrs.METH_HEAD, route.handler)] = route
-    return served

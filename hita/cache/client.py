@@ -5,7 +5,11 @@ It is assembled from one piece per concern:
 | module | concern |
 | --- | --- |
 | ``core.py`` | the one boundary where driver errors are caught; the breaker |
-| ``readthrough.py`` | ``get_or_load``, leases, single flight, XFetch, ``refresh`` |
+| ``readthrough.py`` | ``get_or_load`` and ``refresh``, composed of the four below |
+| ``reads.py`` | reading an entry from Redis (plain GETs, the READ script, read-ahead) |
+| ``xfetch.py`` | early recomputation of hot entries |
+| ``leases.py`` | leases, single flight, fills and giving leases back |
+| ``near_reads.py`` | the L1 tier: when it serves, views, what a read leaves in it |
 | ``invalidation.py`` | invalidations: past the breaker, retried, suspect until applied |
 | ``pending.py`` | what this process holds suspect |
 

@@ -63,7 +63,7 @@ class TrackingError(ConnectionError):
 
 def raw_socket(connection: AbstractConnection) -> socket.socket:
     """The socket under an open redis-py connection (a plain, unix or TLS one).
-    redis-py keeps it behind ``_get_socket``; tests/unit/cache/test_tracking_node.py
+    redis-py keeps it behind ``_get_socket``; tests/integration/cache/test_tracking.py
     fails loudly if that changes."""
     sock = connection._get_socket()
     if sock is None:

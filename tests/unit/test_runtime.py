@@ -32,3 +32,14 @@ def test_redis_connections_parse_with_hiredis() -> None:
     )
     connection = client.connection_pool.make_connection()  # type: ignore[union-attr]
     assert "Hiredis" in type(connection._parser).__name__
+
+
+def test_the_created_series_switch_is_read_as_prometheus_client_reads_it() -> None:
+    """``hita.metrics`` reads PROMETHEUS_DISABLE_CREATED_SERIES itself (the
+    library keeps its reading in a private attribute): this fails loudly if a
+    prometheus_client release reads it differently."""
+    import prometheus_client.metrics
+
+    from hita import metrics
+
+    assert metrics._CREATED_SERIES is prometheus_client.metrics._use_created

@@ -11,7 +11,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from hita.cache import readthrough
+from hita.cache import near_reads
 from hita.cache.client import RedisCache
 from hita.cache.codec import MISS, encode
 from hita.cache.keys import KeyBuilder
@@ -75,7 +75,7 @@ async def test_control_a_fence_taken_while_tracking_was_down_keeps_it(
     def fence_regardless(self: RedisCache) -> int | None:
         return None if self.near is None else self.near.seq
 
-    monkeypatch.setattr(readthrough.ReadThrough, "_near_fence", fence_regardless)
+    monkeypatch.setattr(near_reads.NearReads, "_near_fence", fence_regardless)
     near = await read_across_a_reconnect(monkeypatch)
     assert KEY.redis_key in near
 
