@@ -214,6 +214,7 @@ def test_a_second_serve_in_one_folder_refuses_and_the_first_keeps_its_servers(
             "status": "ok",
             "database": {"status": "ok"},
             "cache": {"status": "ok"},
+            "notifications": {"status": "ok"},
         }
         first.send_signal(signal.SIGINT)
         assert first.wait(timeout=30) == 0

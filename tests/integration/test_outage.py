@@ -71,6 +71,7 @@ async def test_requests_get_503_while_postgres_is_down_and_recover(
         "status": "unavailable",
         "database": {"status": "unavailable"},
         "cache": {"status": "ok"},
+        "notifications": {"status": "ok"},
     }
     await assert_documented(orjson.loads(app[OPENAPI]), "GET", "/v1.0/health", response)
     live = await client.get("/v1.0/health/live")  # touches no dependency
