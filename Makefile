@@ -9,6 +9,7 @@ MINUTES ?= 30
 # make chaos: the Redis topology (standalone, sentinel or cluster) and, if set,
 # the instances' CACHE_OUTBOX_SWEEP_MS (30000: the sweep no longer hides the suspect logic)
 TOPOLOGY ?= standalone
+TOPOLOGIES ?=
 SWEEP_MS ?=
 
 .DEFAULT_GOAL := help
@@ -73,9 +74,9 @@ bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashews, aiocache (~3 min)
 	$(BIN)/python scripts/bench_cache.py
 
-bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (needs wrk)
+bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (needs wrk; TOPOLOGIES="sentinel cluster" adds L1 on those)
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
-	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3
+	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3$(foreach t,$(TOPOLOGIES), --topology $(t))
 
 chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (~20 min; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
 	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes 20 --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md

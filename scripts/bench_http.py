@@ -17,6 +17,13 @@ One paired run on this machine:
   over the repetitions; p99 from wrk's latency distribution; Redis commands
   per request from INFO commandstats (CONFIG RESETSTAT before the run).
 
+``--topology sentinel`` / ``--topology cluster`` (``make bench-http
+TOPOLOGIES="sentinel cluster"``) add HITA with L1 on against that topology's
+own Redis servers (a master, a replica and three sentinels; three primaries
+and three replicas), measured on the user route beside the standalone one;
+their Redis commands are counted on every data node, but for what the servers
+run by themselves (PING, INFO, PUBLISH, REPLCONF).
+
 ``--profile SECONDS`` instead runs HITA under cProfile while wrk loads the warm
 ``GET /v1.0/user/{id}`` and writes the per-request cost by part
 (bench_http_profile.py). The servers and the wrk runs: bench_http_world.py.
@@ -31,10 +38,15 @@ import argparse
 import dataclasses
 import statistics
 import sys
-from contextlib import ExitStack
-from typing import Final
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Final, cast
 
 from redis import Redis as SyncRedis
+
+from hita.config import PROJECT_ROOT
+
+sys.path.insert(0, str(PROJECT_ROOT))  # tests.topologies: the Sentinel and Cluster servers
 
 from bench_http_profile import run_profile
 from bench_http_world import (
@@ -55,11 +67,27 @@ from bench_http_world import (
     warm,
     world,
 )
+from chaos_world import Redises
 from harness.bench import L1_SETTING, l1_variants
 from harness.reports import command_line, machine_facts, write_section
 
 HEADING: Final = "HTTP reads under wrk (scripts/bench_http.py)"
 PROFILE_HEADING: Final = "Profile of the warm GET /v1.0/user/{id} (scripts/bench_http.py --profile)"
+
+
+@contextmanager
+def topology(w: World, name: str) -> Iterator[None]:
+    """Redis servers of a ``name`` topology for the HITA variants that use it
+    (started from here, so on the load CPU like the standalone Redis)."""
+    redises = Redises(name, w.root / f"redis-{name}")
+    redises.start()
+    try:
+        redises.wait_healthy()
+        ports = [cast(int, n.port) for n in redises.data_nodes()]
+        w.topologies[name] = (redises.settings(None), ports)
+        yield
+    finally:
+        redises.stop()
 
 
 @dataclasses.dataclass
@@ -202,6 +230,13 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", default=[], help="measure the handlers whose name holds this"
     )
+    parser.add_argument(
+        "--topology",
+        action="append",
+        default=[],
+        choices=("sentinel", "cluster"),
+        help="also HITA with L1 on against this topology's own Redis servers; repeatable",
+    )
     parser.add_argument("--profile", type=float, metavar="SECONDS", help="profile instead")
     parser.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
     parser.add_argument(
@@ -224,6 +259,9 @@ def main() -> int:
         else:
             with ExitStack() as stack:
                 stack.enter_context(peers_server(w))
+                for name in args.topology:
+                    stack.enter_context(topology(w, name))
+                    variants.insert(-1, Variant.on(name))  # before the workers' row
                 for variant in variants:
                     stack.enter_context(hita_server(w, variant))
                 series, hellos = measure(w, args.seconds, args.reps, args.only)

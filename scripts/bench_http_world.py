@@ -116,6 +116,11 @@ class World:
     peers: str = ""
     hita: dict[str, str] = dataclasses.field(default_factory=dict)  # variant label -> base URL
     hita_labels: list[str] = dataclasses.field(default_factory=list)  # in start order
+    # topology -> its Redis settings and its data nodes' ports (commandstats)
+    topologies: dict[str, tuple[dict[str, str], list[int]]] = dataclasses.field(
+        default_factory=dict
+    )
+    redis_of: dict[str, str] = dataclasses.field(default_factory=dict)  # base URL -> topology
     pids: dict[str, int] = dataclasses.field(default_factory=dict)  # base URL -> server PID
 
 
@@ -127,6 +132,7 @@ class Variant:
     env: dict[str, str]
     tree: Path | None = None  # another checkout (PYTHONPATH); None: this one
     workers: int = 1  # more than one: ``hita serve --workers``, on every CPU
+    topology: str = "standalone"  # or Sentinel, or Cluster: its own Redis servers
 
     @classmethod
     def for_l1(cls, l1: bool | None, workers: int = 1) -> Variant:
@@ -135,12 +141,23 @@ class Variant:
         return cls(label, env, workers=workers)
 
     @classmethod
+    def on(cls, topology: str) -> Variant:
+        """L1 on, against a ``topology`` of Redis servers of its own."""
+        return cls(f", L1 on, {TOPOLOGY_LABELS[topology]}", {L1_SETTING: "true"}, topology=topology)
+
+    @classmethod
     def parse(cls, text: str) -> Variant:
         """``LABEL=DIR[;NAME=VALUE...]`` (``--hita-tree``)."""
         head, *settings = text.split(";")
         label, _, tree = head.partition("=")
         env = dict(item.split("=", 1) for item in settings if item)
         return cls(f", {label}", env, Path(tree).resolve())
+
+
+TOPOLOGY_LABELS: Final = {
+    "sentinel": "Sentinel (master, replica, 3 sentinels)",
+    "cluster": "Cluster (3 primaries, 3 replicas)",
+}
 
 
 def default_variants() -> list[Variant]:
@@ -216,13 +233,14 @@ def hita_server(
         argv += ["--workers", str(variant.workers)]  # every CPU: not pinned
     if profile is not None:
         argv = [sys.executable, str(SCRIPTS / "bench_http_profile.py"), "--serve", str(profile)]
+    standalone = variant.topology == "standalone"
     env = service_env(
         database_url=w.database_url,
-        redis_url=w.redis_url,
+        redis_url=w.redis_url if standalone else None,
         data_dir=w.root / "hita",
         secret=JWT_SECRET,
         port=port,
-        settings=variant.env,
+        settings={**({} if standalone else w.topologies[variant.topology][0]), **variant.env},
     )
     if variant.tree is not None:
         env["PYTHONPATH"] = str(variant.tree)
@@ -232,11 +250,17 @@ def hita_server(
         wait_up(f"http://127.0.0.1:{port}/v1.0/health", child=child)
         w.hita[variant.label] = f"http://127.0.0.1:{port}"
         w.hita_labels.append(variant.label)
+        w.redis_of[w.hita[variant.label]] = variant.topology
         w.pids[w.hita[variant.label]] = child.pid
         yield child
 
 
 # -- load ----------------------------------------------------------------------
+
+
+# What the servers of a topology run by themselves (replication, sentinels' checks,
+# the tracking keepalive): not counted on a topology's rows.
+BACKGROUND: Final = frozenset({"PING", "INFO", "PUBLISH", "REPLCONF"})
 
 
 def commandstats(redis: SyncRedis) -> dict[str, int]:
@@ -246,6 +270,23 @@ def commandstats(redis: SyncRedis) -> dict[str, int]:
         for name, v in stats.items()
         if name not in ("cmdstat_config", "cmdstat_info")
     }
+
+
+def counted(w: World, base: str, redis: SyncRedis) -> list[SyncRedis]:
+    """The Redis servers whose commands a run against ``base`` counts."""
+    name = w.redis_of.get(base, "standalone")
+    if name == "standalone":
+        return [redis]
+    return [SyncRedis(port=port) for port in w.topologies[name][1]]
+
+
+def commands_of(servers: list[SyncRedis], standalone: SyncRedis) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for server in servers:
+        for name, calls in commandstats(server).items():
+            if server is standalone or name not in BACKGROUND:
+                total[name] = total.get(name, 0) + calls
+    return total
 
 
 def load(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
@@ -263,11 +304,16 @@ def load(w: World, target: Target, seconds: float, redis: SyncRedis) -> Run:
         script_args=script_args,
     )
     pid = w.pids[base.rstrip("/")]
-    redis.config_resetstat()
+    servers = counted(w, base.rstrip("/"), redis)
+    for server in servers:
+        server.config_resetstat()
     cpu_before = cpu_seconds(pid)
     out = wrk.run(argv)
     cpu = cpu_seconds(pid) - cpu_before
-    commands = commandstats(redis)
+    commands = commands_of(servers, redis)
+    for server in servers:
+        if server is not redis:
+            server.close()
     line = next(x for x in out.splitlines() if x.startswith("BENCH "))
     data = json.loads(line.removeprefix("BENCH "))
     return Run(
@@ -320,11 +366,14 @@ def targets(w: World) -> list[Target]:
         Target("aiocache `@cached` hit, no auth", w.peers + "/aiocache/{id}"),
         Target("cashews `@cache` hit, no auth", w.peers + "/cashews/{id}"),
     ]
-    workers = []
+    workers, topologies = [], []
     for label, base in w.hita.items():
         user = Target(f"HITA `GET /v1.0/user/{{id}}`{label}", base + "/v1.0/user/{id}", auth)
         if "--workers" in label:
             workers.append(user)
+            continue
+        if w.redis_of[base] != "standalone":  # the user route on each topology, last
+            topologies.append(user)
             continue
         found += [
             user,
@@ -335,8 +384,9 @@ def targets(w: World) -> list[Target]:
                 f"HITA `GET /v1.0/user/list?page=1`{label}", base + "/v1.0/user/list?page=1", auth
             ),
         ]
-    last = w.hita_labels[-2] if len(w.hita_labels) > 1 else ""  # the single-process L1 on
+    standalone = [label for label in w.hita_labels if w.redis_of[w.hita[label]] == "standalone"]
+    last = standalone[-2] if len(standalone) > 1 else ""  # the single-process L1 on
     if last in w.hita:
         name = f"HITA `GET /v1.0/user/{{id}}`{last}, {MANY_CONNECTIONS} connections"
         found.append(Target(name, w.hita[last] + "/v1.0/user/{id}", auth, MANY_CONNECTIONS))
-    return found + workers
+    return found + topologies + workers
