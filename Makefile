@@ -10,6 +10,7 @@ MINUTES ?= 30
 # the instances' CACHE_OUTBOX_SWEEP_MS (30000: the sweep no longer hides the suspect logic)
 TOPOLOGY ?= standalone
 TOPOLOGIES ?=
+CHAOS_MINUTES ?= 20
 SWEEP_MS ?=
 
 .DEFAULT_GOAL := help
@@ -78,8 +79,8 @@ bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's 
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3$(foreach t,$(TOPOLOGIES), --topology $(t))
 
-chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (~20 min; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
-	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes 20 --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md
+chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (CHAOS_MINUTES=20; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
+	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes $(CHAOS_MINUTES) --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md
 
 faults: $(STAMP) ## issue-style table: ordinary events under partial faults, tried from outside (~2 min), into docs/chaos.md
 	$(BIN)/python scripts/faults_table.py --report docs/chaos.md
