@@ -77,7 +77,7 @@ bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashew
 
 bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (needs wrk; TOPOLOGIES="sentinel cluster" adds L1 on those)
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
-	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3$(foreach t,$(TOPOLOGIES), --topology $(t))
+	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3 --users 3000$(foreach t,$(TOPOLOGIES), --topology $(t))
 
 chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (CHAOS_MINUTES=20; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
 	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes $(CHAOS_MINUTES) --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md

@@ -1,5 +1,5 @@
 """An invalidation acknowledged just before a failover is not lost with the
-master's unreplicated tail (docs/cache.md, invariant 13).
+master's unreplicated tail (docs/cache.md, invariant 14).
 
 The tail is lost on purpose, as in `make chaos`: the replica is stopped
 (SIGSTOP) and its replication link cut (CLIENT KILL TYPE replica on the
