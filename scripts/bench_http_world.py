@@ -196,7 +196,10 @@ def world(users: int) -> Iterator[World]:
         redis = EmbeddedRedis(root / "redis", port=free_port())
         redis.start()
         stack.callback(redis.stop)
-        postgres = EmbeddedPostgres(root / "postgres", database="hita_bench", durable=False)
+        # Up to six HITA processes (pools of 20, reader sessions, probes) share it.
+        postgres = EmbeddedPostgres(
+            root / "postgres", database="hita_bench", durable=False, max_connections=300
+        )
         postgres.start()
         stack.callback(postgres.stop)
         postgres.create_database("hita_bench", drop_first=True)

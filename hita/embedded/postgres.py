@@ -65,8 +65,16 @@ class EmbeddedPostgres:
     """``start()`` initialises the data folder once, starts the server and creates
     ``database``; ``url`` is then an asyncpg DSN; ``stop()`` shuts it down."""
 
-    def __init__(self, root: Path, database: str = "hita", *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        database: str = "hita",
+        *,
+        durable: bool = True,
+        max_connections: int | None = None,
+    ) -> None:
         self.root = root.resolve()
+        self.max_connections = max_connections  # None: PostgreSQL's default (100)
         self.data = self.root / "data"
         self.database = database
         self.durable = durable
@@ -99,6 +107,8 @@ class EmbeddedPostgres:
             "-c",
             "unix_socket_permissions=0770",
         ]
+        if self.max_connections is not None:
+            argv += ["-c", f"max_connections={self.max_connections}"]
         if not self.durable:  # test servers: speed over crash safety
             argv += [
                 "-c",
