@@ -177,6 +177,12 @@ def table(series: dict[str, Series], hellos: list[Run]) -> list[str]:
     return rows
 
 
+def make_command(args: argparse.Namespace) -> str:
+    if not args.topology:
+        return "make bench-http"
+    return f'make bench-http TOPOLOGIES="{" ".join(args.topology)}"'
+
+
 def report(
     series: dict[str, Series], hellos: list[Run], args: argparse.Namespace, command: str
 ) -> str:
@@ -187,7 +193,7 @@ def report(
     )
     return "\n".join(
         [
-            f"Command: `{command}` (what `make bench-http` runs)",
+            f"Command: `{command}` (what `{make_command(args)}` runs)",
             "",
             *machine_facts(),
             f"- wrk -t1 -c{CONNECTIONS}, {args.seconds:g} s runs, {args.reps} repetitions,"
