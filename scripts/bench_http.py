@@ -260,7 +260,9 @@ def main() -> int:
     with world(args.users) as w:
         if args.profile:
             with peers_server(w):
-                body = run_profile(w, variants[-1], args.profile, command)
+                body = run_profile(
+                    w, [v for v in variants if v.workers == 1][-1], args.profile, command
+                )
             heading = PROFILE_HEADING
         else:
             with ExitStack() as stack:
