@@ -10,6 +10,8 @@ MINUTES ?= 30
 # the instances' CACHE_OUTBOX_SWEEP_MS (30000: the sweep no longer hides the suspect logic)
 TOPOLOGY ?= standalone
 TOPOLOGIES ?=
+TREES ?=
+ONLY ?=
 CHAOS_MINUTES ?= 20
 SWEEP_MS ?=
 
@@ -75,9 +77,9 @@ bench: $(STAMP) ## run the benchmarks and update docs/benchmarks.md
 bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashews, aiocache (~3 min)
 	$(BIN)/python scripts/bench_cache.py
 
-bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (needs wrk; TOPOLOGIES="sentinel cluster" adds L1 on those)
+bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (needs wrk; TOPOLOGIES="sentinel cluster" adds L1 on those; TREES="label=dir ..." compares checkouts instead; ONLY=text keeps the rows that hold it)
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
-	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3 --users 3000$(foreach t,$(TOPOLOGIES), --topology $(t))
+	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3 --users 3000$(foreach t,$(TOPOLOGIES), --topology $(t))$(foreach t,$(TREES), --hita-tree $(t))$(if $(ONLY), --only '$(ONLY)')
 
 chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (CHAOS_MINUTES=20; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
 	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes $(CHAOS_MINUTES) --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md

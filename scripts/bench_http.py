@@ -72,6 +72,7 @@ from harness.bench import L1_SETTING, l1_variants
 from harness.reports import command_line, machine_facts, write_section
 
 HEADING: Final = "HTTP reads under wrk (scripts/bench_http.py)"
+TREES_HEADING: Final = "HTTP reads: checkouts compared (scripts/bench_http.py --hita-tree)"
 PROFILE_HEADING: Final = "Profile of the warm GET /v1.0/user/{id} (scripts/bench_http.py --profile)"
 
 
@@ -178,9 +179,15 @@ def table(series: dict[str, Series], hellos: list[Run]) -> list[str]:
 
 
 def make_command(args: argparse.Namespace) -> str:
-    if not args.topology:
-        return "make bench-http"
-    return f'make bench-http TOPOLOGIES="{" ".join(args.topology)}"'
+    """The make command that runs these arguments (``make bench-http`` and its variables)."""
+    words = ["make bench-http"]
+    if args.topology:
+        words.append(f'TOPOLOGIES="{" ".join(args.topology)}"')
+    if args.hita_tree:
+        words.append(f'TREES="{" ".join(args.hita_tree)}"')
+    if args.only:
+        words.append(f"ONLY='{args.only[0]}'")
+    return " ".join(words)
 
 
 def report(
@@ -274,7 +281,7 @@ def main() -> int:
                     stack.enter_context(hita_server(w, variant))
                 series, hellos = measure(w, args.seconds, args.reps, args.only)
             body = report(series, hellos, args, command)
-            heading = HEADING
+            heading = TREES_HEADING if args.hita_tree else HEADING
     print(body)
     if not args.no_write:
         write_section(heading, body)
