@@ -19,7 +19,7 @@ from redis import Redis as SyncRedis
 from redis.crc import key_slot
 
 from hita.embedded.process import ServerProcess, wait_until
-from hita.embedded.redis import redis_server_binary
+from hita.embedded.redis import cache_only_args, redis_server_binary
 
 HOST: Final = "127.0.0.1"
 START_TIMEOUT_S: Final = 30.0
@@ -82,14 +82,7 @@ class Node:
             str(self.port),
             "--bind",
             HOST,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.root),
-            "--daemonize",
-            "no",
+            *cache_only_args(self.root),
             "--loglevel",
             "warning",
             *self.extra,

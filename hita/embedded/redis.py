@@ -26,6 +26,12 @@ def redis_server_binary() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
 
 
+def cache_only_args(root: Path) -> list[str]:
+    """What every redis-server of ours is told: keep nothing on disk (a cache),
+    work in ``root``, stay in the foreground (its parent owns it by PID)."""
+    return ["--save", "", "--appendonly", "no", "--dir", str(root), "--daemonize", "no"]
+
+
 class EmbeddedRedis:
     """A cache-only Redis (no RDB, no AOF). ``port=None`` listens on a unix
     socket under ``root``; a port number listens on 127.0.0.1 instead."""
@@ -46,14 +52,7 @@ class EmbeddedRedis:
         return [
             str(redis_server_binary()),
             *listen,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.root),
-            "--daemonize",
-            "no",
+            *cache_only_args(self.root),
             "--databases",
             "16",
             "--loglevel",
