@@ -249,10 +249,20 @@ async def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
     return await target_named(request, request.param)
 
 
+def note(request: pytest.FixtureRequest, text: str) -> None:
+    """A line for the session's "environment notes": what this machine could not run."""
+    request.config.stash.setdefault(ENVIRONMENT_NOTES, []).append(text)
+
+
 @pytest.fixture(scope="session")
-def pgbouncer(session_dir: Path, database_url: str) -> Iterator[PgBouncer]:
-    """A PgBouncer in transaction mode in front of the test database."""
+def pgbouncer(
+    request: pytest.FixtureRequest, session_dir: Path, database_url: str
+) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test database. Debian's
+    pgbouncer is installed by `make test` (as root); without it the PgBouncer
+    tests say so in the environment notes and skip."""
     if not pgbouncer_available():
+        note(request, "PgBouncer tests NOT RUN: Debian's pgbouncer is not installed.")
         pytest.skip("needs Debian's pgbouncer: apt-get install -y pgbouncer")
     if urlsplit(database_url).hostname:
         pytest.skip("PgBouncer is put in front of the embedded PostgreSQL only")

@@ -23,14 +23,13 @@ from redis.exceptions import RedisError
 
 from hita.domain.roles import Role
 from hita.embedded.process import ServerProcess, wait_until
-from tests.conftest import TEST_CLIENT_TIMEOUT_S, RedisTarget
+from tests.conftest import TEST_CLIENT_TIMEOUT_S, RedisTarget, note
 from tests.integration.test_near_cache import l1_hits, warm
 from tests.integration.test_near_cache_topologies import renamed_and_read, two_worlds_on
 from tests.integration.test_redis_tls import (
     DEBIAN_REDIS,
     free_port,
     make_certificates,
-    note,
     tls_argv,
 )
 

@@ -44,7 +44,7 @@ def test_the_coherence_and_read_your_writes_files_pass_through_pgbouncer_transac
     PostgreSQL and Redis, idle meanwhile), pooled through a PgBouncer of
     their own; their session checks that PgBouncer served their transactions."""
     if os.environ.get("TEST_PGBOUNCER"):
-        pytest.skip("already a run through PgBouncer")
+        pytest.skip("this is the child run through PgBouncer: it would start itself again")
     env = {
         **os.environ,
         "TEST_PGBOUNCER": "transaction",

@@ -34,7 +34,7 @@ from hita.cache.keys import KeyBuilder
 from hita.config import ConfigError
 from hita.embedded.process import ServerProcess, wait_until
 from hita.embedded.redis import redis_server_binary
-from tests.conftest import ENVIRONMENT_NOTES, make_config
+from tests.conftest import make_config, note
 from tests.integration.cache.conftest import cache_config
 
 DEBIAN_REDIS: Final = Path("/usr/bin/redis-server")
@@ -142,10 +142,6 @@ def cache_for(url: str, made: list[RedisCache]) -> RedisCache:
     cache = RedisCache(create_redis(config.redis), cache_config(), KEYS)
     made.append(cache)
     return cache
-
-
-def note(request: pytest.FixtureRequest, text: str) -> None:
-    request.config.stash.setdefault(ENVIRONMENT_NOTES, []).append(text)
 
 
 async def test_rediss_checks_the_certificate_and_the_host_name(
