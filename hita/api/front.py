@@ -45,7 +45,6 @@ from hita.logs import request_id_var
 from hita.metrics import Metrics
 
 _CLIENT_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{8,64}")
-_NO_READS: Final = [0, 0, 0]
 
 
 class RequestIds:
@@ -139,7 +138,7 @@ def front_middleware(
                 admission.done()
             elapsed = (answered or time.monotonic()) - started
             metrics.observe_request(request.method, label, status, elapsed)
-            if reads != _NO_READS:
+            if any(reads):
                 metrics.observe_reads(label, reads)
             if access_log is not None and access_log.enabled:
                 access_log.line(request.method, request.path, status, elapsed, rid)
