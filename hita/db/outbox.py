@@ -99,8 +99,9 @@ SELECT pg_current_snapshot()::text AS snapshot,
 
 _READERS: Final = """
 SELECT pg_current_snapshot()::text AS snapshot,
-       COALESCE(json_agg(applied::text) FILTER (WHERE lease_until > clock_timestamp()), '[]')
-           AS applied
+       COALESCE(json_agg(applied::text)
+                  FILTER (WHERE lease_until > clock_timestamp() - make_interval(secs => $1)),
+                '[]') AS applied
   FROM cache_readers
 """
 
@@ -186,8 +187,11 @@ class ReaderSession:
         rows = orjson.loads(row["rows"])
         return Renewal(row["snapshot"], [_change(r) for r in rows])
 
-    async def readers(self) -> Readers:
-        row = await self._fetchrow(_READERS)
+    async def readers(self, grace_s: float) -> Readers:
+        """The readers whose lease ended less than ``grace_s`` ago, or has not
+        ended, by the server's clock: a lease the server's clock ends early
+        (it jumped forward) is still waited for, on the writer's own clock."""
+        row = await self._fetchrow(_READERS, grace_s)
         return Readers(row["snapshot"], orjson.loads(row["applied"]))
 
     async def acknowledge(

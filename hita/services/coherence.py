@@ -240,8 +240,10 @@ class CacheCoherence:
     async def confirm_delivery(self) -> bool:
         """Wait until no instance can serve from Redis anything committed before
         this call: each live reader has reported a snapshot that sees it (True),
-        or any lease granted before it has run out (False; just as safe).
-        Never raises."""
+        or any lease granted before it has run out on this process's own clock
+        (False; just as safe). A reader whose lease ended less than a lease ago
+        by PostgreSQL's clock still counts as live: a jump of that clock does
+        not end the wait while the reader still trusts Redis. Never raises."""
         started = self._clock()
         confirmed = await self._wait_for_readers()
         self._cache.stats.waited(confirmed, self._clock() - started)
@@ -269,7 +271,7 @@ class CacheCoherence:
             try:
                 if asked:
                     await self.session.hurry()
-                readers = await self.session.readers()
+                readers = await self.session.readers(grace_s=self._lease_s)
             except DependencyUnavailable:
                 await asyncio.sleep(self._config.reader_renew_s)
                 continue

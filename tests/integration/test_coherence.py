@@ -340,6 +340,53 @@ async def test_control_a_reader_that_ignores_its_lease_serves_the_old_name(
     assert shown == "Old Name"
 
 
+CLOCK_JUMP_S = 0.9  # how far PostgreSQL's clock runs ahead of B's (under a lease)
+
+
+async def servers_clock_ahead(b: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL's clock jumped ``CLOCK_JUMP_S`` ahead of B's: every lease B
+    is granted from now on ends that much earlier by the server's clock than
+    by B's own (B still trusts Redis for its whole lease, on its own clock)."""
+    session = b.app[COHERENCE].session
+    renew = session.renew
+
+    async def renew_with_the_servers_clock_ahead(lease_s: float, *args: Any) -> Any:
+        return await renew(lease_s - CLOCK_JUMP_S, *args)
+
+    monkeypatch.setattr(session, "renew", renew_with_the_servers_clock_ahead)
+    renewed = b.app[COHERENCE].stats.renewals
+    await until(lambda: b.app[COHERENCE].stats.renewals >= renewed + 2, "B never renewed")
+
+
+async def test_a_reader_whose_lease_the_servers_clock_ends_early_is_still_waited_for(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer ignores a reader only once its lease ended a whole lease ago by
+    PostgreSQL's clock: a jump of that clock shorter than a lease cannot end
+    the writer's wait while the reader still trusts Redis."""
+    a, b = worlds
+    await servers_clock_ahead(b, monkeypatch)
+    shown, took = await hung_reader(a, b, monkeypatch)
+    assert shown == "New Name"
+    assert took > a.config.cache.reader_lease_s - 0.5  # A waited B's lease out on its own clock
+
+
+async def test_control_a_writer_that_trusts_the_servers_clock_serves_the_old_name(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = worlds
+    session = a.app[COHERENCE].session
+    readers = session.readers
+
+    async def live_leases_only(grace_s: float) -> Any:
+        return await readers(0.0)
+
+    monkeypatch.setattr(session, "readers", live_leases_only)
+    await servers_clock_ahead(b, monkeypatch)
+    shown, _ = await hung_reader(a, b, monkeypatch)
+    assert shown == "Old Name"
+
+
 async def test_rows_are_acknowledged_once_applied_and_pruned_after_their_retention(
     aiohttp_client: AiohttpClient, clean_database: str, clean_redis: str
 ) -> None:
