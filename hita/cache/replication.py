@@ -9,7 +9,11 @@ connection, by ``WAIT 1 <CACHE_REPLICA_WAIT_MS>``; it counts as acknowledged
 only if a replica confirmed it. If none did in time, ``ReplicaTimeout``: the
 writer takes the durable path of the reader leases (docs/cache.md) and the
 invalidation stays suspect everywhere until a later attempt is confirmed.
-A master with no such replica acknowledges alone (nothing could be promoted).
+A master with no such replica acknowledges alone (nothing could be promoted),
+but on Sentinel only the master the sentinels name, checked by its run id on
+the same connection (``INFO server``): a restarted old master that a lagging
+sentinel still names is a master with no replica too, and what it takes is
+lost when the sentinels turn it into a replica of the promoted one.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ class Replicas(Protocol):
         """A WAIT fell short: look at the replicas again soon (one flagged as
         failed no longer counts)."""
 
+    def sole_master(self) -> str | None:
+        """The run id a master with no replica must have to acknowledge alone
+        ("" while unknown: none may); None: any may (nothing names masters)."""
+
 
 class NoReplicas:
     """One server: nothing can be promoted in its place."""
@@ -52,6 +60,9 @@ class NoReplicas:
 
     def missed(self) -> None:
         pass
+
+    def sole_master(self) -> str | None:
+        return None
 
 
 class ClusterReplicas:
@@ -75,6 +86,9 @@ class ClusterReplicas:
             self._reloaded_at = self._clock()
             self._redis.mark_stale()
 
+    def sole_master(self) -> str | None:
+        return None  # each primary's UNLINKs go to the node its slot map names
+
 
 def _name(name: bytes | str) -> bytes:
     return name.encode() if isinstance(name, str) else name
@@ -97,15 +111,20 @@ async def unlink(
     if isinstance(redis, BoundedRedisCluster):
         return await _unlink_cluster(redis, names, replicas, wait_ms, per_key=per_key)
     wanted = replicas.wanted(None) if wait_ms > 0 else 0
+    sole = replicas.sole_master() if wait_ms > 0 and not wanted else None
     groups = [[n] for n in names] if per_key else [list(names)]
     async with redis.pipeline(transaction=False) as pipe:
         for group in groups:
             pipe.execute_command("UNLINK", *group)
         if wanted:
             pipe.execute_command("WAIT", wanted, wait_ms)
+        elif sole is not None:
+            pipe.execute_command("INFO", "server")
         replies = await pipe.execute()
     if wanted:
         _check(replies.pop(), wanted, "the master")
+    elif sole is not None:
+        _check_sole(replies.pop(), sole)
     return sum(int(n) for n in replies)
 
 
@@ -157,3 +176,12 @@ async def _unlink_cluster(
 def _check(reply: Any, wanted: int, where: str) -> None:
     if int(reply) < wanted:
         raise ReplicaTimeout(f"no replica of {where} confirmed the invalidation in time")
+
+
+def _check_sole(info: Any, sole: str) -> None:
+    run_id = info.get("run_id") if isinstance(info, dict) else None
+    if not sole or run_id != sole:
+        raise ReplicaTimeout(
+            "a master with no replica took the invalidation, and it is not the one"
+            " the sentinels name"
+        )

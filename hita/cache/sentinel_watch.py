@@ -5,8 +5,9 @@ One background task subscribes to ``+switch-master`` on a sentinel (the next
 one in turn after a failure) and, on each such message, on a WAIT that fell
 short, and every ``REFRESH_S``, asks again: the master's address through the
 pool (whose listeners hear of a change before any command reaches the new
-master) and the replicas the sentinels do not hold down. Until the first
-answer, a replica is assumed: invalidations WAIT for one (the safe side).
+master) and, of one sentinel, the master's run id and the replicas it does
+not hold down. Until the first answer, a replica is assumed: invalidations
+WAIT for one (the safe side).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class SentinelWatch:
     def __init__(self, pool: BoundedSentinelPool) -> None:
         self._pool = pool
         self.replicas = ONE  # replicas the sentinels could promote, as last heard
+        self.master_run_id = ""  # the run id of the master they name, as last heard
         self.switches = 0  # +switch-master messages about our master
         self._kicked = False
         self._turn = 0
@@ -48,13 +50,20 @@ class SentinelWatch:
     def missed(self) -> None:
         self._kicked = True
 
+    def sole_master(self) -> str:
+        """Only the master the sentinels name acknowledges alone (not an old
+        master restarted empty that a lagging sentinel still names)."""
+        return self.master_run_id
+
     async def refresh(self) -> None:
         """Ask the sentinels again (errors propagate; the last answer stands)."""
         await self._pool.get_master_address()
         manager = self._pool.sentinel_manager
         sentinel = manager.sentinels[self._turn % len(manager.sentinels)]
+        state = await sentinel.sentinel_master(self.master_name)
         replicas = await sentinel.sentinel_slaves(self.master_name)
         self.replicas = len(manager.filter_slaves(replicas))
+        self.master_run_id = str(state.get("runid") or "")  # one sentinel's one answer
 
     async def run_forever(self) -> None:
         while True:

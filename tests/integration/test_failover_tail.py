@@ -24,12 +24,14 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE
+from hita.cache.connection import BoundedSentinelPool
+from hita.cache.sentinel_watch import SentinelWatch
 from hita.domain.roles import Role
 from tests.conftest import cluster_target, sentinel_target
-from tests.integration.conftest import Account, World
+from tests.integration.conftest import Account, World, until
 from tests.integration.test_coherence import settled
 from tests.integration.test_near_cache_topologies import two_worlds_on
-from tests.topologies import Node, RedisClusterServers, SentinelServers, client
+from tests.topologies import HOST, Node, RedisClusterServers, SentinelServers, client, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -199,3 +201,89 @@ async def test_control_without_the_replicas_word_a_failover_shows_old_names(
 ) -> None:
     tail = await make_tail(CACHE_REPLICA_WAIT_MS="0")
     assert OLD in {name for _, name in await lose_the_tail(tail)}
+
+
+# -- Sentinel: a restarted old master that a lagging sentinel still names ------
+
+
+async def read_after_a_write_through_an_impostor(
+    aiohttp_client: AiohttpClient,
+    database_url: str,
+    servers: SentinelServers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[str]:
+    """The unplanned failover's race (`make chaos` on Sentinel, `redis_kill`):
+    the sentinels name a master with no replica they could promote (here its
+    replica held down until they mark it ``s_down``), while A's pool reaches,
+    through a lagging sentinel, an old master restarted empty (an ``impostor``
+    of this test's own). A renames a guest; B, which reads the named master,
+    reads the guest at once and for a while after: the names it shows."""
+    a, b = await two_worlds_on(
+        aiohttp_client, database_url, sentinel_target(servers), CACHE_READER_RENEW_MS="1000"
+    )
+    admin = await a.make_user(Role.ADMIN)
+    guest = await a.make_user(full_name=OLD)
+    for world in (a, b):  # in the named master and in both L1s
+        for _ in range(2):
+            assert (await name_of(world, admin, guest))[0] == OLD
+    await settled(a, b)
+    hint = b.app[COHERENCE].session._on_hint  # B hears of the row at its renewal (or when hurried)
+    monkeypatch.setattr(b.app[COHERENCE].session, "_on_hint", lambda hurry: hurry and hint(hurry))
+    impostor = Node(free_ports(1)[0], servers.root / "impostor")
+    impostor.start()
+    servers.replica.process.pause()
+    try:
+        watches = [w.app[CACHE].replicas for w in (a, b)]
+        await until(
+            lambda: all(getattr(w, "replicas", None) == 0 for w in watches),
+            "the sentinels never held the replica down",
+            timeout_s=20,
+        )
+        pool = a.app[CACHE].redis.connection_pool  # type: ignore[union-attr]
+        assert isinstance(pool, BoundedSentinelPool)
+        lagging = (HOST, impostor.port)
+
+        async def discover_master(service_name: str) -> tuple[str, int]:
+            return lagging
+
+        monkeypatch.setattr(pool.sentinel_manager, "discover_master", discover_master)
+        assert tuple(await pool.get_master_address()) == lagging  # A's pool moves there
+        response = await a.client.patch(
+            f"/v1.0/user/update/{guest.id}", json={"full_name": NEW}, headers=admin.headers
+        )
+        assert response.status == 200
+        shown = []
+        for _ in range(10):
+            shown.append((await name_of(b, admin, guest))[0])
+            await asyncio.sleep(0.02)
+        return shown
+    finally:
+        servers.replica.process.resume()
+        impostor.stop()
+
+
+@pytest.mark.sentinel
+async def test_a_master_the_sentinels_do_not_name_acknowledges_no_invalidation_alone(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_sentinel: SentinelServers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shown = await read_after_a_write_through_an_impostor(
+        aiohttp_client, clean_database, own_sentinel, monkeypatch
+    )
+    assert set(shown) == {NEW}
+
+
+@pytest.mark.sentinel
+async def test_control_any_master_with_no_replica_acknowledging_alone_shows_the_old_name(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_sentinel: SentinelServers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(SentinelWatch, "sole_master", lambda self: None)
+    shown = await read_after_a_write_through_an_impostor(
+        aiohttp_client, clean_database, own_sentinel, monkeypatch
+    )
+    assert OLD in shown
