@@ -78,8 +78,10 @@ WITH me AS (
     INSERT INTO cache_readers AS r (instance, lease_until, applied, renewed_at)
     VALUES ($1, now() + make_interval(secs => $2), $3::text::pg_snapshot, now())
     ON CONFLICT (instance) DO UPDATE
-        SET lease_until = EXCLUDED.lease_until, applied = EXCLUDED.applied,
-            renewed_at = EXCLUDED.renewed_at
+        -- Never backward: a renewal sent on a connection given up on (its
+        -- timeout) may still commit after one on the next connection.
+        SET lease_until = GREATEST(r.lease_until, EXCLUDED.lease_until),
+            applied = EXCLUDED.applied, renewed_at = EXCLUDED.renewed_at
     RETURNING 1
 ), acked AS (
     UPDATE cache_outbox SET acked_at = now()

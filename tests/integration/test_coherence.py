@@ -26,6 +26,7 @@ from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE
 from hita.cache.breaker import BreakerState
 from hita.cache.client import RedisCache
+from hita.db.outbox import _RENEW
 from hita.domain.roles import Role
 from hita.domain.users import Principal, Standing
 from hita.embedded import EmbeddedRedis
@@ -384,6 +385,65 @@ async def test_control_a_writer_that_trusts_the_servers_clock_serves_the_old_nam
     monkeypatch.setattr(session, "readers", live_leases_only)
     await servers_clock_ahead(b, monkeypatch)
     shown, _ = await hung_reader(a, b, monkeypatch)
+    assert shown == "Old Name"
+
+
+LATE_BY_S = 2.5  # how long the abandoned renewal's transaction began before it commits
+BACKWARD_RENEW = _RENEW.replace(  # the renewal as it was: the lease may move back
+    "GREATEST(r.lease_until, EXCLUDED.lease_until)", "EXCLUDED.lease_until"
+)
+
+
+async def late_renewal_then_hung(
+    a: World, b: World, monkeypatch: pytest.MonkeyPatch, direct_url: str, renew_sql: str
+) -> str:
+    """B gave up on a renewal (its timeout) and renewed on a new connection,
+    but the old backend's statement, whose transaction began ``LATE_BY_S``
+    earlier, commits only now (played by a side connection). Then B's path
+    is lost as in ``hung_reader``; A renames the guest: what B shows."""
+    admin, guest = await cached_guest(a, b)
+    time_out_invalidations(monkeypatch, a)
+    coherence = b.app[COHERENCE]
+    late = await asyncpg.connect(direct_url, statement_cache_size=0)
+    try:
+        async with late.transaction():
+            await late.fetchval("SELECT now()")  # its transaction (and now()) begins here
+            await asyncio.sleep(LATE_BY_S)
+            renewed = coherence.stats.renewals
+            await until(lambda: coherence.stats.renewals > renewed, "B never renewed")
+
+            async def unreachable() -> None:
+                raise DatabaseUnavailable("path lost")
+
+            monkeypatch.setattr(coherence.session, "connect", unreachable)
+            backend = coherence.session.pid
+            assert backend is not None
+            os.kill(backend, signal.SIGSTOP)
+            await late.fetchrow(
+                renew_sql, coherence.session.instance, coherence._lease_s, coherence._applied, []
+            )
+        try:
+            await rename(a, admin, guest.id, "New Name")
+            return str((await details(b, admin, guest.id))["full_name"])
+        finally:
+            os.kill(backend, signal.SIGCONT)
+    finally:
+        await late.close()
+
+
+async def test_a_renewal_that_commits_late_does_not_move_the_lease_back(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    a, b = worlds
+    assert await late_renewal_then_hung(a, b, monkeypatch, database_url, _RENEW) == "New Name"
+
+
+async def test_control_a_lease_that_moves_back_lets_the_writer_answer_early(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    a, b = worlds
+    assert BACKWARD_RENEW != _RENEW
+    shown = await late_renewal_then_hung(a, b, monkeypatch, database_url, BACKWARD_RENEW)
     assert shown == "Old Name"
 
 
