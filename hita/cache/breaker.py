@@ -1,10 +1,12 @@
 """A small circuit breaker, its state in process.
 
-closed --(failure_threshold consecutive failures)--> open
-open --(open_s elapsed; one caller let through as a probe)--> half-open
+closed --(failure_threshold consecutive failures, or one ``trip``)--> open
+open --(open_s elapsed; one probe)--> half-open
 half-open --(probe succeeds)--> closed;  --(probe fails)--> open again
 
-While open, callers are refused at once, without touching the network.
+While open, callers are refused at once, without touching the network. The
+probe is ``probe()``, started in the background, when one is given (no
+request waits for it: the cache's), else the next caller, let through.
 Every transition is logged and reported to ``on_transition``.
 """
 
@@ -35,6 +37,7 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_transition: Transition | None = None,
+        probe: Callable[[], None] | None = None,
         name: str = "redis",
     ) -> None:
         if failure_threshold < 1:
@@ -44,6 +47,7 @@ class CircuitBreaker:
         self.name = name
         self._clock = clock
         self._on_transition = on_transition
+        self._probe = probe  # starts a probe that reports with record_success/failure
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
@@ -58,7 +62,9 @@ class CircuitBreaker:
         return self._failures
 
     def allow(self) -> bool:
-        """May a call go to the network now? In half-open, only one probe may."""
+        """May a call go to the network now? In half-open, only one probe may:
+        the background one when there is one (this caller is refused), else
+        this caller."""
         if self._state is BreakerState.CLOSED:
             return True
         if self._state is BreakerState.OPEN:
@@ -68,6 +74,9 @@ class CircuitBreaker:
         if self._probe_in_flight:
             return False
         self._probe_in_flight = True
+        if self._probe is not None:
+            self._probe()
+            return False
         return True
 
     def record_success(self) -> None:
@@ -82,6 +91,15 @@ class CircuitBreaker:
         if self._state is BreakerState.HALF_OPEN or (
             self._state is BreakerState.CLOSED and self._failures >= self.failure_threshold
         ):
+            self._opened_at = self._clock()
+            self._move(BreakerState.OPEN)
+
+    def trip(self) -> None:
+        """A failure that says on its own that the service is away (a call that
+        timed out): open now, without waiting for the threshold."""
+        self._failures = max(self._failures + 1, self.failure_threshold)
+        self._probe_in_flight = False
+        if self._state is not BreakerState.OPEN:
             self._opened_at = self._clock()
             self._move(BreakerState.OPEN)
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hita.cache import scripts, topology
 from hita.cache.breaker import BreakerState, CircuitBreaker
@@ -86,6 +87,7 @@ class CacheCore:
             config.breaker.open_s,
             clock=clock,
             on_transition=self._on_transition,
+            probe=self._probe_in_background,
         )
         self.pending = PendingInvalidations(config.pending_max_users)
         # Loader errors after which an untrusting reader may still serve what
@@ -184,6 +186,9 @@ class CacheCore:
             if is_pool_exhausted(exc):  # our own overload, not Redis's failure
                 self.breaker.abandon()
                 self.errors.report(logging.WARNING, exc, f"cache {op} ({cache_type}): pool busy")
+            elif isinstance(exc, RedisTimeoutError):  # a request waited the whole timeout:
+                self.breaker.trip()  # the next ones must not
+                self.errors.report(logging.WARNING, exc, f"cache {op} ({cache_type}) timed out")
             else:
                 self.breaker.record_failure()
                 self.errors.report(logging.WARNING, exc, f"cache {op} ({cache_type}) failed")
@@ -253,6 +258,22 @@ class CacheCore:
                 return True
             await asyncio.sleep(max(wait_s, 0) + WITNESS_MARGIN_S)
         return True
+
+    def _probe_in_background(self) -> None:
+        """The breaker's half-open probe: a PING apart from every request, its
+        outcome recorded like a call's (requests are refused meanwhile)."""
+        self._spawn(self._probe_once())
+
+    async def _probe_once(self) -> None:
+        try:
+            healthy = await self.ping(what="cache probe failed")
+        except BaseException:
+            self.breaker.abandon()
+            raise
+        if healthy:
+            self.breaker.record_success()
+        else:
+            self.breaker.record_failure()
 
     async def ping(self, *, what: str = "cache ping failed") -> bool:
         """The truth about Redis right now, whatever the breaker thinks; on

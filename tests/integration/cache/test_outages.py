@@ -53,15 +53,23 @@ async def test_reads_fall_through_to_the_loader_while_redis_is_down(
     assert loader.calls == 3
 
 
-async def test_the_breaker_closes_after_a_successful_probe(fake_backend: Backend) -> None:
+async def test_the_breaker_closes_after_a_successful_probe_no_request_waits_for(
+    fake_backend: Backend,
+) -> None:
     cache = fake_backend.make(breaker=breaker(1, 0.05))
     fake_backend.disconnect()
     await cache.get(USER)
     assert state_of(cache.breaker) is BreakerState.OPEN
     fake_backend.reconnect()
     await asyncio.sleep(0.06)
-    await cache.set(USER, 1, ttl=60)
+    assert not await cache.set(USER, 1, ttl=60)  # refused: the probe runs apart from it
+    assert state_of(cache.breaker) is not BreakerState.OPEN
+    for _ in range(100):
+        if state_of(cache.breaker) is BreakerState.CLOSED:
+            break
+        await asyncio.sleep(0.01)
     assert state_of(cache.breaker) is BreakerState.CLOSED
+    assert await cache.set(USER, 1, ttl=60)
     assert await cache.get(USER) == 1
 
 

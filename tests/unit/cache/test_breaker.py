@@ -84,3 +84,37 @@ def test_an_abandoned_probe_lets_the_next_caller_probe() -> None:
 def test_threshold_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         CircuitBreaker(0, 1.0)
+
+
+def test_with_a_probe_of_its_own_no_caller_is_the_half_open_probe() -> None:
+    """The probe runs in the background: every caller is refused until it
+    reports, so no request waits on a service that may still be away."""
+    probes: list[int] = []
+    clock = Clock()
+    breaker = CircuitBreaker(1, 2.0, clock=clock, probe=lambda: probes.append(1))
+    breaker.record_failure()
+    clock.now += 2.1
+    assert not breaker.allow()  # the probe started instead
+    assert probes == [1]
+    assert state_of(breaker) is BreakerState.HALF_OPEN
+    assert not breaker.allow()  # one probe at a time
+    assert probes == [1]
+    breaker.record_failure()  # the probe failed: open again, for open_s
+    assert state_of(breaker) is BreakerState.OPEN
+    clock.now += 2.1
+    assert not breaker.allow()
+    assert probes == [1, 1]
+    breaker.record_success()
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert breaker.allow()
+
+
+def test_a_trip_opens_at_once_whatever_the_threshold() -> None:
+    breaker, clock, seen = make(threshold=5)
+    breaker.trip()
+    assert state_of(breaker) is BreakerState.OPEN
+    assert not breaker.allow()
+    breaker.trip()  # already open: the cool-down is not restarted
+    clock.now += 2.1
+    assert breaker.allow()
+    assert seen == ["closed->open", "open->half_open"]
