@@ -78,7 +78,12 @@ def counted(answers: list[tuple[int, str, float]]) -> str:
 
 
 def p99(seconds: list[float]) -> float:
-    return statistics.quantiles(seconds, n=100)[98] * 1000 if len(seconds) > 1 else 0.0
+    """Milliseconds, interpolated between the samples (``inclusive``: never past
+    the slowest one; the default ``exclusive`` method extrapolates beyond it
+    for 40 samples, and reported 424 ms for a slowest request of 280 ms)."""
+    if len(seconds) < 2:
+        return 0.0
+    return statistics.quantiles(seconds, n=100, method="inclusive")[98] * 1000
 
 
 async def details_keys(redis_url: str) -> int:
@@ -185,9 +190,10 @@ async def timed(svc: Service, logins: list[tuple[str, str]], tag: str) -> tuple[
 
 
 def latency_cells(login_s: list[float], write_s: list[float]) -> str:
-    return (
-        f"login p50 {statistics.median(login_s) * 1000:.0f} ms, p99 **{p99(login_s):.0f} ms**;"
-        f" PATCH p50 {statistics.median(write_s) * 1000:.0f} ms, p99 **{p99(write_s):.0f} ms**"
+    return "; ".join(
+        f"{what} p50 {statistics.median(s) * 1000:.0f} ms, p99 **{p99(s):.0f} ms**,"
+        f" slowest {max(s) * 1000:.0f} ms"
+        for what, s in (("login", login_s), ("PATCH", write_s))
     )
 
 
