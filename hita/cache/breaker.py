@@ -101,22 +101,22 @@ class CircuitBreaker:
         self._probe_in_flight = False
         if self._state is not BreakerState.OPEN:
             self._opened_at = self._clock()
-            self._move(BreakerState.OPEN)
+            self._move(BreakerState.OPEN, why="a call timed out")
 
     def abandon(self) -> None:
         """A call that was let through ended without a verdict (it was cancelled)."""
         self._probe_in_flight = False
 
-    def _move(self, new: BreakerState) -> None:
+    def _move(self, new: BreakerState, *, why: str | None = None) -> None:
         old, self._state = self._state, new
         level = logging.INFO if new is BreakerState.CLOSED else logging.WARNING
         log.log(
             level,
-            "circuit breaker %s: %s -> %s (after %d consecutive failures)",
+            "circuit breaker %s: %s -> %s (%s)",
             self.name,
             old.value,
             new.value,
-            self._failures,
+            why or f"after {self._failures} consecutive failures",
         )
         if self._on_transition is not None:
             self._on_transition(old, new)

@@ -12,13 +12,14 @@ import statistics
 import time
 from typing import Any, Final
 
+import asyncpg
 import pytest
 from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from hita.app import create_app
 from hita.appkeys import DATABASE
-from hita.db.login_attempts import Counted, LoginAttempts
+from hita.db.login_attempts import Counted, LoginAttempts, Window
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedRedis
 from hita.services import login_throttle
@@ -274,3 +275,93 @@ async def test_every_spelling_the_lookup_folds_together_shares_one_count(
     for spelling in (folded * 3)[:3]:
         assert (await login(world.client, spelling, "guess")).status == 401
     await assert_throttled(await login(world.client, guest.username, PASSWORD), 300)
+
+
+# -- no deadlock between concurrent counts ------------------------------------------
+
+STORM_ROUNDS: Final = 40  # at most; a storm stops at its first error
+STORM_WIDTH: Final = 40  # attempts at once
+_BEFORE_COUNT: Final = """
+WITH names(name) AS (
+    VALUES ('user:' || encode(sha256(convert_to(lower($1), 'UTF8')), 'hex')), ('addr:' || $2)
+), gone AS (
+    DELETE FROM login_attempts WHERE name IN (
+        SELECT name FROM login_attempts
+        WHERE window_ends < now() AND name NOT IN (SELECT name FROM names) LIMIT $4)
+)
+INSERT INTO login_attempts AS a (name, attempts, window_ends)
+SELECT name, 1, now() + make_interval(secs => $3) FROM names
+ON CONFLICT (name) DO UPDATE SET
+    attempts = CASE WHEN a.window_ends <= now() THEN 1 ELSE a.attempts + 1 END,
+    window_ends = CASE WHEN a.window_ends <= now() THEN EXCLUDED.window_ends
+                       ELSE a.window_ends END
+RETURNING name, attempts, EXTRACT(EPOCH FROM window_ends - now())::float8 AS left_s
+"""
+
+
+class _AsBefore(LoginAttempts):
+    """Control: the statements as they were (expired windows of others removed
+    inside the count, a success's two changes in one statement)."""
+
+    async def count(self, username: str, address: str, window_s: int) -> Counted:
+        rows = await self._db.fetch(_BEFORE_COUNT, username, address, window_s, 10)
+        by = {row["name"].partition(":")[0]: row for row in rows}
+        user, addr = (
+            Window(by[k]["name"], int(by[k]["attempts"]), float(by[k]["left_s"]))
+            for k in ("user", "addr")
+        )
+        return Counted(user, addr)
+
+    async def succeeded(self, counted: Counted) -> None:
+        await self._db.execute(
+            "WITH cleared AS (DELETE FROM login_attempts WHERE name = $1)"
+            " UPDATE login_attempts SET attempts = attempts - 1"
+            " WHERE name = $2 AND attempts > 0",
+            counted.user.name,
+            counted.address.name,
+        )
+
+
+async def storm(kind: type[LoginAttempts], database_url: str) -> list[BaseException]:
+    """Rounds of parallel counts (a few usernames, a few addresses, some
+    successes) over windows that have all just expired: the errors raised
+    (the first round with any ends the storm)."""
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=STORM_WIDTH,
+        max_size=STORM_WIDTH,
+        server_settings={"deadlock_timeout": "20ms"},  # cycles found at once, not after 1 s
+    )
+    try:
+        attempts = kind(pool)
+
+        async def one(n: int) -> None:
+            counted = await attempts.count(f"guest{n % 12}", f"10.0.0.{n % 3}", 300)
+            if n % 4 == 0:
+                await attempts.succeeded(counted)
+
+        errors: list[BaseException] = []
+        for _ in range(STORM_ROUNDS):
+            results = await asyncio.gather(
+                *(one(n) for n in range(STORM_WIDTH)), return_exceptions=True
+            )
+            errors += [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                break
+            await pool.execute("UPDATE login_attempts SET window_ends = now() - interval '1 s'")
+        return errors
+    finally:
+        await pool.close()
+
+
+async def test_parallel_counts_over_expired_windows_never_deadlock(
+    clean_database: str, database_url: str
+) -> None:
+    assert await storm(LoginAttempts, database_url) == []
+
+
+async def test_control_removing_expired_windows_inside_the_count_deadlocks(
+    clean_database: str, database_url: str
+) -> None:
+    errors = await storm(_AsBefore, database_url)
+    assert any(isinstance(e, asyncpg.DeadlockDetectedError) for e in errors), errors[:3]
