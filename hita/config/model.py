@@ -197,7 +197,7 @@ class BreakerConfig:
     failure_threshold: int = integer(
         "CACHE_BREAKER_FAILURES",
         c.BREAKER_FAILURE_THRESHOLD,
-        "consecutive failures that open the circuit breaker",
+        "consecutive connection failures that open the circuit breaker (a timeout: one)",
         minimum=1,
     )
     open_s: float = number("CACHE_BREAKER_OPEN_S", c.BREAKER_OPEN_S, "time it stays open, s")
