@@ -68,6 +68,15 @@ class Renewal:
 
 
 @dataclass(frozen=True, slots=True)
+class Ack:
+    """One transaction whose invalidation Redis acknowledged, for one user."""
+
+    xid: str
+    user_id: str
+    everything_shown: bool  # every family shown of the user, not only details
+
+
+@dataclass(frozen=True, slots=True)
 class Readers:
     snapshot: str  # taken when the question was asked
     applied: list[str | None]  # each live reader's last reported snapshot
@@ -196,23 +205,6 @@ class ReaderSession:
         row = await self._fetchrow(_READERS, grace_s)
         return Readers(row["snapshot"], orjson.loads(row["applied"]))
 
-    async def acknowledge(
-        self, xids: Sequence[str], user_ids: Sequence[str], *, everything_shown: bool
-    ) -> int:
-        """Mark acknowledged the rows of transactions ``xids`` that an invalidation
-        already acknowledged by Redis covered: rows naming only ``user_ids``,
-        and changing only details unless ``everything_shown`` was invalidated too."""
-        row = await self._fetchrow(
-            "WITH acked AS (UPDATE cache_outbox SET acked_at = now()"
-            " WHERE xid = ANY($1::text[]::xid8[]) AND acked_at IS NULL"
-            " AND user_ids <@ $2::text[] AND (scope = 'details' OR $3) RETURNING 1)"
-            " SELECT count(*) AS n FROM acked",
-            list(xids),
-            list(user_ids),
-            everything_shown,
-        )
-        return int(row["n"])
-
     async def hurry(self) -> None:
         """Ask every reader to renew at once (a writer waits for them)."""
         await self._fetchrow("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, HURRY)
@@ -284,6 +276,25 @@ class Outbox:
             await conn.execute("INSERT INTO cache_outbox (user_ids, scope) VALUES (NULL, 'all')")
         log.warning("the outbox held over %d unapplied changes: collapsed into one", max_rows)
         return True
+
+    async def acknowledge(self, acks: Sequence[Ack]) -> int:
+        """Mark acknowledged, in one statement, the rows each ``Ack`` covers:
+        rows of its transactions naming only its user, and changing only
+        details unless it invalidated everything shown of that user."""
+        row = await self._db.fetchrow(
+            "WITH acks AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[])"
+            " AS a(xid, user_id, everything)),"
+            " acked AS (UPDATE cache_outbox o SET acked_at = now() FROM acks"
+            " WHERE o.xid = acks.xid::xid8 AND o.acked_at IS NULL"
+            " AND o.user_ids <@ ARRAY[acks.user_id]"
+            " AND (o.scope = 'details' OR acks.everything) RETURNING 1)"
+            " SELECT count(*) AS n FROM acked",
+            [a.xid for a in acks],
+            [a.user_id for a in acks],
+            [a.everything_shown for a in acks],
+        )
+        assert row is not None
+        return int(row["n"])
 
     async def waiting(self) -> tuple[int, float]:
         """Rows not yet acknowledged, and the age in seconds of the oldest."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -41,9 +42,9 @@ from hita.cache.pending import Invalidation
 from hita.config import CacheConfig
 from hita.constants import NAMESPACES, USER_DETAILS
 from hita.db.database import Database
-from hita.db.outbox import Change, Outbox, ReaderSession, Renewal
+from hita.db.outbox import Ack, Change, Outbox, ReaderSession, Renewal
 from hita.db.snapshots import Snapshot, covers
-from hita.errors import DependencyUnavailable
+from hita.errors import DependencyUnavailable, Overloaded
 from hita.services.cache_keys import CacheKeys
 from hita.tasks import cancel_and_wait
 
@@ -58,6 +59,8 @@ LEASE_MARGIN_S: Final = 0.05  # and 50 ms less again, for the server's clock
 WATCH_POLL_S: Final = 0.005  # how often a waiting writer's readers are looked at
 HINT_GRACE_S: Final = 0.02  # a new row is read this long after its notification
 MAX_HELD_ROWS: Final = 10_000  # rows remembered until acknowledged
+ACK_BATCH: Final = 500  # acknowledgements written in one statement
+MAX_QUEUED_ACKS: Final = 10_000  # beyond, the oldest are left to the readers
 
 
 def instance_name() -> str:
@@ -114,6 +117,8 @@ class CacheCoherence:
         self._hurried = False
         self._waiters: list[_Waiter] = []
         self._watcher: asyncio.Task[None] | None = None
+        self._acks: list[Ack] = []  # acknowledgements not yet written
+        self._acker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._cache.pending.trusted_until = 0.0  # until the first renewal
         self._cache.instance = self.session.instance
@@ -221,21 +226,31 @@ class CacheCoherence:
         """The request that committed ``xids`` had Redis acknowledge its own
         invalidation of ``cache_types`` for ``user_id``: mark the outbox rows
         it covered acknowledged (in the background), so no other instance
-        applies them again."""
+        applies them again. Acknowledgements are an economy, never needed for
+        the promise: they go in batches through the shared pool, never on the
+        reader session (a write load there starved the renewals, and the
+        instance stopped trusting Redis), and past ``MAX_QUEUED_ACKS`` the
+        oldest are left to the readers."""
         if not xids or user_id is None or USER_DETAILS not in cache_types:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._acknowledge(list(xids), user_id, set(NAMESPACES) <= cache_types)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _acknowledge(self, xids: list[str], user_id: str, everything_shown: bool) -> None:
-        with contextlib.suppress(DependencyUnavailable):  # the row stays for the readers
-            acked = await self.session.acknowledge(
-                xids, [user_id], everything_shown=everything_shown
+        everything = set(NAMESPACES) <= cache_types
+        self._acks += [Ack(xid, user_id, everything) for xid in xids]
+        del self._acks[:-MAX_QUEUED_ACKS]
+        if self._acker is None or self._acker.done():
+            self._acker = asyncio.get_running_loop().create_task(
+                self._acknowledge_queued(),
+                context=contextvars.Context(),  # no request's budget
             )
-            self.stats.rows_acked += acked
+            self._tasks.add(self._acker)
+            self._acker.add_done_callback(self._tasks.discard)
+
+    async def _acknowledge_queued(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
+            try:
+                self.stats.rows_acked += await self.outbox.acknowledge(batch)
+            except (DependencyUnavailable, Overloaded):  # the rows stay for the readers
+                log.debug("outbox rows left unacknowledged: the database is busy or away")
 
     async def confirm_delivery(self) -> bool:
         """Wait until no instance can serve from Redis anything committed before

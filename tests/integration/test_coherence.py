@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import pytest
@@ -445,6 +445,43 @@ async def test_control_a_lease_that_moves_back_lets_the_writer_answer_early(
     assert BACKWARD_RENEW != _RENEW
     shown = await late_renewal_then_hung(a, b, monkeypatch, database_url, BACKWARD_RENEW)
     assert shown == "Old Name"
+
+
+WRITES: Final = 200
+
+
+async def test_a_burst_of_writes_leaves_the_reader_session_to_its_renewals(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledgements go through the shared pool in batches: the reader
+    session runs only the lease's own statements, so a write load cannot
+    starve its renewals (one acknowledgement per write queued on the session
+    did: under `make bench-writes` the instance stopped trusting Redis and read
+    everything from PostgreSQL)."""
+    a, _ = worlds
+    admin = await a.make_user(Role.ADMIN)
+    guests = [await a.make_user() for _ in range(10)]
+    session = a.app[COHERENCE].session
+    statements: list[str] = []
+    fetchrow = session._fetchrow
+
+    async def counted(sql: str, *args: Any) -> Any:
+        statements.append(sql)
+        return await fetchrow(sql, *args)
+
+    monkeypatch.setattr(session, "_fetchrow", counted)
+    untrusted = 0
+
+    async def write(n: int) -> None:
+        nonlocal untrusted
+        await rename(a, admin, guests[n % len(guests)].id, f"Name {n}")
+        untrusted += not a.app[CACHE].pending.trusted
+
+    for start in range(0, WRITES, 20):
+        await asyncio.gather(*(write(n) for n in range(start, start + 20)))
+    assert untrusted == 0
+    assert all("cache_readers" in sql or "pg_notify" in sql for sql in statements)
+    await until(lambda: a.app[COHERENCE].stats.rows_acked >= WRITES, "rows not acknowledged")
 
 
 async def test_rows_are_acknowledged_once_applied_and_pruned_after_their_retention(
