@@ -196,6 +196,7 @@ class Chaos:
         self.history.judge_read_back()
         self.history.audit_final({r["id"]: dict(r) for r in final}, time.monotonic())
         self.history.five_xx()
+        self.history.failed_probes()
 
 
 def main() -> int:

@@ -166,6 +166,7 @@ class History:
         self.outages = Outages()
         self.reads_checked = 0
         self.login_probes = 0
+        self.probes: list[tuple[Answer, list[int], list[int], float]] = []
         self.committed_no_answer = 0
 
     def track(self, user_id: str, **initial: Any) -> None:
@@ -222,20 +223,30 @@ class History:
         elif right_password and user_id is not None and status in (200, 403):
             self.check_user(answer, {"id": user_id, "is_active": status == 200})
 
-    def login_probe(self, answer: Answer, before: list[int], after: list[int]) -> None:
+    def login_probe(
+        self, answer: Answer, before: list[int], after: list[int], ended: float
+    ) -> None:
         """The same reads before and after a failed login (``answer``), on one
-        instance: each that answered 200 before must answer 200 after (no
-        answer at all says the instance went away, not what the login did)."""
+        instance, the last read done at ``ended``; judged at the end, once every
+        outage is known (``failed_probes``)."""
         self.login_probes += 1
-        failed = sum(
-            1 for b, a in zip(before, after, strict=True) if b == 200 and a not in (0, 200)
-        )
-        if failed:
-            self._find(
-                READ_AFTER_LOGIN,
-                answer,
-                f"login answered {answer.status}; reads before {before}, after {after}",
+        self.probes.append((answer, before, after, ended))
+
+    def failed_probes(self) -> None:
+        """Each read that answered 200 before a failed login must answer 200
+        after it, while PostgreSQL stayed up and reachable from that instance
+        (out of its reach, an instance fails closed; no answer at all says the
+        instance went away, not what the login did)."""
+        for answer, before, after, ended in self.probes:
+            failed = sum(
+                1 for b, a in zip(before, after, strict=True) if b == 200 and a not in (0, 200)
             )
+            if failed and self.outages.reachable(answer.instance, answer.started, ended):
+                self._find(
+                    READ_AFTER_LOGIN,
+                    answer,
+                    f"login answered {answer.status}; reads before {before}, after {after}",
+                )
 
     # -- writes --------------------------------------------------------------------
 

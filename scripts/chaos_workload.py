@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -131,7 +132,8 @@ class Workload(Writes):
         before = await reads()
         login = await self.login(session, right=False, instance=target)
         if not 200 <= login.status < 300:
-            self.history.login_probe(login, before, await reads())
+            after = await reads()
+            self.history.login_probe(login, before, after, time.monotonic())
 
     # -- writes --------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from hita.api.typedefs import Handler
 from hita.cache.stats import READS
 from hita.config import HttpConfig
 from hita.constants import CLIENT_CLOSED_REQUEST
-from hita.deadline import wait_deadline
+from hita.deadline import WaitBudget, wait_budget
 from hita.errors import Overloaded
 from hita.logs import request_id_var
 from hita.metrics import Metrics
@@ -103,7 +103,7 @@ def front_middleware(
         route = served.get(request.match_info.route)
         rid = request_id(request)
         reset = request_id_var.set(rid)
-        reset_deadline = wait_deadline.set(started + wait_budget_s)
+        reset_budget = wait_budget.set(WaitBudget(wait_budget_s))
         reads = [0, 0, 0]  # l1, redis, miss: tallied by the cache (hita.cache.stats)
         reset_reads = READS.set(reads)
         label, status, answered = UNMATCHED if route is None else route.path, 500, 0.0
@@ -143,7 +143,7 @@ def front_middleware(
             if access_log is not None and access_log.enabled:
                 access_log.line(request.method, request.path, status, elapsed, rid)
             request_id_var.reset(reset)
-            wait_deadline.reset(reset_deadline)
+            wait_budget.reset(reset_budget)
             READS.reset(reset_reads)
 
     return front

@@ -6,7 +6,7 @@ beyond the cap would wait in asyncpg's queue for up to ``DB_ACQUIRE_TIMEOUT_S``
 and then be told "database unavailable" while PostgreSQL idles. ``PoolGate``
 holds one slot per pooled connection and lets at most ``max_waiters`` wait,
 each at most ``budget_s`` (a request: what is left of its one budget for every
-wait, ``hita.deadline``), or ``STANDING_WAIT_S`` while the queue stands: when
+wait in queues, ``hita.deadline``), or ``STANDING_WAIT_S`` while the queue stands: when
 it has not been empty for ``STANDING_AFTER_S``, the requests joining it would
 only wait behind others for their whole budget (the controlled delay of
 Maurer's "Fail at Scale", ACM Queue 2015; CoDel applied to a server's queue).
@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
-from hita.deadline import wait_deadline
+from hita.deadline import wait_budget
 from hita.errors import Overloaded
 
 HOLD_EWMA_WEIGHT: Final = 0.05  # weight of the newest hold time in the running mean
@@ -83,12 +83,13 @@ class PoolGate:
         if not self.waiting:
             self._emptied = started
         wait_s = STANDING_WAIT_S if started - self._emptied > STANDING_AFTER_S else self.budget_s
-        deadline = wait_deadline.get()
-        if deadline is not None:
-            wait_s = min(wait_s, deadline - time.monotonic())
+        budget = wait_budget.get()
+        if budget is not None:
+            wait_s = min(wait_s, budget.left_s)
             if wait_s <= 0:  # this request has waited its budget already
                 raise self._refuse("wait_budget")
         self.waiting += 1
+        waited_from = time.monotonic()
         try:
             async with asyncio.timeout(wait_s):
                 await self._semaphore.acquire()
@@ -100,6 +101,8 @@ class PoolGate:
                 self._emptied = self._clock()
             self.stats.waits += 1
             self.stats.wait_seconds += self._clock() - started
+            if budget is not None:
+                budget.spend(time.monotonic() - waited_from)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

@@ -5,6 +5,8 @@ shows the test would see it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,10 +16,10 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from hita.api import invalidation
+from hita.api import front, invalidation
 from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE, DATABASE
-from hita.constants import USER_DETAILS
+from hita.constants import DB_QUEUE_TIMEOUT_MS, USER_DETAILS
 from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -248,3 +250,86 @@ async def test_control_taking_its_own_outage_for_everyones_serves_from_redis(
 
     monkeypatch.setattr(b.app[CACHE], "others_reached_source", nobody)
     assert await read_on_the_cut_off_instance(a, b, clean_database, monkeypatch) == 200
+
+
+# -- Redis paused while a small pool takes a burst ------------------------------
+
+BURST_ADDS = 20
+
+
+async def burst_of_adds_with_redis_paused(
+    aiohttp_client: AiohttpClient, database_url: str, redis_server: EmbeddedRedis
+) -> tuple[list[tuple[int, str]], int]:
+    """A pool of two connections, Redis paused (each request first waits out a
+    Redis timeout, as long as its whole queue budget by default), 20 adds for
+    20 users at once: every answer's status and type, and the ledger rows."""
+    config = make_config(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_server.url,
+        DB_POOL_MAX_SIZE="2",
+        DB_POOL_MIN_SIZE="1",
+        DB_QUEUE_TIMEOUT_MS=str(DB_QUEUE_TIMEOUT_MS),  # the default, as long as a Redis timeout
+    )
+    app = create_app(config)
+    world = World(await aiohttp_client(app), app, config, Tokens(config.auth))
+    # One admin per add: each token check reads its own user's details, so
+    # each request waits out its own Redis timeout before it needs the pool.
+    admins = [await world.make_user(Role.ADMIN) for _ in range(BURST_ADDS)]
+    guests = [await world.make_user() for _ in range(BURST_ADDS)]
+
+    async def add(admin: Account, guest: Account) -> tuple[int, str]:
+        response = await world.client.post(
+            f"/v1.0/points/{guest.id}/add",
+            json={"amount": 5, "reason": "burst"},
+            headers=admin.headers,
+        )
+        await response.read()
+        return response.status, response.content_type
+
+    redis_server.process.pause()
+    try:
+        answers = await asyncio.gather(*map(add, admins, guests))
+    finally:
+        redis_server.process.resume()
+    rows = await app[DATABASE].fetchval(
+        "SELECT count(*) FROM points_transactions WHERE user_id = ANY($1::text[])",
+        [guest.id for guest in guests],
+    )
+    return answers, int(rows)
+
+
+async def test_a_burst_slowed_by_redis_is_served_by_a_small_pool(
+    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
+) -> None:
+    """Time spent on Redis is not time spent queueing: PostgreSQL is up and the
+    pool turns over in milliseconds, so every add is served."""
+    answers, rows = await burst_of_adds_with_redis_paused(aiohttp_client, clean_database, own_redis)
+    assert answers == [(200, "application/json")] * BURST_ADDS
+    assert rows == BURST_ADDS
+
+
+class _DeadlineFromTheStart:
+    """The budget as it was: a deadline from the request's start, so a Redis
+    timeout spent it before the request reached the pool's queue."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    @property
+    def left_s(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def spend(self, seconds: float) -> None:
+        pass
+
+
+async def test_control_a_deadline_from_the_requests_start_refuses_the_burst(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_redis: EmbeddedRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(front, "WaitBudget", _DeadlineFromTheStart)
+    answers, rows = await burst_of_adds_with_redis_paused(aiohttp_client, clean_database, own_redis)
+    assert (503, "application/json") in answers
+    assert rows == sum(1 for status, _ in answers if status == 200)

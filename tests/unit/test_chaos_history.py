@@ -231,8 +231,28 @@ class TestLogin:
         self, before: list[int], after: list[int], failed: int
     ) -> None:
         h = history()
-        h.login_probe(answer(401, kind="login_wrong"), before, after)
+        h.login_probe(answer(401, kind="login_wrong"), before, after, 0.5)
+        h.failed_probes()
         assert h.login_probes == 1
+        assert found(h) == ({READ_AFTER_LOGIN: failed} if failed else {})
+
+    @pytest.mark.parametrize(
+        ("outage", "failed"),
+        [
+            ((0.3, 4.0, 0), 0),  # the instance lost its PostgreSQL path during the reads after
+            ((0.3, 4.0, None), 0),  # PostgreSQL stopped for everyone
+            ((0.3, 4.0, 1), 1),  # another instance's path: this one had no excuse
+            ((0.6, 4.0, 0), 1),  # after the probe's last read
+        ],
+    )
+    def test_a_read_that_fails_while_postgres_is_out_of_reach_is_no_finding(
+        self, outage: tuple[float, float, int | None], failed: int
+    ) -> None:
+        h = history()
+        h.login_probe(answer(401, kind="login_wrong"), [200, 200], [200, 503], 0.5)
+        start, end, instance = outage
+        h.outages.add(start, end, instance)
+        h.failed_probes()
         assert found(h) == ({READ_AFTER_LOGIN: failed} if failed else {})
 
     @pytest.mark.parametrize(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from hita.db.gate import STANDING_AFTER_S, PoolGate
-from hita.deadline import wait_deadline
+from hita.deadline import WaitBudget, wait_budget
 from hita.errors import DatabaseUnavailable, Overloaded
 
 
@@ -106,19 +105,39 @@ async def test_while_the_queue_stands_a_new_waiter_waits_only_briefly() -> None:
 
 async def test_a_request_waits_its_budget_once_in_all() -> None:
     """Within a request (``hita.deadline``), a wait is bounded by what is left
-    of its deadline; past it, a wait is refused at once."""
+    of its budget and spends it; once spent, a wait is refused at once."""
     gate = PoolGate(1, max_waiters=4, budget_s=5.0)
     release, holder = await holding(gate)
-    token = wait_deadline.set(time.monotonic() + 0.05)
+    budget = WaitBudget(0.05)
+    token = wait_budget.set(budget)
     try:
         with pytest.raises(Overloaded):
             async with gate.slot():  # waits 50 ms, not 5 s
                 pass
+        assert budget.left_s <= 0.001
         with pytest.raises(Overloaded):
             async with gate.slot():  # the budget is spent: refused at once
                 pass
     finally:
-        wait_deadline.reset(token)
+        wait_budget.reset(token)
     assert gate.stats.refused["wait_budget"] == 2
     release.set()
+    await holder
+
+
+async def test_time_a_request_spends_outside_the_queue_leaves_its_budget_whole() -> None:
+    """A request that spent longer than its budget elsewhere (a Redis timeout,
+    say) still waits for a connection: only queue waits spend the budget."""
+    gate = PoolGate(1, max_waiters=4, budget_s=5.0)
+    release, holder = await holding(gate)
+    budget = WaitBudget(0.5)
+    token = wait_budget.set(budget)
+    try:
+        await asyncio.sleep(0.6)  # the request's time elsewhere, past its budget
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        async with gate.slot():
+            assert gate.in_use == 1
+    finally:
+        wait_budget.reset(token)
+    assert 0.0 < budget.left_s < 0.5  # the wait spent part of it
     await holder
