@@ -140,7 +140,7 @@ class Chaos:
                 for i in range(self.args.clients)
             ]
             try:
-                await faults.run(self.args.faults_each, stop_at)
+                await faults.run(self.args.faults_each, stop_at, self.args.kinds)
             finally:
                 faults_done.set()
                 await asyncio.gather(*clients)
@@ -206,6 +206,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--faults-each", type=int, default=5, help="runs of every fault kind")
+    parser.add_argument(
+        "--kinds",
+        type=lambda text: [kind for kind in text.split(",") if kind],
+        default=None,
+        help="only these fault kinds, comma-separated (a partial run: the report says so)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--sweep-ms", type=int, default=0, help="CACHE_OUTBOX_SWEEP_MS of the instances"

@@ -47,10 +47,14 @@ class Faults(DatabaseFaults):
             return [*COMMON, "redis_blackhole"]
         return [*COMMON, "failover"]
 
-    async def run(self, each: int, stop_at: float) -> None:
-        """Every kind ``each`` times (a skipped one is tried again later, up to
-        ``RETRIES_OF_SKIPPED`` times), spread evenly until ``stop_at``."""
-        plan = self.kinds() * each
+    async def run(self, each: int, stop_at: float, only: list[str] | None = None) -> None:
+        """Every kind (or those in ``only``) ``each`` times (a skipped one is
+        tried again later, up to ``RETRIES_OF_SKIPPED`` times), spread evenly
+        until ``stop_at``."""
+        unknown = set(only or ()) - set(self.kinds())
+        if unknown:
+            raise ValueError(f"no such fault kind on this topology: {', '.join(sorted(unknown))}")
+        plan = (only or self.kinds()) * each
         self.rng.shuffle(plan)
         gap = max(MIN_NORMAL_S, (stop_at - time.monotonic() - 20) / max(1, len(plan)))
         skipped: Counter[str] = Counter()
