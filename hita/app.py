@@ -92,10 +92,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         where = redact(config.redis.url or "")
         await cache.ping(what=f"Redis at {where} cannot be used; serving from PostgreSQL")
 
-        # While Redis cannot be used, every request queues for a PostgreSQL connection.
+        # While Redis cannot be used, every request queues for a PostgreSQL
+        # connection: once that queue refuses, refuse at the door instead.
         breaker = cache.breaker
         app[ADMISSION].downstream = lambda: (
-            0.0 if breaker.state is BreakerState.CLOSED else gate.standing_s()
+            0.0 if breaker.state is BreakerState.CLOSED else gate.refusing_s()
         )
 
         cache_keys = CacheKeys(cache)

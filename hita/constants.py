@@ -72,7 +72,7 @@ DB_ACQUIRE_TIMEOUT_S: Final = 3.0
 DB_STARTUP_ATTEMPTS: Final = 3
 DB_STATEMENT_CACHE_SIZE: Final = 100  # asyncpg's own default; 0 behind a transaction pooler
 # The queue in front of the pool: short and measured (hita.db.gate).
-DB_QUEUE_MAX: Final = 64  # requests that may wait for a connection at once
+DB_QUEUE_MAX: Final = 128  # requests that may wait for a connection at once
 DB_QUEUE_TIMEOUT_MS: Final = 250  # longest wait for a connection before "overloaded"
 
 # HTTP.

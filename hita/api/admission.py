@@ -9,10 +9,13 @@ drains. A flood arrives as one long turn of the loop that no probe has
 measured yet (a thousand requests read at once); while it is worked through,
 the probe's lateness so far says how long the requests at its end have
 waited. While Redis cannot be used, every request waits for a PostgreSQL
-connection too: then the queue in front of the pool counts as well, by how
-long it has not been empty (``downstream``; ``hita.db.gate``), so requests are
-refused at the door rather than after their token check, at the pool. The
-delay is the largest of these.
+connection too: then the queue in front of the pool counts as well, once it
+refuses waiters, by how long it has not been empty (``downstream``;
+``PoolGate.refusing_s``), so requests are refused at the door rather than
+after their token check, at the pool. (A queue that stands but serves every
+waiter in time does not count: with Redis paused, 16 clients and a burst on a
+pool of 2 kept it standing for seconds while each waited milliseconds, and the
+door refused one request in six.) The delay is the largest of these.
 
 While the delay is at or under ``OVERLOAD_QUEUE_DELAY_MS`` (the target) every
 request is admitted: 50 or 200 connections on an idle instance queue a few

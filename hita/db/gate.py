@@ -6,10 +6,14 @@ beyond the cap would wait in asyncpg's queue for up to ``DB_ACQUIRE_TIMEOUT_S``
 and then be told "database unavailable" while PostgreSQL idles. ``PoolGate``
 holds one slot per pooled connection and lets at most ``max_waiters`` wait,
 each at most ``budget_s`` (a request: what is left of its one budget for every
-wait in queues, ``hita.deadline``), or ``STANDING_WAIT_S`` while the queue stands: when
-it has not been empty for ``STANDING_AFTER_S``, the requests joining it would
-only wait behind others for their whole budget (the controlled delay of
-Maurer's "Fail at Scale", ACM Queue 2015; CoDel applied to a server's queue).
+wait in queues, ``hita.deadline``), or ``STANDING_WAIT_S`` while the queue stands:
+when even the shortest wait of the last ``STANDING_AFTER_S`` took longer than
+``STANDING_TARGET_S``, the requests joining it would only wait behind others
+for their whole budget (CoDel's standing delay, as Maurer's "Fail at Scale",
+ACM Queue 2015, applies it to a server's queue). A queue that has merely not
+been empty for a while is not standing: with Redis paused, 16 clients and a
+burst of 50 on a pool of 2 keep it occupied for seconds while each waits
+milliseconds, and cutting their waits to 25 ms refused a third of the burst.
 (Refusing at once a wait expected to exceed the budget, from the measured
 hold time, was tried and dropped: under a flood the hold time includes the
 event loop's lag, and it refused nearly everything.) Refusals raise
@@ -29,7 +33,8 @@ from hita.deadline import wait_budget
 from hita.errors import Overloaded
 
 HOLD_EWMA_WEIGHT: Final = 0.05  # weight of the newest hold time in the running mean
-STANDING_AFTER_S: Final = 0.1  # a queue not empty for 100 ms is standing (CoDel's interval)
+STANDING_AFTER_S: Final = 0.1  # the interval over which waits are watched (CoDel's)
+STANDING_TARGET_S: Final = 0.05  # every wait of an interval longer than this: the queue stands
 STANDING_WAIT_S: Final = 0.025  # the longest wait for a connection while it stands: 25 ms
 
 
@@ -59,10 +64,39 @@ class PoolGate:
         self.mean_hold_s = 0.0
         self.stats = GateStats()
         self._emptied = clock()  # when the queue was last empty
+        self._refused_at = float("-inf")  # when it last refused a request
+        # The shortest wait of the last complete interval (CoDel's sojourn time).
+        self.least_wait_s = 0.0
+        self._window_start = clock()
+        self._window_least = float("inf")
 
     def standing_s(self) -> float:
         """How long the queue has not been empty (0: it is empty now)."""
         return self._clock() - self._emptied if self.waiting else 0.0
+
+    def stands(self) -> bool:
+        """Whether a new waiter joins a standing queue: one that is not empty
+        and in which even the shortest wait of the last interval took longer
+        than ``STANDING_TARGET_S``. A queue that never empties while its waits
+        stay short (16 clients and a burst of 50 on a pool of 2) is busy, not
+        standing: its waiters get their whole budget."""
+        return bool(self.waiting) and self.least_wait_s > STANDING_TARGET_S
+
+    def _observe_wait(self, waited_s: float, now: float) -> None:
+        self._window_least = min(self._window_least, waited_s)
+        if now - self._window_start >= STANDING_AFTER_S:
+            self.least_wait_s = self._window_least
+            self._window_start, self._window_least = now, float("inf")
+
+    def refusing_s(self) -> float:
+        """How long the queue has stood, if it also refused a waiter within the
+        last ``STANDING_AFTER_S``; else 0. A queue that never empties but serves
+        every waiter within its limit is busy, not overloaded: 16 clients and a
+        burst of 50 on a pool of 2 keep it standing for seconds, each waiting
+        milliseconds (``Admission.downstream`` refuses at the door on this)."""
+        if self._clock() - self._refused_at > STANDING_AFTER_S:
+            return 0.0
+        return self.standing_s()
 
     @property
     def free(self) -> bool:
@@ -71,6 +105,7 @@ class PoolGate:
 
     def _refuse(self, reason: str) -> Overloaded:
         self.stats.refused[reason] += 1
+        self._refused_at = self._clock()
         return Overloaded(reason=f"database_{reason}")
 
     async def _acquire(self) -> None:
@@ -82,7 +117,7 @@ class PoolGate:
         started = self._clock()
         if not self.waiting:
             self._emptied = started
-        wait_s = STANDING_WAIT_S if started - self._emptied > STANDING_AFTER_S else self.budget_s
+        wait_s = STANDING_WAIT_S if self.stands() else self.budget_s
         budget = wait_budget.get()
         if budget is not None:
             wait_s = min(wait_s, budget.left_s)
@@ -99,8 +134,10 @@ class PoolGate:
             self.waiting -= 1
             if not self.waiting:
                 self._emptied = self._clock()
+            now = self._clock()
             self.stats.waits += 1
-            self.stats.wait_seconds += self._clock() - started
+            self.stats.wait_seconds += now - started
+            self._observe_wait(now - started, now)
             if budget is not None:
                 budget.spend(time.monotonic() - waited_from)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from hita.api import front, invalidation
 from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE, DATABASE
 from hita.constants import DB_QUEUE_TIMEOUT_MS, USER_DETAILS
+from hita.db.gate import STANDING_AFTER_S, PoolGate
 from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -333,3 +335,76 @@ async def test_control_a_deadline_from_the_requests_start_refuses_the_burst(
     answers, rows = await burst_of_adds_with_redis_paused(aiohttp_client, clean_database, own_redis)
     assert (503, "application/json") in answers
     assert rows == sum(1 for status, _ in answers if status == 200)
+
+
+# -- a pool kept busy by steady clients takes a burst ----------------------------
+
+STEADY_CLIENTS = 16
+
+
+async def steady_clients_and_a_burst(
+    aiohttp_client: AiohttpClient, database_url: str, redis_server: EmbeddedRedis
+) -> Counter[int]:
+    """Redis paused, so every request goes to a pool of two connections; 16
+    clients read one request after another for 1.5 s, keeping the pool's queue
+    occupied all along, and 20 adds and 30 reads arrive at once in the middle:
+    every answer's status."""
+    config = make_config(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_server.url,
+        DB_POOL_MAX_SIZE="2",
+        DB_POOL_MIN_SIZE="1",
+        DB_QUEUE_TIMEOUT_MS=str(DB_QUEUE_TIMEOUT_MS),
+    )
+    app = create_app(config)
+    world = World(await aiohttp_client(app), app, config, Tokens(config.auth))
+    admin = await world.make_user(Role.ADMIN)
+    guests = [await world.make_user() for _ in range(BURST_ADDS)]
+    statuses: Counter[int] = Counter()
+
+    async def call(method: str, path: str, headers: dict[str, str], **kw: Any) -> None:
+        async with world.client.request(method, path, headers=headers, **kw) as response:
+            await response.read()
+            statuses[response.status] += 1
+
+    async def steady(n: int, until_s: float) -> None:
+        while time.monotonic() < until_s:
+            guest = guests[n % len(guests)]
+            await call("GET", f"/v1.0/user/{guest.id}", guest.headers)
+            n += STEADY_CLIENTS
+
+    redis_server.process.pause()
+    try:
+        until_s = time.monotonic() + 1.5
+        clients = [asyncio.create_task(steady(n, until_s)) for n in range(STEADY_CLIENTS)]
+        await asyncio.sleep(0.5)
+        body = {"amount": 5, "reason": "burst"}
+        adds = [call("POST", f"/v1.0/points/{g.id}/add", admin.headers, json=body) for g in guests]
+        reads = [call("GET", f"/v1.0/user/{g.id}", admin.headers) for g in guests + guests[:10]]
+        await asyncio.gather(*adds, *reads, *clients)
+    finally:
+        redis_server.process.resume()
+    return statuses
+
+
+async def test_a_busy_pool_queue_serves_steady_clients_and_a_burst(
+    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
+) -> None:
+    """The queue in front of the pool never empties for the whole run, but
+    each wait is a few milliseconds: nothing is refused."""
+    statuses = await steady_clients_and_a_burst(aiohttp_client, clean_database, own_redis)
+    assert set(statuses) == {200}, statuses
+
+
+async def test_control_a_queue_that_has_not_emptied_counted_as_standing_refuses(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_redis: EmbeddedRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The defect back: a queue not empty for 100 ms stands (its waiters get
+    25 ms), and the door refuses by how long it has not been empty."""
+    monkeypatch.setattr(PoolGate, "stands", lambda self: self.standing_s() > STANDING_AFTER_S)
+    monkeypatch.setattr(PoolGate, "refusing_s", PoolGate.standing_s)
+    statuses = await steady_clients_and_a_burst(aiohttp_client, clean_database, own_redis)
+    assert statuses[503] > 0, statuses

@@ -52,7 +52,7 @@ def test_development_defaults_are_the_seed_development_profile() -> None:
             acquire_timeout_s=3.0,
             startup_attempts=3,
             auto_migrate=True,
-            queue_max=64,
+            queue_max=128,
             queue_timeout_s=0.25,
         ),
         redis=RedisConfig(

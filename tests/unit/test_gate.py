@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hita.db.gate import STANDING_AFTER_S, PoolGate
+from hita.db.gate import STANDING_AFTER_S, STANDING_TARGET_S, PoolGate
 from hita.deadline import WaitBudget, wait_budget
 from hita.errors import DatabaseUnavailable, Overloaded
 
@@ -78,29 +78,75 @@ class Clock:
         return self.now
 
 
+async def waiter_for(gate: PoolGate) -> asyncio.Task[None]:
+    """A task waiting for a slot (it holds it once it has it, until cancelled)."""
+
+    async def wait() -> None:
+        async with gate.slot():
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(wait())
+    await asyncio.sleep(0)
+    return task
+
+
 async def test_while_the_queue_stands_a_new_waiter_waits_only_briefly() -> None:
-    """The queue has not been empty for longer than STANDING_AFTER_S: a new
-    waiter is refused after STANDING_WAIT_S, not after the whole budget."""
+    """Every wait of the last interval took longer than STANDING_TARGET_S and
+    the queue is not empty: a new waiter is refused after STANDING_WAIT_S,
+    not after the whole budget."""
     clock = Clock()
     gate = PoolGate(1, max_waiters=4, budget_s=5.0, clock=clock)
     release, holder = await holding(gate)
-    first = asyncio.create_task(gate.slot().__aenter__())  # the queue is empty: whole budget
-    await asyncio.sleep(0)
-    assert gate.standing_s() == 0.0
+    slow = await waiter_for(gate)  # it waits 200 ms by the gate's clock
     clock.now += STANDING_AFTER_S * 2
-    assert gate.standing_s() == pytest.approx(STANDING_AFTER_S * 2)
+    release.set()
+    await holder
+    await asyncio.sleep(0)
+    assert gate.least_wait_s == pytest.approx(STANDING_AFTER_S * 2)
+    assert not gate.stands()  # the queue is empty
+    first = await waiter_for(gate)  # so this one has the whole budget
+    assert gate.stands()  # now a queue, after an interval of long waits
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(Overloaded) as brief:
-        async with gate.slot():
+        async with gate.slot():  # joins a queue that stands
             pass
     assert brief.value.reason == "database_wait_budget"
     assert loop.time() - started < 1.0  # STANDING_WAIT_S, far from the 5 s budget
     assert not first.done()  # it joined an empty queue: its budget is its own
-    release.set()
-    await first
-    await holder
-    assert gate.standing_s() == 0.0
+    clock.now += 0.01
+    assert gate.refusing_s() == pytest.approx(0.01)  # it refused: the door may refuse too
+    for task in (slow, first):
+        task.cancel()
+    await asyncio.gather(slow, first, return_exceptions=True)
+
+
+async def test_a_queue_that_stays_occupied_but_drains_quickly_does_not_stand() -> None:
+    """Waiters one after another for longer than the interval, each served in
+    a few milliseconds: busy, not standing; every waiter has its whole budget
+    and the door is not told to refuse."""
+    clock = Clock()
+    gate = PoolGate(1, max_waiters=4, budget_s=5.0, clock=clock)
+    release, holder = await holding(gate)
+    waiters = [await waiter_for(gate) for _ in range(3)]
+    for task in [holder, *waiters[:-1]]:
+        clock.now += 0.01  # each hold: 10 ms
+        if task is holder:
+            release.set()
+            await holder
+        else:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)
+        waiters.append(await waiter_for(gate))  # someone else joins: never empty
+    clock.now += STANDING_AFTER_S * 3
+    assert gate.standing_s() > STANDING_AFTER_S  # not empty for 300 ms and more
+    assert gate.least_wait_s <= STANDING_TARGET_S
+    assert not gate.stands()
+    assert gate.refusing_s() == 0.0
+    for task in waiters:
+        task.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def test_a_request_waits_its_budget_once_in_all() -> None:
