@@ -59,6 +59,10 @@ class InsufficientPoints(BusinessRuleViolation):
     message = "Insufficient points"
 
 
+class IdempotencyKeyReused(BusinessRuleViolation):
+    message = "This Idempotency-Key was used for another change of this user's points"
+
+
 class DependencyUnavailable(HitaError):
     message = "A dependency is unavailable"
 

@@ -82,7 +82,7 @@ class Client:
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
         started = time.monotonic()
-        status, data, is_json, error = 0, None, True, ""
+        status, data, is_json, error, replayed = 0, None, True, "", False
         try:
             async with session.request(
                 method,
@@ -92,6 +92,7 @@ class Client:
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
             ) as response:
                 status = response.status
+                replayed = response.headers.get("Idempotent-Replayed") == "true"
                 raw = await response.read()
                 is_json = response.content_type == "application/json"
                 if is_json:
@@ -103,7 +104,15 @@ class Client:
         if status >= 400 and isinstance(data, dict):
             error = str(data.get("error", ""))
         answer = Answer(
-            kind, target.index, status, started, time.monotonic(), self.phase, is_json, error
+            kind,
+            target.index,
+            status,
+            started,
+            time.monotonic(),
+            self.phase,
+            is_json,
+            error,
+            replayed,
         )
         self.history.answered(answer)
         return answer, data

@@ -25,7 +25,7 @@ import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 INF: Final = float("inf")
 STALE: Final = "stale read"
@@ -120,6 +120,7 @@ class Answer:
     phase: str
     json: bool = True  # its content type was application/json (or there was no answer)
     error: str = ""  # the ``error`` of a JSON error body
+    replayed: bool = False  # ``Idempotent-Replayed: true``: a change made by an earlier try
 
 
 @dataclass
@@ -257,20 +258,29 @@ class History:
 
     def audit(self, rows: Mapping[str, int]) -> None:
         """``rows``: how many rows each key left in PostgreSQL at the end (ledger
-        reasons, usernames), read back after the run."""
-        per_chain: Counter[int] = Counter()
+        reasons, usernames), read back after the run. The tries of one change
+        share its key (a points change and its retries carry one reason and one
+        Idempotency-Key): at most one row, left by the first try that was
+        answered 2xx (not as a replay) or read back as committed; a try after it
+        can only be a replay of it."""
+        chains: defaultdict[int, list[Attempt]] = defaultdict(list)
         for attempt in self.attempts:
-            if attempt.key is None:
-                continue
-            found = rows.get(attempt.key, 0)
-            per_chain[attempt.chain] += found
-            self._judge(attempt, found > 0)
-        for chain, count in per_chain.items():
-            if count > 1:
-                first = next(a for a in self.attempts if a.chain == chain)
+            if attempt.key is not None:
+                chains[attempt.chain].append(attempt)
+        for tries in chains.values():
+            first = tries[0]
+            found = rows.get(cast(str, first.key), 0)
+            if found > 1:
                 self._find(
-                    TWICE, first.answer, f"{first.kind} of user {first.user_id}: {count} rows"
+                    TWICE, first.answer, f"{first.kind} of user {first.user_id}: {found} rows"
                 )
+            by = _committing_try(tries) if found else None
+            for n, attempt in enumerate(tries):
+                if by is None or n <= by:
+                    self._judge(attempt, n == by)
+                elif 400 <= attempt.answer.status < 500:  # a retry of a committed change
+                    what = f"{attempt.kind} of {attempt.user_id}, a retry answered"
+                    self._find(REFUSED_COMMITTED, attempt.answer, f"{what} {attempt.answer.status}")
 
     def judge_read_back(self) -> None:
         """Attempts without a key (users-table writes): judged by their read-back."""
@@ -326,6 +336,19 @@ class History:
         for finding in self.findings:
             grouped[finding.kind].append(finding)
         return grouped
+
+
+def _committing_try(tries: list[Attempt]) -> int:
+    """Which try of a change that committed left its row: the first answered
+    2xx (not as a replay) or read back as committed; else the try before the
+    first replay (it committed after its read-back); else the last."""
+    for n, attempt in enumerate(tries):
+        ok = 200 <= attempt.answer.status < 300
+        if (ok and not attempt.answer.replayed) or attempt.committed:
+            return n
+        if ok:
+            return max(n - 1, 0)
+    return len(tries) - 1
 
 
 def five_xx_unreachable(history: History) -> Iterable[Answer]:

@@ -1,7 +1,8 @@
 """The chaos run's writes: one write to a user at a time (the client holds
 the user's lock), retried by a retrying client after a 503 or no answer, as
-real clients do. Every try of a points change carries its own ledger reason,
-so the ledger read back after the run says which tries committed. A try with
+real clients do. A points change carries its own ledger reason and an
+``Idempotency-Key``, the same on each of its tries, so the ledger read back
+after the run says whether it committed, and how many times. A try with
 no certain answer is read back from PostgreSQL (directly, not through any
 proxy) before the next write to that user.
 """
@@ -103,11 +104,12 @@ class Writes(Client):
         plan = plan or self.plan(user)
         history = self.history.fields[user.id][plan.field]
         chain = next(self.chains)
-        for attempt_no in range(1 + (RETRIES if retries else 0)):
-            body, key = plan.body, None
-            if plan.amount:
-                key = f"chaos {chain}.{attempt_no}"
-                body = {"amount": abs(plan.amount), "reason": key}
+        body, key, headers = plan.body, None, None
+        if plan.amount:  # every try of one points change: one reason, one Idempotency-Key
+            key = f"chaos {chain}"
+            body = {"amount": abs(plan.amount), "reason": key}
+            headers = {"Idempotency-Key": f"chaos-{chain}"}
+        for _ in range(1 + (RETRIES if retries else 0)):
             value = self.value_after(plan, history)
             # A retry of a rename or a toggle whose earlier try committed cannot
             # tell by reading back whether it committed too: it is not judged.
@@ -121,6 +123,7 @@ class Writes(Client):
                 self.admin_token,
                 body,
                 instance,
+                headers,
             )
             attempt = Attempt(chain, plan.kind, user.id, answer, key)
             self.history.attempted(attempt)

@@ -326,6 +326,7 @@ def _operation(route: Route) -> dict[str, Any]:
         parameters.append({"in": "query", "schema": doc.query})
     if route.cached:
         parameters.append(_IF_NONE_MATCH)
+    parameters.extend(dict(parameter) for parameter in doc.parameters)
     if parameters:
         operation["parameters"] = parameters
     if doc.body is not None:

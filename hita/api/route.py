@@ -55,6 +55,7 @@ class Doc:
     errors: frozenset[int] = frozenset()  # beyond those that follow from the route
     unavailable: type[Schema] | None = None  # a 503 body of its own, not the shared one
     headers: Mapping[str, Any] | None = None  # the success answer's headers (ETag aside)
+    parameters: tuple[Mapping[str, Any], ...] = ()  # request headers it reads, documented
     notes: str = ""
     # Business rules a well-formed request may still break (422): they depend on who
     # calls or on the stored data, so no schema can state them.

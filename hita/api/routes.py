@@ -45,6 +45,28 @@ _SUPERADMIN_TARGET: Final = "Only a superadmin may change a superadmin's (403 fo
 _SELF_CHANGES: Final = "A plain user may change only its own full_name, email and password."
 
 
+_KEY_CHARS: Final = "[A-Za-z0-9._:-]{1,128}"
+_IDEMPOTENCY_KEY: Final = {
+    "in": "header",
+    "name": schemas.IDEMPOTENCY_KEY_HEADER,
+    "required": False,
+    "description": "The client's key for this change (a UUID, say), bare or in double quotes. "
+    "A change already made with this key for this user is not made again: it is answered "
+    "as it was, with `Idempotent-Replayed: true`. Send the same key when retrying a change "
+    "that got no answer.",
+    "schema": {"type": "string", "pattern": f'^({_KEY_CHARS}|"{_KEY_CHARS}")$'},
+}
+_REPLAYED: Final = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this answer repeats the one given to an earlier request "
+        "with the same Idempotency-Key: nothing was changed again.",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+_KEY_REUSED: Final = "An Idempotency-Key used before for another change of this user's points."
+
+
 def _update(summary: str, body: Schema) -> Doc:
     return Doc(
         "users",
@@ -239,6 +261,9 @@ ROUTES: Final[Sequence[Route]] = (
             out.PointsChangeSchema,
             body=schemas.POINTS,
             errors=_NO_USER,
+            headers=_REPLAYED,
+            parameters=(_IDEMPOTENCY_KEY,),
+            rules=(_KEY_REUSED,),
             notes=_SUPERADMIN_TARGET,
         ),
         invalidates=Scope.ALL,
@@ -254,7 +279,9 @@ ROUTES: Final[Sequence[Route]] = (
             out.PointsChangeSchema,
             body=schemas.POINTS,
             errors=_NO_USER,
-            rules=("The amount may not be above the balance.",),
+            headers=_REPLAYED,
+            parameters=(_IDEMPOTENCY_KEY,),
+            rules=("The amount may not be above the balance.", _KEY_REUSED),
             notes=_SUPERADMIN_TARGET,
         ),
         invalidates=Scope.ALL,

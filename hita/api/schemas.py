@@ -7,6 +7,7 @@ number is not a string); query strings are text and are parsed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final, TypeVar, cast
 
@@ -277,6 +278,31 @@ def query_params(request: web.Request) -> dict[str, str]:
             "Invalid input", details={key: ["Give this parameter once."] for key in repeated}
         )
     return dict(query)
+
+
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+IDEMPOTENCY_KEY_PATTERN: Final = r"\A[A-Za-z0-9._:-]{1,128}\Z"
+_IDEMPOTENCY_KEY_RE: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_IDEMPOTENCY_KEY_RULE: Final = (
+    "Give it once: 1 to 128 letters, digits, '.', '_', ':' or '-' (a UUID, say),"
+    " bare or in double quotes."
+)
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The client's ``Idempotency-Key`` (bare or as a quoted string, as the
+    IETF draft writes it), checked; None when there is none."""
+    values = request.headers.getall(IDEMPOTENCY_KEY_HEADER, [])
+    if not values:
+        return None
+    key = values[0]
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if len(values) > 1 or not _IDEMPOTENCY_KEY_RE.match(key):
+        raise InvalidInput(
+            "Invalid Idempotency-Key", details={IDEMPOTENCY_KEY_HEADER: [_IDEMPOTENCY_KEY_RULE]}
+        )
+    return key
 
 
 def user_id_param(request: web.Request) -> str:

@@ -60,21 +60,46 @@ class PointsRepository:
         return balance
 
     async def record(
-        self, user_id: str, amount: int, reason: str, balance_after: int
+        self,
+        user_id: str,
+        amount: int,
+        reason: str,
+        balance_after: int,
+        idempotency_key: str | None = None,
     ) -> PointsEntry:
         row = await self._db.fetchrow(
             f"""
-            INSERT INTO points_transactions (user_id, amount, reason, balance_after)
-            VALUES ($1, $2, $3, $4)
+            INSERT INTO points_transactions
+                (user_id, amount, reason, balance_after, idempotency_key)
+            VALUES ($1, $2, $3, $4, $5)
             RETURNING {_ENTRY_COLUMNS}
             """,  # noqa: S608 - a constant column list
             user_id,
             amount,
             reason,
             balance_after,
+            idempotency_key,
         )
         assert row is not None  # INSERT ... RETURNING returns its row
         return entry(row)
+
+    async def lock_user(self, user_id: str) -> None:
+        """Hold the user's row until the transaction ends: changes of one user's
+        points (on any instance) then run one after another, and each statement
+        after this one sees what the one before committed."""
+        await self._db.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+
+    async def by_idempotency_key(self, user_id: str, key: str) -> PointsEntry | None:
+        """The ledger row a change with this key left, if one did."""
+        row = await self._db.fetchrow(
+            f"""
+            SELECT {_ENTRY_COLUMNS} FROM points_transactions
+            WHERE user_id = $1 AND idempotency_key = $2
+            """,  # noqa: S608 - a constant column list
+            user_id,
+            key,
+        )
+        return None if row is None else entry(row)
 
     async def count(self, user_id: str) -> int:
         total: int = await self._db.fetchval(

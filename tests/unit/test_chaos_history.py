@@ -170,22 +170,48 @@ class TestLedger:
 
     def test_a_retry_that_committed_twice(self) -> None:
         h = history()
-        h.attempted(Attempt(7, "add", USER, answer(503, 1.0), key="chaos 7.0", committed=True))
-        h.attempted(Attempt(7, "add", USER, answer(200, 2.0), key="chaos 7.1"))
-        h.audit({"chaos 7.0": 1, "chaos 7.1": 1})
+        h.attempted(Attempt(7, "add", USER, answer(503, 1.0), key="chaos 7", committed=True))
+        h.attempted(Attempt(7, "add", USER, answer(200, 2.0), key="chaos 7"))
+        h.audit({"chaos 7": 2})
         assert found(h) == {COMMITTED_5XX: 1, TWICE: 1}
 
     def test_a_retry_that_committed_once(self) -> None:
         h = history()
-        h.attempted(Attempt(7, "add", USER, answer(503, 1.0), key="chaos 7.0", committed=False))
-        h.attempted(Attempt(7, "add", USER, answer(200, 2.0), key="chaos 7.1"))
-        h.audit({"chaos 7.1": 1})
+        h.attempted(Attempt(7, "add", USER, answer(503, 1.0), key="chaos 7", committed=False))
+        h.attempted(Attempt(7, "add", USER, answer(200, 2.0), key="chaos 7"))
+        h.audit({"chaos 7": 1})
         assert found(h) == {}
+
+    def test_a_retry_of_a_change_that_committed_unanswered_is_a_replay(self) -> None:
+        """The instance died after the commit; the retry elsewhere is answered
+        again: one row, no finding (the commit with no answer is counted)."""
+        h = history()
+        h.attempted(Attempt(7, "add", USER, answer(0, 1.0), key="chaos 7", committed=True))
+        replay = Answer("add", 1, 200, 2.0, 2.1, "p", replayed=True)
+        h.attempted(Attempt(7, "add", USER, replay, key="chaos 7"))
+        h.audit({"chaos 7": 1})
+        assert found(h) == {}
+        assert h.committed_no_answer == 1
+
+    def test_a_replay_after_a_read_back_that_said_no_is_a_late_commit(self) -> None:
+        h = history()
+        h.attempted(Attempt(7, "add", USER, answer(503, 1.0), key="chaos 7", committed=False))
+        replay = Answer("add", 1, 200, 2.0, 2.1, "p", replayed=True)
+        h.attempted(Attempt(7, "add", USER, replay, key="chaos 7"))
+        h.audit({"chaos 7": 1})
+        assert found(h) == {LATE_COMMIT: 1, COMMITTED_5XX: 1}
+
+    def test_a_retry_refused_after_its_change_committed(self) -> None:
+        h = history()
+        h.attempted(Attempt(7, "add", USER, answer(0, 1.0), key="chaos 7", committed=True))
+        h.attempted(Attempt(7, "add", USER, answer(422, 2.0), key="chaos 7"))
+        h.audit({"chaos 7": 1})
+        assert found(h) == {REFUSED_COMMITTED: 1}
 
     def test_a_commit_after_the_read_back(self) -> None:
         h = history()
-        h.attempted(Attempt(1, "add", USER, answer(503, 1.0), key="chaos 1.0", committed=False))
-        h.audit({"chaos 1.0": 1})
+        h.attempted(Attempt(1, "add", USER, answer(503, 1.0), key="chaos 1", committed=False))
+        h.audit({"chaos 1": 1})
         assert found(h) == {LATE_COMMIT: 1, COMMITTED_5XX: 1}
 
     def test_the_final_row_must_hold_the_last_value(self) -> None:

@@ -254,8 +254,10 @@ def test_only_business_rules_answer_422_and_each_names_its_rules(document: dict[
         ("PATCH", "/v1.0/user/update/{user_id}"),
         ("DELETE", "/v1.0/user/delete/{user_id}"),
         ("POST", "/v1.0/user/{user_id}/deactivate"),
+        ("POST", "/v1.0/points/{user_id}/add"),
         ("POST", "/v1.0/points/{user_id}/redeem"),
     }
+    assert "Idempotency-Key" in with_422[("POST", "/v1.0/points/{user_id}/add")]
     assert "own role" in with_422[("PATCH", "/v1.0/user/update/{user_id}")]
     assert "delete themselves" in with_422[("DELETE", "/v1.0/user/delete/{user_id}")]
     assert "balance" in with_422[("POST", "/v1.0/points/{user_id}/redeem")]
