@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hita.db.gate import STANDING_AFTER_S, STANDING_TARGET_S, PoolGate
 from hita.deadline import WaitBudget, wait_budget
@@ -187,3 +189,34 @@ async def test_time_a_request_spends_outside_the_queue_leaves_its_budget_whole()
         wait_budget.reset(token)
     assert 0.0 < budget.left_s < 0.5  # the wait spent part of it
     await holder
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 0.2), st.floats(0.0, 0.3)),  # (time passing, a wait seen)
+        max_size=60,
+    )
+)
+def test_the_standing_delay_is_the_least_wait_of_the_last_complete_interval(
+    observed: list[tuple[float, float]],
+) -> None:
+    """Against a model: windows start at the gate's birth and at each close;
+    a window closes at the first wait seen ``STANDING_AFTER_S`` or more after
+    it started, and the least wait seen in it (that one included) becomes the
+    standing delay."""
+    clock = Clock()
+    gate = PoolGate(1, max_waiters=4, budget_s=1.0, clock=clock)
+    window_start, window = clock.now, float("inf")
+    expected = 0.0
+    for passing, waited in observed:
+        clock.now += passing
+        gate._observe_wait(waited, clock.now)
+        window = min(window, waited)
+        if clock.now - window_start >= STANDING_AFTER_S:
+            expected, window_start, window = window, clock.now, float("inf")
+        assert gate.least_wait_s == expected
+        assert not gate.stands()  # nobody waits now: nobody joins a standing queue
+        gate.waiting = 1
+        assert gate.stands() is (expected > STANDING_TARGET_S)
+        gate.waiting = 0
