@@ -81,6 +81,11 @@ LOST_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,  # the connection was closed under us
     asyncpg.exceptions.InternalClientError,  # a pooled connection whose server went away
 )
+# PostgreSQL rolled the whole transaction back: it may simply run again.
+ROLLED_BACK_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,  # 40P01
+    asyncpg.exceptions.SerializationError,  # 40001
+)
 RUN_ATTEMPTS: Final = 3  # a unit of work lost with its connection runs again, twice at most
 # Before each new run: time for the loop to hear of every other connection that
 # broke too, then for a storm of reconnections (every session terminated) to pass.
@@ -208,30 +213,26 @@ class Database:
     ) -> T:
         """``work(conn)`` in one transaction, run again (twice at most) if its
         connection was lost before it committed (a terminated session, a
-        reset): nothing of a lost run stayed, so the last is the only one."""
-        for attempt in range(1, RUN_ATTEMPTS + 1):
-            try:
-                async with self.transaction(isolation=isolation, readonly=readonly) as conn:
-                    return await work(conn)
-            except DatabaseUnavailable as exc:
-                if not exc.retryable or attempt == RUN_ATTEMPTS:
-                    raise
-                log.info("a transaction lost its connection before committing; running it again")
-                await asyncio.sleep(RUN_PAUSES_S[attempt - 1])
-        raise AssertionError("unreachable")
+        reset), or PostgreSQL rolled it back as a deadlock's victim or a
+        serialization failure: nothing of such a run stayed, so the last is
+        the only one."""
+
+        async def once() -> T:
+            async with self.transaction(isolation=isolation, readonly=readonly) as conn:
+                return await work(conn)
+
+        return await _run_again_if_undone(once)
 
     async def _statement(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """One statement on a pooled connection, run once more if the connection
-        was lost under it (a statement that writes must tolerate that)."""
-        for attempt in range(1, RUN_ATTEMPTS + 1):
-            try:
-                async with self.connection() as conn:
-                    return await run(conn)
-            except DatabaseUnavailable as exc:
-                if not exc.retryable or attempt == RUN_ATTEMPTS:
-                    raise
-                await asyncio.sleep(RUN_PAUSES_S[attempt - 1])
-        raise AssertionError("unreachable")
+        was lost under it (a statement that writes must tolerate that) or it was
+        rolled back (a deadlock's victim)."""
+
+        async def once() -> T:
+            async with self.connection() as conn:
+                return await run(conn)
+
+        return await _run_again_if_undone(once)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await self._statement(lambda conn: conn.fetch(sql, *args))
@@ -322,3 +323,21 @@ async def create_pool(config: DatabaseConfig) -> asyncpg.Pool:
             return pool
     reason = str(last) or last.__class__.__name__
     raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}") from last
+
+
+async def _run_again_if_undone(once: Callable[[], Awaitable[T]]) -> T:
+    """``once()``, run again (twice at most) when nothing of it can have stayed:
+    its connection was lost before it committed, or PostgreSQL rolled it back."""
+    for attempt in range(1, RUN_ATTEMPTS + 1):
+        try:
+            return await once()
+        except DatabaseUnavailable as exc:
+            if not exc.retryable or attempt == RUN_ATTEMPTS:
+                raise
+            log.info("a unit of work lost its connection before committing; running it again")
+        except ROLLED_BACK_ERRORS as exc:
+            if attempt == RUN_ATTEMPTS:
+                raise
+            log.info("PostgreSQL rolled a unit of work back (%s); running it again", exc)
+        await asyncio.sleep(RUN_PAUSES_S[attempt - 1])
+    raise AssertionError("unreachable")

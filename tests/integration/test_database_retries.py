@@ -5,6 +5,7 @@ Each with a control that brings the defect back."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,3 +115,44 @@ async def test_control_a_commit_taken_for_failed_is_a_5xx_for_a_committed_change
         await db.atomic(work)
     monkeypatch.undo()
     assert await db.fetchval("SELECT count(*) FROM retry_probe") == 1  # it did commit
+
+
+async def crossing_transactions(db: Database) -> tuple[list[Any], list[int]]:
+    """Two units of work that lock rows 1 and 2 in crossing orders, each
+    waiting for the other's first lock: PostgreSQL aborts one as a deadlock's
+    victim. What each returned (or raised), and how often each ran."""
+    await db.execute("INSERT INTO retry_probe VALUES (1), (2)")
+    first_locks = [asyncio.Event(), asyncio.Event()]
+    runs = [0, 0]
+
+    def unit(me: int) -> Any:
+        first, second = (1, 2) if me == 0 else (2, 1)
+
+        async def work(conn: asyncpg.Connection) -> int:
+            runs[me] += 1
+            await conn.execute("SET LOCAL deadlock_timeout = '50ms'")
+            await conn.execute("UPDATE retry_probe SET n = n WHERE n = $1", first)
+            first_locks[me].set()
+            await first_locks[1 - me].wait()
+            await conn.execute("UPDATE retry_probe SET n = n WHERE n = $1", second)
+            return me
+
+        return work
+
+    results = await asyncio.gather(db.atomic(unit(0)), db.atomic(unit(1)), return_exceptions=True)
+    return list(results), runs
+
+
+async def test_a_deadlocks_victim_runs_again(db: Database) -> None:
+    results, runs = await crossing_transactions(db)
+    assert results == [0, 1]
+    assert sorted(runs) == [1, 2]  # the victim ran again once the other had committed
+
+
+async def test_control_without_running_it_again_the_victim_fails(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "ROLLED_BACK_ERRORS", ())
+    results, runs = await crossing_transactions(db)
+    assert sum(isinstance(r, asyncpg.DeadlockDetectedError) for r in results) == 1
+    assert runs == [1, 1]
