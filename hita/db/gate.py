@@ -13,7 +13,7 @@ for their whole budget (CoDel's standing delay, as Maurer's "Fail at Scale",
 ACM Queue 2015, applies it to a server's queue). A queue that has merely not
 been empty for a while is not standing: with Redis paused, 16 clients and a
 burst of 50 on a pool of 2 keep it occupied for seconds while each waits
-milliseconds, and cutting their waits to 25 ms refused a third of the burst.
+milliseconds, and cutting their waits to 25 ms refused 21 of the burst's 50.
 (Refusing at once a wait expected to exceed the budget, from the measured
 hold time, was tried and dropped: under a flood the hold time includes the
 event loop's lag, and it refused nearly everything.) Refusals raise
