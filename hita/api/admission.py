@@ -8,7 +8,10 @@ delay is the *least* lag seen over the last ``INTERVAL_S``: a queue that never
 drains. A flood arrives as one long turn of the loop that no probe has
 measured yet (a thousand requests read at once); while it is worked through,
 the probe's lateness so far says how long the requests at its end have
-waited. While Redis cannot be used, every request waits for a PostgreSQL
+waited. That lateness counts only while ``FLOOD_IN_FLIGHT`` requests or more
+are in flight: a late turn with a few requests is a loop starved by something
+else (other processes on the CPU, a pause), and refusing them would relieve
+nothing. While Redis cannot be used, every request waits for a PostgreSQL
 connection too: then the queue in front of the pool counts as well, once it
 refuses waiters, by how long it has not been empty (``downstream``;
 ``PoolGate.refusing_s``), so requests are refused at the door rather than
@@ -49,6 +52,11 @@ from aiohttp import hdrs, web
 
 PROBE_S: Final = 0.005  # how often the probe asks to be woken: 5 ms
 INTERVAL_S: Final = 0.1  # the standing delay is the least lag over 100 ms (CoDel's interval)
+# A turn of the loop that runs late with fewer requests than this in flight is
+# not a flood of our own: the process was starved of CPU or paused (a neighbour
+# starting on a shared machine, a GC pause). Its lateness alone refuses nothing;
+# a delay that stands (the least lag over an interval) still does.
+FLOOD_IN_FLIGHT: Final = 32
 
 
 @dataclass(slots=True)
@@ -71,7 +79,9 @@ class Admission:
 
     def admit(self) -> bool:
         """Whether to serve a new request; if so, it is in flight until ``done``."""
-        delay = max(self.delay_s, self.clock() - self._due)
+        delay = self.delay_s
+        if self.in_flight >= FLOOD_IN_FLIGHT:  # a flood being worked through
+            delay = max(delay, self.clock() - self._due)
         if self.downstream is not None:
             delay = max(delay, self.downstream())
         if delay > self.target_s > 0 and self.rng() < (delay - self.target_s) / self.target_s:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hita.api.admission import INTERVAL_S, PROBE_S, Admission
+from hita.api.admission import FLOOD_IN_FLIGHT, INTERVAL_S, PROBE_S, Admission
 
 TARGET_S = 0.1
 
@@ -68,9 +68,24 @@ def test_past_the_target_refusals_grow_with_the_delay(
 
 def test_a_flood_still_being_worked_through_counts_by_the_probe_s_lateness() -> None:
     gate, clock = admission(rng=0.99)
+    gate.in_flight = FLOOD_IN_FLIGHT
     gate._due = clock.now = 10.0  # the probe is due now; the loop has not run it
     assert gate.admit()
     clock.now += 2 * TARGET_S + 0.01  # a turn of the loop has run this long past it
+    assert not gate.admit()
+
+
+def test_a_late_turn_with_few_requests_in_flight_refuses_nothing() -> None:
+    """The loop was starved (CPU taken by other processes, a pause) while a few
+    requests were in flight: not a flood of its own, nothing refused; a delay
+    that stands over an interval still refuses."""
+    gate, clock = admission(rng=0.99)
+    gate.in_flight = FLOOD_IN_FLIGHT - 2
+    gate._due = clock.now = 10.0
+    clock.now += 5 * TARGET_S
+    assert gate.admit()
+    assert gate.refused == 0
+    gate.delay_s = 3 * TARGET_S
     assert not gate.admit()
 
 
