@@ -124,7 +124,6 @@ class PoolGate:
             if wait_s <= 0:  # this request has waited its budget already
                 raise self._refuse("wait_budget")
         self.waiting += 1
-        waited_from = time.monotonic()
         try:
             async with asyncio.timeout(wait_s):
                 await self._semaphore.acquire()
@@ -139,7 +138,7 @@ class PoolGate:
             self.stats.wait_seconds += now - started
             self._observe_wait(now - started, now)
             if budget is not None:
-                budget.spend(time.monotonic() - waited_from)
+                budget.spend(now - started)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
