@@ -18,11 +18,9 @@ from typing import Any, Final
 from aiohttp import hdrs, web
 
 from hita.api.etag import etag_of
-from hita.api.responses import json_body
+from hita.api.responses import JSON_UTF8, json_body
 from hita.cache.view import View
 from hita.domain.typedefs import JsonDict
-
-JSON_UTF8: Final = "application/json; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,17 @@ request's cost")."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from hita.errors import InvalidInput
 
 _DUMPS_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+# The header as aiohttp would build it from content_type and charset, given as
+# a whole: its property setters parse and rebuild it on every response.
+JSON_UTF8: Final = "application/json; charset=utf-8"
 
 
 def json_body(data: Any) -> bytes:
@@ -22,12 +25,7 @@ def json_body(data: Any) -> bytes:
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json_body(data),
-        status=status,
-        content_type="application/json",
-        charset="utf-8",
-    )
+    return web.Response(body=json_body(data), status=status, headers={hdrs.CONTENT_TYPE: JSON_UTF8})
 
 
 def json_ok(body: Mapping[str, Any], status: int = 200) -> web.Response:
