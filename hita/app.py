@@ -244,7 +244,9 @@ def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Ap
         lambda: (admission.in_flight, admission.peak, admission.refused, admission.delay_s)
     )
     if config.http.access_log:
-        access_log = app[ACCESS_LOG] = access_log or AccessLog.beside_logging(config.log_format)
+        access_log = app[ACCESS_LOG] = access_log or AccessLog.beside_logging(
+            config.log_format, flush_after_s=config.http.access_log_flush_s
+        )
     served = setup_routes(app, ROUTES)
     front = front_middleware(
         served,

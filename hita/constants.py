@@ -84,6 +84,7 @@ CLIENT_MAX_SIZE_BYTES: Final = 1024 * 1024  # 1 MiB
 # event loop past which new requests are answered 503 "overloaded" at once.
 OVERLOAD_QUEUE_DELAY_MS: Final = 100
 OVERLOAD_RETRY_AFTER_S: Final = 1  # the Retry-After of that answer
+ACCESS_LOG_FLUSH_MS: Final = 100  # access lines go out together, as nginx's flush=
 OVERLOAD_PACE_MS: Final = 500  # then that connection's next request is read this much later
 # A status that no client sees: the client hung up before its answer (nginx's 499).
 CLIENT_CLOSED_REQUEST: Final = 499

@@ -141,7 +141,7 @@ def front_middleware(
             if any(reads.tally):
                 metrics.observe_reads(label, reads.tally)
             if access_log is not None and access_log.enabled:
-                access_log.line(request.method, request.path, status, elapsed, rid)
+                access_log.line(request.method, request.rel_url, status, elapsed, rid)
             reads.live = False
             request_id_var.reset(reset)
             wait_budget.reset(reset_budget)

@@ -57,6 +57,12 @@ class HttpConfig:
         "after a 503 overloaded, wait before reading that connection's next request, ms",
     )
     access_log: bool = flag("ACCESS_LOG", True, "one INFO line per request (logger hita.access)")
+    access_log_flush_s: float = millis(
+        "ACCESS_LOG_FLUSH_MS",
+        c.ACCESS_LOG_FLUSH_MS,
+        "access lines are written together this long after the first of them (or at 64 KiB),"
+        " ms (0: at the end of each event-loop turn)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

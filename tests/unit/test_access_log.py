@@ -9,6 +9,7 @@ import logging
 import time
 
 import pytest
+from yarl import URL
 
 from hita.api.access_log import LOGGER, AccessLog
 from hita.logs import TEXT_FORMAT, WORKER_TEXT_FORMAT, JsonFormatter, WorkerFilter
@@ -79,3 +80,57 @@ async def test_it_goes_where_the_service_s_log_lines_go_with_their_worker() -> N
     assert (
         f" INFO    w3 hita.access [{REQUEST_ID}] GET /v1.0/health 200 1.0ms\n" in stream.getvalue()
     )
+
+
+class Writes(io.StringIO):
+    """A stream that records each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+
+async def test_lines_go_out_together_once_the_flush_interval_has_passed() -> None:
+    sink = Writes()
+    access = AccessLog(sink, "text", flush_after_s=0.05)
+    for n in range(3):
+        access.line("GET", f"/v1.0/user/{n}", 200, 0.001, REQUEST_ID)
+    await asyncio.sleep(0.01)  # loop turns pass: nothing yet
+    assert sink.writes == []
+    await asyncio.sleep(0.08)
+    assert len(sink.writes) == 1
+    assert sink.writes[0].count("\n") == 3
+
+
+async def test_a_full_buffer_is_written_at_once_whatever_the_interval() -> None:
+    sink = Writes()
+    access = AccessLog(sink, "text", flush_after_s=60.0, buffer_lines=5)
+    for n in range(4):
+        access.line("GET", f"/v1.0/user/{n}", 200, 0.001, REQUEST_ID)
+    assert sink.writes == []
+    access.line("GET", "/v1.0/user/4", 200, 0.001, REQUEST_ID)
+    assert len(sink.writes) == 1
+    assert sink.writes[0].count("\n") == 5
+    assert access._timer is None  # no timer left behind
+
+
+async def test_a_request_s_url_is_logged_by_its_decoded_path_without_its_query() -> None:
+    sink = Writes()
+    access = AccessLog(sink, "text")
+    access.line("GET", URL("/v1.0/user/list%20x?search=ann"), 200, 0.001, REQUEST_ID)
+    access.flush()
+    assert " GET /v1.0/user/list x 200 1.0ms\n" in sink.writes[0]
+
+
+async def test_shutdown_writes_what_is_pending() -> None:
+    sink = Writes()
+    access = AccessLog(sink, "text", flush_after_s=60.0)
+    access.line("GET", "/v1.0/health", 200, 0.001, REQUEST_ID)
+    access.flush()
+    assert len(sink.writes) == 1
+    await asyncio.sleep(0)
+    assert len(sink.writes) == 1
