@@ -60,8 +60,8 @@ class HttpConfig:
     access_log_flush_s: float = millis(
         "ACCESS_LOG_FLUSH_MS",
         c.ACCESS_LOG_FLUSH_MS,
-        "access lines are written together this long after the first of them (or at 64 KiB),"
-        " ms (0: at the end of each event-loop turn)",
+        "access lines are written together this long after the first of them (or once"
+        " 1,024 wait), ms (0: at the end of each event-loop turn)",
     )
 
 
