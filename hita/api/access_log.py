@@ -10,10 +10,9 @@ and keeps it in a buffer, as nginx's ``access_log ... buffer= flush=`` does:
 a request only records its fields (``line``: a tuple appended to a list), and
 the lines are formatted and written together once ``ACCESS_LOG_FLUSH_MS``
 have passed since the first of them, or sooner when ``BUFFER_LINES`` wait,
-and at shutdown. Formatted on the request path, and written once per loop
-turn, the line cost the constant ``/v1.0/health/live`` a sixth of its CPU
-(docs/benchmarks.md); formatted in one pass with its neighbours, off the
-request path, it costs a fraction of that. An access line may so follow a
+and at shutdown: with the one-header ``Content-Type``, it took the
+``(floor)`` row of ``make bench-http`` from 133 to 98 µs per request
+(docs/benchmarks.md). An access line may so follow a
 line that ``logging`` wrote after it, by up to the flush interval, and a
 process killed with SIGKILL loses that much; ``ACCESS_LOG_FLUSH_MS=0``
 writes at the end of each loop turn instead.
