@@ -86,6 +86,7 @@ class Chaos:
         self.rng = random.Random(args.seed)
         self.world = World(root, args.topology, secrets.token_hex(32), instance_settings(args))
         self.history = History(0)
+        self.t0 = 0.0  # when the clients started (monotonic)
 
     async def seed(self) -> tuple[list[User], str]:
         """Migrations, then an admin and ``--users`` users, each with its own password."""
@@ -127,7 +128,7 @@ class Chaos:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.args.clients)
         async with aiohttp.ClientSession(connector=connector) as session:
             faults = Faults(self.world, workload, self.history, session)
-            t0 = faults.t0 = time.monotonic()
+            t0 = faults.t0 = self.t0 = time.monotonic()
             stop_at = t0 + self.args.minutes * 60
             faults_done = asyncio.Event()
 
@@ -197,6 +198,34 @@ class Chaos:
         self.history.audit_final({r["id"]: dict(r) for r in final}, time.monotonic())
         self.history.five_xx()
         self.history.failed_probes()
+        if self.history.contradicted:
+            await self.write_traces(sorted(self.history.contradicted))
+
+    async def write_traces(self, user_ids: list[str]) -> None:
+        """For each user whose final row contradicts the history: what the
+        checker knows of it and its ledger in PostgreSQL, in the run's logs."""
+        conn = await self.world.connect()
+        try:
+            ledger = await conn.fetch(
+                "SELECT user_id, id, amount, reason, balance_after, idempotency_key, created_at"
+                " FROM points_transactions WHERE user_id = ANY($1::text[]) ORDER BY id",
+                user_ids,
+            )
+        finally:
+            await conn.close()
+        lines: list[str] = []
+        for user_id in user_ids:
+            lines += self.history.trace(user_id, self.t0)
+            lines.append("  ledger (id, amount, reason, balance after, key, created at):")
+            lines += [
+                f"    {r['id']} {r['amount']:+d} {r['reason']!r} {r['balance_after']}"
+                f" {r['idempotency_key']!r} {r['created_at'].isoformat()}"
+                for r in ledger
+                if r["user_id"] == user_id
+            ]
+        path = self.root / "contradicted.txt"
+        path.write_text("\n".join(lines) + "\n")
+        print(f"the users whose final row contradicts the history: {path}")
 
 
 def main() -> int:

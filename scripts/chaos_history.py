@@ -169,6 +169,7 @@ class History:
         self.login_probes = 0
         self.probes: list[tuple[Answer, list[int], list[int], float]] = []
         self.committed_no_answer = 0
+        self.contradicted: set[str] = set()  # users whose final row contradicts the history
 
     def track(self, user_id: str, **initial: Any) -> None:
         self.fields[user_id] = {name: Field.new(value) for name, value in initial.items()}
@@ -308,6 +309,7 @@ class History:
             row = rows.get(user_id, {})
             for name, history in fields.items():
                 if name in row and row[name] != history.last:
+                    self.contradicted.add(user_id)
                     self.findings.append(
                         Finding(
                             LOST,
@@ -318,6 +320,33 @@ class History:
                             f" the history ends at {history.last!r}",
                         )
                     )
+
+    def trace(self, user_id: str, t0: float) -> list[str]:
+        """What the checker knows of one user, for a reader of a finding: each
+        field's values with their acknowledgement times, then every write try
+        (seconds since ``t0``)."""
+
+        def at(moment: float) -> str:
+            if moment == INF:
+                return "in flight"
+            return "seeded" if moment == 0.0 else f"{moment - t0:.2f} s"
+
+        lines = [f"user {user_id}"]
+        for name, history in self.fields[user_id].items():
+            steps = (
+                f"{v!r} ({at(a)})" for v, a in zip(history.values, history.acked_at, strict=True)
+            )
+            lines.append(f"  {name}: " + ", ".join(steps))
+        for attempt in self.attempts:
+            if attempt.user_id == user_id:
+                answer = attempt.answer
+                lines.append(
+                    f"  try of chain {attempt.chain}: {attempt.kind} key={attempt.key!r}"
+                    f" instance {answer.instance} answered {answer.status}"
+                    f"{' (replayed)' if answer.replayed else ''}"
+                    f" {at(answer.started)} .. {at(answer.ended)}, read back: {attempt.committed}"
+                )
+        return lines
 
     def five_xx(self) -> None:
         """Every 5xx while PostgreSQL was up and reachable from its instance."""

@@ -220,6 +220,26 @@ class TestLedger:
         name(h).ack(1.0)
         h.audit_final({USER: {"full_name": "v0"}}, 2.0)
         assert found(h) == {LOST: 1}
+        assert h.contradicted == {USER}
+
+    def test_a_contradicted_users_trace_names_its_values_and_tries(self) -> None:
+        h = history()
+        name(h).begin("v1")
+        h.attempted(Attempt(1, "rename", USER, answer(0, 11.0, ended=12.5), committed=False))
+        name(h).drop()
+        h.attempted(Attempt(2, "rename", USER, answer(200, 13.0, ended=13.25)))
+        name(h).begin("v1")
+        name(h).ack(13.25)
+        assert h.trace(USER, t0=10.0) == [
+            f"user {USER}",
+            "  full_name: 'v0' (seeded), 'v1' (3.25 s)",
+            "  points: 0 (seeded)",
+            "  is_active: True (seeded)",
+            "  try of chain 1: rename key=None instance 0 answered 0 1.00 s .. 2.50 s,"
+            " read back: False",
+            "  try of chain 2: rename key=None instance 0 answered 200 3.00 s .. 3.25 s,"
+            " read back: None",
+        ]
 
 
 class TestAnswers:
