@@ -109,8 +109,11 @@ class Writes(Client):
             key = f"chaos {chain}"
             body = {"amount": abs(plan.amount), "reason": key}
             headers = {"Idempotency-Key": f"chaos-{chain}"}
+        # What the field holds once the write commits, the same for every try:
+        # a retry after a try that committed (read back so) is answered as a
+        # replay of it, it does not add its amount again.
+        value = self.value_after(plan, history)
         for _ in range(1 + (RETRIES if retries else 0)):
-            value = self.value_after(plan, history)
             # A retry of a rename or a toggle whose earlier try committed cannot
             # tell by reading back whether it committed too: it is not judged.
             knowable = plan.amount != 0 or history.last != value
