@@ -36,7 +36,7 @@ from hita.api.invalidation import MUTATING_METHODS
 from hita.api.middlewares import REQUEST_ID_HEADER, UNMATCHED, client_gone
 from hita.api.route import Route
 from hita.api.typedefs import Handler
-from hita.cache.stats import READS
+from hita.cache.stats import READS, ReadScope
 from hita.config import HttpConfig
 from hita.constants import CLIENT_CLOSED_REQUEST
 from hita.deadline import WaitBudget, wait_budget
@@ -104,7 +104,7 @@ def front_middleware(
         rid = request_id(request)
         reset = request_id_var.set(rid)
         reset_budget = wait_budget.set(WaitBudget(wait_budget_s))
-        reads = [0, 0, 0]  # l1, redis, miss: tallied by the cache (hita.cache.stats)
+        reads = ReadScope()  # tallied by the cache, by tier (hita.cache.stats)
         reset_reads = READS.set(reads)
         label, status, answered = UNMATCHED if route is None else route.path, 500, 0.0
         counted = route is not None and not route.always_admitted
@@ -138,10 +138,11 @@ def front_middleware(
                 admission.done()
             elapsed = (answered or time.monotonic()) - started
             metrics.observe_request(request.method, label, status, elapsed)
-            if any(reads):
-                metrics.observe_reads(label, reads)
+            if any(reads.tally):
+                metrics.observe_reads(label, reads.tally)
             if access_log is not None and access_log.enabled:
                 access_log.line(request.method, request.rel_url, status, elapsed, rid)
+            reads.live = False
             request_id_var.reset(reset)
             wait_budget.reset(reset_budget)
             READS.reset(reset_reads)

@@ -30,7 +30,7 @@ from hita.cache.near import BREAKER_OPEN, PATTERN, TRACKING_LOST, NearCache
 from hita.cache.pending import Invalidation, PendingInvalidations
 from hita.cache.replication import Replicas
 from hita.cache.sentinel_watch import replicas_for
-from hita.cache.stats import CacheStats
+from hita.cache.stats import READS, CacheStats
 from hita.cache.tracking import Tracking
 from hita.config import CacheConfig
 from hita.constants import CACHE_ERROR_LOG_INTERVAL_S
@@ -135,6 +135,20 @@ class CacheCore:
         if not drain:
             return near if tracking.active else None
         return near if tracking.drain() else None
+
+    def _serving_near(self) -> NearCache | None:
+        """L1, if it may serve a hit now: as ``_usable_near``, draining the
+        tracking socket once per operation (``ReadScope``), not once per read."""
+        near, tracking = self.near, self.tracking
+        if near is None or tracking is None or self.breaker.state is not BreakerState.CLOSED:
+            return None
+        scope = READS.get()
+        if scope is None or not scope.live:
+            return near if tracking.drain() else None
+        if scope.caught_up:
+            return near if tracking.active else None
+        scope.caught_up = tracking.drain()
+        return near if scope.caught_up else None
 
     def _forget_near(self, invalidation: Invalidation) -> None:
         """Our own invalidation: out of L1 at once, before Redis even answers."""

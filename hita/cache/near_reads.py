@@ -28,7 +28,7 @@ T = TypeVar("T")
 class NearReads(CacheCore):
     def _near_hit(self, key: AnyKey) -> Any:
         """The value L1 holds for ``key``, or MISS (also when L1 may not serve)."""
-        near = self._usable_near()
+        near = self._serving_near()
         if near is None:
             return MISS
         value = self._near_value(near, key)
@@ -58,7 +58,7 @@ class NearReads(CacheCore):
         reading through the cache as usual."""
         if self.pending.covers(key):
             return MISS
-        near = self._usable_near()
+        near = self._serving_near()
         data_key = None if near is None else _near_key(near, key)
         raw = None if near is None or data_key is None else near.get(data_key)
         if raw is None:

@@ -4,7 +4,8 @@ The cache code counts with small calls on these objects (``counters.hit(L1)``,
 ``stats.suspected(ticket)``), so what is counted stays next to where it
 happens and these classes say what each number means. ``READS`` lets the
 request that is being served tally its own reads by tier (the metrics count
-them per route); the cache itself knows nothing of routes.
+them per route) and drain L1's invalidations once; the cache itself knows
+nothing of routes.
 """
 
 from __future__ import annotations
@@ -21,8 +22,29 @@ REDIS: Final = 1
 MISS: Final = 2  # neither: the loader (PostgreSQL) answered
 TIERS: Final = ("l1", "redis", "miss")
 
-# The reads of the request being served, by tier (set by the request middleware).
-READS: ContextVar[list[int] | None] = ContextVar("hita_cache_reads", default=None)
+
+@dataclass(slots=True)
+class ReadScope:
+    """The cache reads of one operation (a request being served): its tally by
+    tier, and whether L1 has caught up with Redis's invalidations for it.
+
+    L1 serves a value only once every invalidation message received so far is
+    processed (a system call on the tracking socket). Once per operation is
+    enough: a write acknowledged before the operation began had its message
+    on the socket then, so a drain at the operation's first L1 read processes
+    it, and what L1 stores afterwards is fenced by the invalidations processed
+    (``NearCache.may_store``). The operation's later reads are as fresh as its
+    first, which is what "no read older than an acknowledged write" asks."""
+
+    tally: list[int] = field(default_factory=lambda: [0, 0, 0])  # by tier: l1, redis, miss
+    caught_up: bool = False  # L1 drained the tracking socket for this operation
+    # Until the operation ends: a task it started that reads on later (it
+    # shares the context) then drains for each read again.
+    live: bool = True
+
+
+# The reads of the request being served (set by the request middleware).
+READS: ContextVar[ReadScope | None] = ContextVar("hita_cache_reads", default=None)
 
 # Pending invalidations Redis acknowledged: before the writer answered, or later.
 WITHIN_BUDGET: Final = "within_budget"
@@ -36,9 +58,9 @@ TICKETS_KEPT: Final = 100_000  # pending invalidations remembered with their tim
 
 
 def _tally(tier: int) -> None:
-    reads = READS.get()
-    if reads is not None:
-        reads[tier] += 1
+    scope = READS.get()
+    if scope is not None:
+        scope.tally[tier] += 1
 
 
 @dataclass(slots=True)

@@ -5,8 +5,9 @@ a stand-in for tracking whose state the test sets."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
-from typing import Any
+from typing import Any, Final
 
 import fakeredis
 import pytest
@@ -16,6 +17,8 @@ from hita.cache.client import RedisCache
 from hita.cache.codec import MISS, encode
 from hita.cache.keys import KeyBuilder
 from hita.cache.near import AGE, NearCache
+from hita.cache.stats import READS, ReadScope
+from hita.cache.view import View
 from tests.conftest import make_config
 
 KEY = KeyBuilder().key("user_details", "5779356081")
@@ -119,3 +122,85 @@ def test_control_without_a_max_age_the_entry_stays() -> None:
     near.put(KEY.redis_key, raw, near.seq)
     clock.now += 3_000.0
     assert near.get(KEY.redis_key) == raw
+
+
+# -- one drain per operation (hita.cache.stats.ReadScope) ---------------------------
+
+
+class Inbox:
+    """Tracking with messages waiting on its socket: a drain applies them to L1."""
+
+    def __init__(self, cache: RedisCache) -> None:
+        self.active = True
+        self.waiting: list[str] = []  # keys Redis said changed, not yet read
+        self.drains = 0
+        self._cache = cache
+
+    def drain(self) -> bool:
+        self.drains += 1
+        keys, self.waiting = self.waiting, []
+        if keys:
+            self._cache.tracked_keys(keys)
+        return self.active
+
+
+def cache_with_inbox() -> tuple[RedisCache, NearCache, Inbox]:
+    config = dataclasses.replace(make_config().cache, l1_enabled=True)
+    cache = RedisCache(fakeredis.FakeAsyncRedis(), config, KeyBuilder())
+    near, inbox = NearCache(100, 1 << 20), Inbox(cache)
+    cache.attach_near(near, inbox)  # type: ignore[arg-type]
+    near.put(KEY.redis_key, encode({"full_name": "Old Name"}, ttl_ms=60_000), near.seq)
+    return cache, near, inbox
+
+
+def operation(scope: ReadScope | None = None) -> contextvars.Context:
+    """A context as the front middleware gives a request: a read scope of its own."""
+    context = contextvars.copy_context()
+    context.run(READS.set, scope or ReadScope())
+    return context
+
+
+NAME: Final = View("test:name", lambda user: None if user is None else user["full_name"])
+
+
+async def test_an_operation_drains_once_however_many_l1_reads_it_serves() -> None:
+    cache, _, inbox = cache_with_inbox()
+    context = operation()
+    for _ in range(3):
+        assert context.run(cache.near_view, KEY, NAME) == "Old Name"
+        assert context.run(cache._near_hit, KEY) == {"full_name": "Old Name"}
+    assert inbox.drains == 1
+    for _ in range(3):  # outside any operation: each read drains
+        cache.near_view(KEY, NAME)
+    assert inbox.drains == 4
+    await cache.aclose()
+
+
+async def test_an_invalidation_waiting_when_an_operation_begins_is_applied_first() -> None:
+    cache, near, inbox = cache_with_inbox()
+    assert operation().run(cache.near_view, KEY, NAME) == "Old Name"
+    inbox.waiting.append(KEY.redis_key)  # a write was acknowledged meanwhile
+    assert operation().run(cache.near_view, KEY, NAME) is MISS
+    assert KEY.redis_key not in near
+    await cache.aclose()
+
+
+async def test_control_a_scope_carried_into_the_next_operation_serves_the_old_value() -> None:
+    cache, _, inbox = cache_with_inbox()
+    carried = ReadScope()
+    assert operation(carried).run(cache.near_view, KEY, NAME) == "Old Name"
+    inbox.waiting.append(KEY.redis_key)
+    assert operation(carried).run(cache.near_view, KEY, NAME) == "Old Name"  # the defect
+    await cache.aclose()
+
+
+async def test_a_task_that_reads_after_its_operation_ended_drains_again() -> None:
+    cache, _, inbox = cache_with_inbox()
+    scope = ReadScope()
+    context = operation(scope)
+    assert context.run(cache.near_view, KEY, NAME) == "Old Name"
+    scope.live = False  # the request was answered; a task it started reads on
+    inbox.waiting.append(KEY.redis_key)
+    assert context.run(cache.near_view, KEY, NAME) is MISS
+    assert inbox.drains == 2
+    await cache.aclose()
