@@ -110,14 +110,21 @@ class NearCache:
         self.stats.hits += 1
         return raw
 
+    def held(self, key: str) -> tuple[bytes, dict[str, object]] | None:
+        """``get`` and ``memo`` in one call: the entry's bytes and what readers
+        made of it, or None."""
+        raw = self.get(key)
+        return None if raw is None else (raw, self._memo_of(key))
+
     def generation(self, generation_key: str) -> str | None:
         return self._generations.get(generation_key)
 
     def memo(self, key: str) -> dict[str, object] | None:
         """What readers made of the entry of ``key``, by name (None: no entry).
         It lives exactly as long as the entry does."""
-        if key not in self._entries:
-            return None
+        return self._memo_of(key) if key in self._entries else None
+
+    def _memo_of(self, key: str) -> dict[str, object]:
         memo = self._memos.get(key)
         if memo is None:
             memo = self._memos[key] = {}
