@@ -74,3 +74,63 @@ async def test_control_without_the_keepalive_a_paused_server_keeps_tracking_on(
     monkeypatch.setattr(NodeTracking, "_keepalive", lambda self: None)
     lost, _ = await lost_after_pause(own_redis)
     assert lost == []  # L1 would go on serving, hearing nothing
+
+
+# -- drain: what the socket holds, asked without a failing recv ------------------------
+
+
+async def drained_after_a_write(
+    clean_redis: str, *, kill: bool = False
+) -> tuple[bool, list[list[str] | None], list[str]]:
+    """A node tracking ``user_details:``, whose socket only ``drain`` reads (the
+    loop's reader is removed); a key is written, or the subscriber killed, then
+    one drain: what it answered, the keys it applied, why tracking was lost."""
+    config = make_config(REDIS_URL=clean_redis).redis
+    keys: list[list[str] | None] = []
+    lost: list[str] = []
+    node = NodeTracking(
+        "server",
+        lambda: tracking_connection(config, None, 1.0),
+        ["user_details:"],
+        keys.append,
+        lambda _node, why: lost.append(why),
+    )
+    await node.connect()
+    sub = node._sub
+    assert sub is not None
+    asyncio.get_running_loop().remove_reader(sub.fileno())
+    writer = tracking_connection(config, None, 1.0)
+    writer.connect()  # type: ignore[no-untyped-call]
+    try:
+        if kill:
+            writer.send_command("CLIENT", "KILL", "ID", str(node.client_id))  # type: ignore[no-untyped-call]
+        else:
+            writer.send_command("SET", "user_details:5779356081", "{}")  # type: ignore[no-untyped-call]
+        writer.read_response()
+        await asyncio.sleep(0.05)  # the message reaches the socket; nothing reads it
+        return node.drain(), keys, lost
+    finally:
+        writer.disconnect()  # type: ignore[no-untyped-call]
+        node.close()
+
+
+async def test_a_drain_applies_the_message_waiting_on_the_socket(clean_redis: str) -> None:
+    answered, keys, lost = await drained_after_a_write(clean_redis)
+    assert answered is True
+    assert keys == [["user_details:5779356081"]]
+    assert lost == []
+
+
+async def test_a_drain_sees_the_subscriber_closed_by_redis(clean_redis: str) -> None:
+    answered, _, lost = await drained_after_a_write(clean_redis, kill=True)
+    assert answered is False
+    assert lost == ["connection closed by Redis"]
+
+
+async def test_control_a_readiness_check_that_sees_nothing_misses_the_message(
+    clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking_node, "_poller", lambda sock: lambda timeout: [])
+    answered, keys, _ = await drained_after_a_write(clean_redis)
+    assert answered is True
+    assert keys == []  # L1 would serve the entry the write changed
