@@ -36,6 +36,7 @@ from aiohttp_jwt import JWTMiddleware
 from hita.api.route import Access
 from hita.api.schemas import user_id_param
 from hita.appkeys import PRINCIPAL, USER_SERVICE
+from hita.cache.codec import _Miss
 from hita.cache.view import View
 from hita.constants import (
     API_PREFIX,
@@ -133,8 +134,10 @@ async def check_principal(request: web.Request, principal: Principal) -> None:
     ``UserService.caller_view``, which may be cached; a database outage is a
     503, never a pass); then the caller is recorded for the handlers."""
     users = request.app[USER_SERVICE]
-    then = functools.partial(_user_read_next, request, principal)  # asked on an L1 miss only
-    standing = await users.caller_view(principal.user_id, CALLER, then=then)
+    standing = users.held_user_view(principal.user_id, CALLER)  # a known caller: a lookup
+    if isinstance(standing, _Miss):
+        then = functools.partial(_user_read_next, request, principal)  # asked on a read only
+        standing = await users.caller_view(principal.user_id, CALLER, then=then)
     if standing is None or not standing.admits(principal):
         raise InvalidToken("Token is no longer valid")
     request[PRINCIPAL] = principal

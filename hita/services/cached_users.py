@@ -89,6 +89,9 @@ class CachedUserService(UserService):
         key = self.keys.user_details(user_id)
         return await self._view(key, view, partial(self.get_user, user_id))
 
+    def held_user_view(self, user_id: str, view: View[T]) -> T | _Miss:
+        return self.cache.near_view(self.keys.user_details(user_id), view)
+
     async def caller_view(
         self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
     ) -> T:

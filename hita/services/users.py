@@ -16,6 +16,7 @@ from typing import Final, TypeVar
 
 from asyncpg import Connection
 
+from hita.cache.codec import MISS, _Miss
 from hita.cache.view import View
 from hita.db.database import Database
 from hita.db.users import UserIdTaken, UsersRepository
@@ -91,6 +92,12 @@ class UserService:
 
     async def user_view(self, user_id: str, view: View[T]) -> T:
         return view.derive(await self.get_user(user_id))
+
+    def held_user_view(self, user_id: str, view: View[T]) -> T | _Miss:
+        """``user_view``'s answer if it is at hand without waiting for anything
+        (a caching service: kept in memory with the entry), else MISS: then
+        ask ``user_view`` or ``caller_view``."""
+        return MISS
 
     async def caller_view(
         self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
