@@ -36,8 +36,7 @@ from aiohttp_jwt import JWTMiddleware
 from hita.api.route import Access
 from hita.api.schemas import user_id_param
 from hita.appkeys import PRINCIPAL, USER_SERVICE
-from hita.cache.codec import _Miss
-from hita.cache.view import View
+from hita.cache.view import NotHeld, View
 from hita.constants import (
     API_PREFIX,
     JWT_ALGORITHM,
@@ -133,11 +132,25 @@ async def check_principal(request: web.Request, principal: Principal) -> None:
     """The user still exists, is active and has the token's role (through
     ``UserService.caller_view``, which may be cached; a database outage is a
     503, never a pass); then the caller is recorded for the handlers."""
+    if held_check(request, principal):
+        return
+    then = functools.partial(_user_read_next, request, principal)  # asked on a read only
     users = request.app[USER_SERVICE]
-    standing = users.held_user_view(principal.user_id, CALLER)  # a known caller: a lookup
-    if isinstance(standing, _Miss):
-        then = functools.partial(_user_read_next, request, principal)  # asked on a read only
-        standing = await users.caller_view(principal.user_id, CALLER, then=then)
+    _admit(request, principal, await users.caller_view(principal.user_id, CALLER, then=then))
+
+
+def held_check(request: web.Request, principal: Principal) -> bool:
+    """``check_principal`` with nothing to wait for, when the caller's standing
+    is at hand (``UserService.held_user_view``: kept in L1 with its entry);
+    False when it is not, and nothing is decided."""
+    standing = request.app[USER_SERVICE].held_user_view(principal.user_id, CALLER)
+    if isinstance(standing, NotHeld):
+        return False
+    _admit(request, principal, standing)
+    return True
+
+
+def _admit(request: web.Request, principal: Principal, standing: Standing | None) -> None:
     if standing is None or not standing.admits(principal):
         raise InvalidToken("Token is no longer valid")
     request[PRINCIPAL] = principal
@@ -199,7 +212,7 @@ class Authenticator:
         """The caller, if its token is valid (else 401) and ``access`` lets it
         call the route (else 403). For a route the user itself may call, the
         path's user id is checked first (400)."""
-        caller = await self.caller(request)
+        caller = self.known_caller(request) or await self.caller(request)
         assert access.role is not None, "a public route needs no token"
         if access.self_allowed and user_id_param(request) == caller.user_id:
             return caller
@@ -207,10 +220,20 @@ class Authenticator:
             raise PermissionDenied()
         return caller
 
+    def known_caller(self, request: web.Request) -> Principal | None:
+        """The caller of a token verified before whose user check needs no
+        wait (``held_check``), recorded for the handlers; None: ask ``caller``."""
+        known = self._known(request)
+        return known if known is not None and held_check(request, known) else None
+
+    def _known(self, request: web.Request) -> Principal | None:
+        """The caller of the request's token if it was verified before."""
+        sent = request.headers.getall(hdrs.AUTHORIZATION, ())
+        return self.known.get(sent[0]) if len(sent) == 1 else None
+
     async def caller(self, request: web.Request) -> Principal:
         """The verified caller, recorded for the handlers (``principal``)."""
-        sent = request.headers.getall(hdrs.AUTHORIZATION, ())
-        known = self.known.get(sent[0]) if len(sent) == 1 else None
+        known = self._known(request)
         if known is not None:  # verified before: only the user check runs again
             await check_principal(request, known)
             return known

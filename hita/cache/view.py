@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
+
+from hita.cache.codec import MISS, _Miss
 
 T = TypeVar("T")
+
+# What a reader gets when the view is not at hand without waiting: it then
+# reads through the cache (``UserService.held_user_view``).
+NOT_HELD: Final = MISS
+NotHeld = _Miss
 
 
 @dataclass(frozen=True, slots=True)

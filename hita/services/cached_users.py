@@ -23,9 +23,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from hita.cache.codec import _Miss
 from hita.cache.keys import AnyKey
-from hita.cache.view import View
+from hita.cache.view import NotHeld, View
 from hita.config import CacheTTLs
 from hita.db.database import Database
 from hita.domain.typedefs import JsonDict
@@ -89,7 +88,7 @@ class CachedUserService(UserService):
         key = self.keys.user_details(user_id)
         return await self._view(key, view, partial(self.get_user, user_id))
 
-    def held_user_view(self, user_id: str, view: View[T]) -> T | _Miss:
+    def held_user_view(self, user_id: str, view: View[T]) -> T | NotHeld:
         return self.cache.near_view(self.keys.user_details(user_id), view)
 
     async def caller_view(
@@ -97,7 +96,7 @@ class CachedUserService(UserService):
     ) -> T:
         key = self.keys.user_details(caller_id)
         found = self.cache.near_view(key, view)
-        if not isinstance(found, _Miss):
+        if not isinstance(found, NotHeld):
             return found
         return view.derive(await self.get_caller(caller_id, then=then() if then else None))
 
@@ -117,7 +116,7 @@ class CachedUserService(UserService):
     async def _view(self, key: AnyKey, view: View[T], read: Callable[[], Awaitable[Any]]) -> T:
         """The view L1 keeps with the entry, or the view of a read through the cache."""
         found = self.cache.near_view(key, view)
-        return view.derive(await read()) if isinstance(found, _Miss) else found
+        return view.derive(await read()) if isinstance(found, NotHeld) else found
 
     async def refresh_stats(self) -> None:
         """Recompute both statistics now and store them (the scheduled refresh)."""

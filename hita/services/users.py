@@ -16,8 +16,7 @@ from typing import Final, TypeVar
 
 from asyncpg import Connection
 
-from hita.cache.codec import MISS, _Miss
-from hita.cache.view import View
+from hita.cache.view import NOT_HELD, NotHeld, View
 from hita.db.database import Database
 from hita.db.users import UserIdTaken, UsersRepository
 from hita.domain import rules
@@ -93,11 +92,11 @@ class UserService:
     async def user_view(self, user_id: str, view: View[T]) -> T:
         return view.derive(await self.get_user(user_id))
 
-    def held_user_view(self, user_id: str, view: View[T]) -> T | _Miss:
+    def held_user_view(self, user_id: str, view: View[T]) -> T | NotHeld:
         """``user_view``'s answer if it is at hand without waiting for anything
-        (a caching service: kept in memory with the entry), else MISS: then
+        (a caching service: kept in memory with the entry), else NOT_HELD: then
         ask ``user_view`` or ``caller_view``."""
-        return MISS
+        return NOT_HELD
 
     async def caller_view(
         self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
