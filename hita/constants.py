@@ -36,6 +36,7 @@ BREAKER_OPEN_S: Final = 2.0  # cool-down before a half-open probe
 LEASE_TTL_MS: Final = 10_000  # how long a loader may hold a key's lease
 LEASE_WAIT_MS: Final = 1_000  # how long a reader waits for another loader
 XFETCH_BETA: Final = 1.0  # Vattani et al.: 1.0 is the paper's default
+CACHE_TTL_JITTER: Final = 0.1  # a fill's TTL: up to 10 % shorter, drawn per fill
 
 # Monitoring.
 CACHE_ERROR_LOG_INTERVAL_S: Final = 10.0  # one log line per kind of cache error per 10 s

@@ -76,9 +76,10 @@ class RedisCache(ReadThrough, Invalidator):
         """Store unconditionally. For data read from the database, prefer
         ``get_or_load``, whose lease keeps a stale read from landing after an
         invalidation."""
-        raw = encode(value, ttl_ms=ms(ttl))
+        ttl_ms = self._ttl_ms(ttl)
+        raw = encode(value, ttl_ms=ttl_ms)
         result = await self._call(
-            key.cache_type, "set", lambda: self._redis.set(key.redis_key, raw, px=ms(ttl))
+            key.cache_type, "set", lambda: self._redis.set(key.redis_key, raw, px=ttl_ms)
         )
         if isinstance(result, _Failed):
             return False
@@ -126,12 +127,13 @@ class RedisCache(ReadThrough, Invalidator):
     async def set_many(self, items: Mapping[Key, Any], ttl: float) -> bool:
         if not items:
             return True
-        encoded = {key: encode(value, ttl_ms=ms(ttl)) for key, value in items.items()}
+        ttls = {key: self._ttl_ms(ttl) for key in items}
+        encoded = {key: encode(value, ttl_ms=ttls[key]) for key, value in items.items()}
 
         async def run() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, raw in encoded.items():
-                    pipe.set(key.redis_key, raw, px=ms(ttl))
+                    pipe.set(key.redis_key, raw, px=ttls[key])
                 await pipe.execute()
 
         first = next(iter(items))

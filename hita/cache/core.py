@@ -150,6 +150,13 @@ class CacheCore:
         scope.caught_up = tracking.drain()
         return near if scope.caught_up else None
 
+    def _ttl_ms(self, ttl: float) -> int:
+        """A fill's TTL in ms, drawn from [``ttl`` * (1 - jitter), ``ttl``]
+        (``CACHE_TTL_JITTER``): keys filled together, by a warm-up or a burst
+        of misses, then do not all expire, and reload from PostgreSQL, at once.
+        Never longer than ``ttl``, so every documented staleness bound holds."""
+        return ms(ttl * (1.0 - self.config.ttl_jitter * self._rng()))
+
     def _forget_near(self, invalidation: Invalidation) -> None:
         """Our own invalidation: out of L1 at once, before Redis even answers."""
         if self.near is None:

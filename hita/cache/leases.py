@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
 from hita.cache.codec import encode
-from hita.cache.core import _Failed, ms
+from hita.cache.core import _Failed
 from hita.cache.keys import AnyKey, Key, NamespacedKey
 from hita.cache.near_reads import NearReads
 from hita.cache.outcome import Read
@@ -84,12 +84,13 @@ class Leases(NearReads):
         delta_s: float,
         allow_absent: bool,
     ) -> bool:
-        raw = encode(value, delta_s * 1000, ttl_ms=ms(ttl))
+        ttl_ms = self._ttl_ms(ttl)
+        raw = encode(value, delta_s * 1000, ttl_ms=ttl_ms)
         stored = await self._call(
             key.cache_type,
             "fill",
             lambda: self._fill_script(
-                keys=[data_key], args=[expected, raw, ms(ttl), "1" if allow_absent else "0"]
+                keys=[data_key], args=[expected, raw, ttl_ms, "1" if allow_absent else "0"]
             ),
         )
         if isinstance(stored, _Failed):

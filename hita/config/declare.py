@@ -158,8 +158,10 @@ def millis(name: str, default_ms: int, help_: str, *, minimum: int = 0) -> float
     return _field(setting, default_ms / 1000)
 
 
-def number(name: str, default: float, help_: str, *, minimum: float = 0.0) -> float:
-    return _field(Setting(name, str(default), help_, Kind.NUMBER, minimum), default)
+def number(
+    name: str, default: float, help_: str, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
+    return _field(Setting(name, str(default), help_, Kind.NUMBER, minimum, maximum), default)
 
 
 def flag(name: str, default: bool, help_: str) -> bool:

@@ -222,6 +222,13 @@ class CacheConfig:
     xfetch_beta: float = number(
         "CACHE_XFETCH_BETA", c.XFETCH_BETA, "early recomputation eagerness (0 disables)"
     )
+    ttl_jitter: float = number(
+        "CACHE_TTL_JITTER",
+        c.CACHE_TTL_JITTER,
+        "each fill's TTL is drawn from [TTL * (1 - this), TTL], so keys filled together do not"
+        " expire together (0: the TTL exactly)",
+        maximum=0.5,
+    )
     pending_max_users: int = integer(
         "CACHE_PENDING_MAX_USERS",
         c.PENDING_INVALIDATIONS_MAX_USERS,

@@ -50,10 +50,35 @@ async def test_falsy_values_are_hits(backend: Backend, value: object) -> None:
 
 
 async def test_set_applies_the_ttl(backend: Backend) -> None:
-    cache = backend.make()
+    cache = backend.make(ttl_jitter=0.0)
     await cache.set(USER, {"a": 1}, ttl=180)
     pttl = await backend.redis.pttl(USER.redis_key)
     assert 179_000 < pttl <= 180_000
+
+
+async def ttls_of_keys_filled_together(backend: Backend, jitter: float) -> list[int]:
+    """100 keys stored by one ``set_many`` (a warm-up) and 100 filled by reads
+    through the cache (a burst of misses), all with a TTL of 180 s: their PTTLs."""
+    cache = backend.make(ttl_jitter=jitter)
+    stored = [KEYS.key("user_details", f"{n:010d}") for n in range(100)]
+    assert await cache.set_many(dict.fromkeys(stored, {"a": 1}), ttl=180)
+    loaded = [KEYS.key("user_details", f"{n:010d}") for n in range(100, 200)]
+    for key in loaded:
+        assert await cache.get_or_load(key, Loader({"b": 2}), ttl=180) == {"b": 2}
+    return [await backend.redis.pttl(key.redis_key) for key in stored + loaded]
+
+
+async def test_keys_filled_together_do_not_expire_together(backend: Backend) -> None:
+    ttls = await ttls_of_keys_filled_together(backend, jitter=0.1)
+    assert all(162_000 - 5_000 < ttl <= 180_000 for ttl in ttls)  # never past the TTL
+    assert max(ttls) - min(ttls) > 9_000  # spread over at least half of the 18 s allowed
+
+
+async def test_control_without_jitter_keys_filled_together_expire_together(
+    backend: Backend,
+) -> None:
+    ttls = await ttls_of_keys_filled_together(backend, jitter=0.0)
+    assert max(ttls) - min(ttls) < 5_000  # a warm-up's keys all reload within seconds
 
 
 async def test_delete_and_exists(backend: Backend) -> None:
