@@ -61,7 +61,7 @@ async def ttls_of_keys_filled_together(backend: Backend, jitter: float) -> list[
     through the cache (a burst of misses), all with a TTL of 180 s: their PTTLs."""
     cache = backend.make(ttl_jitter=jitter)
     stored = [KEYS.key("user_details", f"{n:010d}") for n in range(100)]
-    assert await cache.set_many(dict.fromkeys(stored, {"a": 1}), ttl=180)
+    assert await cache.set_many({key: {"a": 1} for key in stored}, ttl=180)
     loaded = [KEYS.key("user_details", f"{n:010d}") for n in range(100, 200)]
     for key in loaded:
         assert await cache.get_or_load(key, Loader({"b": 2}), ttl=180) == {"b": 2}
