@@ -28,8 +28,24 @@ def redis_server_binary() -> Path:
 
 def cache_only_args(root: Path) -> list[str]:
     """What every redis-server of ours is told: keep nothing on disk (a cache),
-    work in ``root``, stay in the foreground (its parent owns it by PID)."""
-    return ["--save", "", "--appendonly", "no", "--dir", str(root), "--daemonize", "no"]
+    work in ``root``, stay in the foreground (its parent owns it by PID).
+
+    ``save ""`` and ``appendonly no`` are not enough for a replicated node: a
+    full synchronisation goes through an RDB file on disk by default, on the
+    master (``repl-diskless-sync no``) and on the replica (``repl-diskless-load
+    disabled``), and a node restarted in that directory loads it. It then
+    starts as the master it was, with the entries of its last synchronisation
+    and none of the invalidations since, until the cluster turns it into a
+    replica (``make chaos`` on Cluster served stale reads from such a node, in
+    the 0.2 s after a killed master came back). So the synchronisation is sent
+    over the socket and loaded from it (``swapdb``: the old data set stays in
+    memory until the new one is read), and no file is ever written."""
+    return [
+        *("--save", "", "--appendonly", "no"),
+        *("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"),
+        *("--repl-diskless-load", "swapdb"),
+        *("--dir", str(root), "--daemonize", "no"),
+    ]
 
 
 class EmbeddedRedis:
