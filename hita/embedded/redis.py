@@ -36,8 +36,8 @@ def cache_only_args(root: Path) -> list[str]:
     disabled``), and a node restarted in that directory loads it. It then
     starts as the master it was, with the entries of its last synchronisation
     and none of the invalidations since, until the cluster turns it into a
-    replica (``make chaos`` on Cluster served stale reads from such a node, in
-    the 0.2 s after a killed master came back). So the synchronisation is sent
+    replica (``make chaos`` on Cluster found stale reads right after a killed
+    master came back so: docs/chaos.md). So the synchronisation is sent
     over the socket and loaded from it (``swapdb``: the old data set stays in
     memory until the new one is read), and no file is ever written."""
     return [

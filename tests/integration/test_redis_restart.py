@@ -5,9 +5,9 @@ The coherence argument (docs/cache.md) takes a restarted Redis to hold
 nothing from before. ``save ""`` alone does not make it so: a full
 synchronisation writes an RDB file on the master and on the replica, and a
 node restarted in that directory loads it, starting as a master with entries
-whose invalidations it never saw. ``make chaos`` on Cluster served stale
-reads from such a node, for the 0.2 s before the cluster turned it into a
-replica of the promoted one."""
+whose invalidations it never saw, until the cluster turns it into a replica
+of the promoted one. ``make chaos`` on Cluster found stale reads right after
+a killed master came back so (docs/chaos.md)."""
 
 from __future__ import annotations
 
