@@ -33,9 +33,7 @@ class Tokens:
         self.ttl_s = config.jwt_ttl_s
 
     def issue(self, user_id: str, role: Role, now: float | None = None) -> str:
-        # To the millisecond, rounded up: a token issued after a password
-        # change never looks older than it (Principal.revoked_by).
-        issued_at = math.ceil((time.time() if now is None else now) * 1000) / 1000
+        issued_at = issued_time(time.time() if now is None else now)
         claims = {
             "sub": user_id,
             "role": role.value,
@@ -43,6 +41,18 @@ class Tokens:
             "exp": issued_at + self.ttl_s,
         }
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)
+
+
+def issued_time(now: float) -> float:
+    """``iat`` for a token issued at ``now``: to the microsecond, rounded down.
+
+    Down, because PyJWT refuses a token whose ``iat`` is ahead of its clock:
+    rounded up (it once was, to the millisecond), a token used within that
+    rounding of its issue was refused in the rare case the rounding crossed a
+    second. The microsecond is the one ``datetime.now`` gives a password's
+    change (``hita.db.users``), also rounded down, so a token issued at or
+    after a change is never taken for older (``Standing.admits``)."""
+    return math.floor(now * 1_000_000) / 1_000_000
 
 
 def principal_from_claims(claims: Mapping[str, object]) -> Principal | None:
