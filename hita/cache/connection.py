@@ -168,6 +168,10 @@ class BoundedRedisCluster(RedisCluster):
     * A pipeline that fails to reach a node does not mark the map stale (only
       its retries would, and there are none): here it does, so the invalidation
       pipelines find a promoted replica like single commands do.
+    * Its ``aclose`` does nothing while the map is stale (as a failover leaves
+      it), and a node a reload drops keeps any connection a command holding it
+      opens later (a probe that listed the primaries before the reload): here
+      ``close_all`` closes every node's connections, dropped ones included.
     """
 
     def __init__(self, *, pool_timeout_s: float, reload_timeout_s: float, **kwargs: Any) -> None:
@@ -179,6 +183,7 @@ class BoundedRedisCluster(RedisCluster):
         self._max_in_flight = int(kwargs["max_connections"])
         self._permits = asyncio.Semaphore(self._max_in_flight)
         self._reload_lock = asyncio.Lock()
+        self._dropped: dict[str, ClusterNode] = {}  # by address: one per address at most
 
     @asynccontextmanager
     async def permit(self) -> AsyncIterator[None]:
@@ -226,10 +231,33 @@ class BoundedRedisCluster(RedisCluster):
                     for _ in range(self._max_in_flight):  # wait out the commands in flight
                         await self._permits.acquire()
                         taken += 1
+                    before = self._nodes()
                     await self.initialize()
+                    await self._close_dropped(before)
                 finally:
                     for _ in range(taken):
                         self._permits.release()
+
+    def _nodes(self) -> list[ClusterNode]:
+        """Every node object the client holds, dropped ones included."""
+        manager = self.nodes_manager
+        held = (*manager.nodes_cache.values(), *manager.startup_nodes.values())
+        return list({id(node): node for node in (*held, *self._dropped.values())}.values())
+
+    async def _close_dropped(self, before: list[ClusterNode]) -> None:
+        """Close the connections of the nodes a reload dropped (no command is in
+        flight: the reload holds every permit), and keep them to close again
+        at ``close_all``."""
+        now = {id(node) for node in self._nodes()}
+        for node in before:
+            if id(node) not in now:
+                self._dropped[node.name] = node
+        await _disconnect(list(self._dropped.values()))
+
+    async def close_all(self) -> None:
+        """Close the client and every connection of every node it ever held."""
+        await self.aclose()
+        await _disconnect(self._nodes())
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         async with self.permit():
@@ -239,6 +267,11 @@ class BoundedRedisCluster(RedisCluster):
         if transaction or shard_hint:
             raise ValueError("cluster pipelines here are never transactions")
         return BoundedClusterPipeline(self)  # type: ignore[abstract]  # as redis-py does
+
+
+async def _disconnect(nodes: list[ClusterNode]) -> None:
+    """Close the nodes' connections; a connection that fails to close is closed."""
+    await asyncio.gather(*(node.disconnect() for node in nodes), return_exceptions=True)
 
 
 class BoundedClusterPipeline(ClusterPipeline):

@@ -23,7 +23,7 @@ from redis.exceptions import ClusterError, ReadOnlyError, SlotNotCoveredError, T
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hita.cache.connection import RedisClient
+from hita.cache.connection import BoundedRedisCluster, RedisClient
 
 # Errors that mean "Redis (or part of the cluster) is not reachable right now":
 # they count against the breaker. ClusterDownError and MasterDownError (a slot
@@ -206,6 +206,9 @@ async def describe(redis: RedisClient) -> list[dict[str, str]]:
 
 async def close(redis: RedisClient) -> None:
     """Close the client, its pools, and the sentinel connections behind it."""
+    if isinstance(redis, BoundedRedisCluster):
+        await redis.close_all()
+        return
     await redis.aclose()
     if isinstance(redis, Redis):
         pool = redis.connection_pool
