@@ -13,7 +13,7 @@ from aiohttp import web
 from hita.api.access_log import AccessLog
 from hita.api.admission import Admission
 from hita.api.auth import Authenticator
-from hita.api.front import front_middleware
+from hita.api.front import Front
 from hita.api.invalidation import cache_invalidation_middleware, invalidation_patterns
 from hita.api.openapi import document_bytes
 from hita.api.router import setup_routes
@@ -247,9 +247,7 @@ def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Ap
         access_log = app[ACCESS_LOG] = access_log or AccessLog.beside_logging(
             config.log_format, flush_after_s=config.http.access_log_flush_s
         )
-    served = setup_routes(app, ROUTES)
-    front = front_middleware(
-        served,
+    front = Front(
         auth=Authenticator(config.auth.jwt_secret),
         admission=admission,
         metrics=metrics,
@@ -259,7 +257,7 @@ def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Ap
         # Around each mutating route's answer: a 2xx invalidates what it changed.
         invalidation=cache_invalidation_middleware(invalidation_patterns(ROUTES)),
     )
-    app.middlewares.append(front)
+    setup_routes(app, ROUTES, front)
     app.cleanup_ctx.append(_resources)
     app[OPENAPI] = document_bytes(ROUTES)
     return app

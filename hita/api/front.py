@@ -1,27 +1,28 @@
-"""The front middleware: the work every request shares, in one pass.
+"""The front: the work every request shares, in one pass, as each route's
+aiohttp handler (``Front``; hita.api.router puts it on every route).
 
-For each request, in this order: the route-table entry it matched (none for
-a 404 or 405), a request id for every log line and its deadline for waiting
-in queues (``hita.deadline``), admission control, the token
-and the route's access check, the handler, the error mapping, the ``ETag`` of
-a cached read, then the metrics and the access line. One layer instead of
-six: each layer aiohttp runs costs a call and a coroutine per request, which
-a warm read served from memory notices. For a mutating route (POST, PUT,
-PATCH, DELETE), the invalidation middleware (``hita.api.invalidation``) runs
-between the metrics and the error mapping: it sees the final status of the
-answer, as the pattern-based middleware of the seed does, and what it raises
-is not taken for the handler's answer.
+For each request, in this order: a request id for every log line and its
+deadline for waiting in queues (``hita.deadline``), admission control, the
+token and the route's access check, the handler, the error mapping, the
+``ETag`` of a cached read, then the metrics and the access line. The 404 and
+405 answers are routes of their own and pass through it too. One layer, and
+not an aiohttp middleware: each layer aiohttp runs costs a call and a
+coroutine per request, and its middleware chain a lookup and a ``partial``,
+which a warm read served from memory notices; what the route decides (its
+label, admission, access, ETag) is decided once, when the route is made. For
+a mutating route (POST, PUT, PATCH, DELETE), the invalidation middleware
+(``hita.api.invalidation``) runs between the metrics and the error mapping: it
+sees the final status of the answer, as the pattern-based middleware of the
+seed does, and what it raises is not taken for the handler's answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import os
 import re
 import time
-from collections.abc import Mapping
 from typing import Final
 
 from aiohttp import web
@@ -64,87 +65,99 @@ class RequestIds:
         return f"{self._prefix}{self._next():016x}"
 
 
-async def _answer(
-    request: web.Request,
-    *,
-    handler: Handler,
-    route: Route | None,
-    auth: Authenticator,
-    retry_s: int,
-) -> web.StreamResponse:
-    """The handler's answer, behind the route's access check; every error as
-    JSON; a cached read's 200 with its ``ETag``. No route: a 404 or 405."""
-    try:
-        if route is not None and route.access.role is not None:
-            await auth.authorize(request, route.access)
-        response = await handler(request)
-    except Exception as exc:  # not a cancellation: that is the client leaving
-        return answer_error(request, exc, retry_s)
-    return tagged(request, response) if route is not None and route.cached else response
+class Front:
+    """The shared work of every request; ``front(route, handler)`` is the
+    aiohttp handler of ``route`` (``None``: the 404 and 405, hita.api.router)."""
+
+    def __init__(
+        self,
+        *,
+        auth: Authenticator,
+        admission: Admission,
+        metrics: Metrics,
+        access_log: AccessLog | None,
+        http: HttpConfig,
+        wait_budget_s: float,
+        invalidation: Middleware,
+    ) -> None:
+        self.auth = auth
+        self.admission = admission
+        self.metrics = metrics
+        self.access_log = access_log
+        self.retry_s, self.pace_s = http.retry_after_s, http.overload_pace_s
+        self.wait_budget_s = wait_budget_s
+        self.invalidation = invalidation
+        self.request_id = RequestIds().of
+
+    def __call__(self, route: Route | None, handler: Handler) -> Handler:
+        return _RouteFront(self, route, handler).serve
 
 
-def front_middleware(
-    served: Mapping[web.AbstractRoute, Route],
-    *,
-    auth: Authenticator,
-    admission: Admission,
-    metrics: Metrics,
-    access_log: AccessLog | None,
-    http: HttpConfig,
-    wait_budget_s: float,
-    invalidation: Middleware,
-) -> Middleware:
-    retry_s, pace_s = http.retry_after_s, http.overload_pace_s
-    request_id = RequestIds().of
+class _RouteFront:
+    """The front of one route: what the route decides (its label, whether
+    admission counts it, its access, its ETag) is decided once, here."""
 
-    @web.middleware
-    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+    __slots__ = ("access", "cached", "counted", "front", "handler", "label", "mutating")
+
+    def __init__(self, front: Front, route: Route | None, handler: Handler) -> None:
+        self.front, self.handler = front, handler
+        self.label = UNMATCHED if route is None else route.path
+        self.counted = route is not None and not route.always_admitted
+        self.mutating = route is not None and route.method in MUTATING_METHODS
+        self.access = None if route is None or route.access.public else route.access
+        self.cached = route is not None and route.cached
+
+    async def answer(self, request: web.Request) -> web.StreamResponse:
+        """The handler's answer, behind the route's access check; every error
+        as JSON; a cached read's 200 with its ``ETag``."""
+        try:
+            if self.access is not None:
+                await self.front.auth.authorize(request, self.access)
+            response = await self.handler(request)
+        except Exception as exc:  # not a cancellation: that is the client leaving
+            return answer_error(request, exc, self.front.retry_s)
+        return tagged(request, response) if self.cached else response
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        front = self.front
         started = time.monotonic()
-        route = served.get(request.match_info.route)
-        rid = request_id(request)
+        rid = front.request_id(request)
         reset = request_id_var.set(rid)
-        reset_budget = wait_budget.set(WaitBudget(wait_budget_s))
+        reset_budget = wait_budget.set(WaitBudget(front.wait_budget_s))
         reads = ReadScope()  # tallied by the cache, by tier (hita.cache.stats)
         reset_reads = READS.set(reads)
-        label, status, answered = UNMATCHED if route is None else route.path, 500, 0.0
-        counted = route is not None and not route.always_admitted
-        admitted = not counted or admission.admit()
+        status, answered = 500, 0.0
+        admitted = not self.counted or front.admission.admit()
         response: web.StreamResponse
         try:
             if not admitted:
-                response = error_response(Overloaded(reason="queue_delay"), retry_s)
-            elif route is not None and route.method in MUTATING_METHODS:
-                answer = functools.partial(
-                    _answer, handler=handler, route=route, auth=auth, retry_s=retry_s
-                )
-                response = await invalidation(request, answer)
+                response = error_response(Overloaded(reason="queue_delay"), front.retry_s)
+            elif self.mutating:
+                response = await front.invalidation(request, self.answer)
             else:
-                response = await _answer(
-                    request, handler=handler, route=route, auth=auth, retry_s=retry_s
-                )
+                response = await self.answer(request)
             status = response.status
             response.headers[REQUEST_ID_HEADER] = rid
-            if status == 503 and to_pace(response, pace_s):
+            if status == 503 and to_pace(response, front.pace_s):
                 answered = time.monotonic()  # the pace that follows is not the request's time
-                return await send_then_pace(request, response, pace_s)
+                return await send_then_pace(request, response, front.pace_s)
             return response
         except asyncio.CancelledError:
             if client_gone(request):  # aiohttp cancelled the handler: the client hung up
                 status = CLIENT_CLOSED_REQUEST
-                metrics.client_disconnect(request.method, label)
+                front.metrics.client_disconnect(request.method, self.label)
             raise
         finally:
-            if counted and admitted:
-                admission.done()
+            if self.counted and admitted:
+                front.admission.done()
             elapsed = (answered or time.monotonic()) - started
-            metrics.observe_request(request.method, label, status, elapsed)
+            front.metrics.observe_request(request.method, self.label, status, elapsed)
             if any(reads.tally):
-                metrics.observe_reads(label, reads.tally)
+                front.metrics.observe_reads(self.label, reads.tally)
+            access_log = front.access_log
             if access_log is not None and access_log.enabled:
                 access_log.line(request.method, request.rel_url, status, elapsed, rid)
             reads.live = False
             request_id_var.reset(reset)
             wait_budget.reset(reset_budget)
             READS.reset(reset_reads)
-
-    return front
