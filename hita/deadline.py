@@ -1,6 +1,6 @@
 """How long the request being served may still wait in queues for a shared resource.
 
-The front middleware gives each request one budget for waiting in queues
+The front gives each request one budget for waiting in queues
 (``DB_QUEUE_TIMEOUT_MS``) in a context variable; the queue in front of the
 PostgreSQL pool (``hita.db.gate``) waits no longer than what is left of it and
 takes what it waited from it. A request that reads twice from PostgreSQL (its

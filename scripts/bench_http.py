@@ -223,7 +223,7 @@ def report(
             "JSON lines, to a file) and an admin token. `errors` are non-2xx answers and",
             "socket errors, as wrk counts them.",
             "The `(floor)` row is the user route's process answering `GET /v1.0/health/live`,",
-            "a constant, public answer: aiohttp, HITA's route table and its front middleware",
+            "a constant, public answer: aiohttp, HITA's route table and its front",
             "(request id, admission, metrics, the access line) with no token and no cache. What",
             "the user route costs above it is the token check and the L1 read; what the floor",
             "costs above hello world is HITA's router, its middleware and its access line.",

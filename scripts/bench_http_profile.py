@@ -49,8 +49,8 @@ PARTS: Final = (
         "web_protocol.py",
         "_handle_request",
     ),
-    ("aiohttp: routing and the middleware chain (Application._handle)", "web_app.py", "_handle"),
-    ("front middleware (everything of ours)", "api/front.py", "front"),
+    ("aiohttp: routing and the handler (Application._handle)", "web_app.py", "_handle"),
+    ("the front, each route's handler (everything of ours)", "api/front.py", "serve"),
     ("  request id (RequestIds.of)", "api/front.py", "of"),
     ("  admission (Admission.admit)", "api/admission.py", "admit"),
     ("  access line, recorded (AccessLog.line)", "api/access_log.py", "line"),
@@ -84,7 +84,7 @@ def profile_parts(path: Path) -> tuple[int, list[tuple[str, float]], list[str]]:
     stats = pstats.Stats(str(path))
     raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
     requests = sum(
-        v[0] for (file, _, fn), v in raw.items() if fn == "front" and file.endswith("front.py")
+        v[0] for (file, _, fn), v in raw.items() if fn == "serve" and file.endswith("front.py")
     )
     rows = []
     for label, file_suffix, name in PARTS:

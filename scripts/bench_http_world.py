@@ -40,7 +40,7 @@ SERVER_CPU: Final = "0"
 LOAD_CPU: Final = 1
 CONNECTIONS: Final = 50
 MANY_CONNECTIONS: Final = 200  # the row that shows admission refuses no busy-but-idle load
-LIVE: Final = "/v1.0/health/live"  # a constant answer through the front middleware
+LIVE: Final = "/v1.0/health/live"  # a constant answer through the front
 WORKERS: Final = 2  # the row that shows scaling over the machine's CPUs
 JWT_SECRET: Final = "bench-secret-" + "x" * 40  # a throwaway secret for a private server
 SEED: Final = 20_261_129
@@ -397,7 +397,7 @@ def targets(w: World) -> list[Target]:
         name = f"HITA `GET /v1.0/user/{{id}}`{last}, {MANY_CONNECTIONS} connections"
         found.append(Target(name, w.hita[last] + "/v1.0/user/{id}", auth, MANY_CONNECTIONS))
         # HITA's floor: the same process answering a constant, public route (no
-        # token, no cache): aiohttp, the route table and the front middleware
+        # token, no cache): aiohttp, the route table and the front
         # with its access line and metrics; the user route's rest is the token
         # check and the L1 read.
         found.append(Target(f"HITA `GET /v1.0/health/live`{last} (floor)", w.hita[last] + LIVE))

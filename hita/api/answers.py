@@ -3,7 +3,7 @@
 Each cached read asks its service for a ``View`` (``hita.cache.view``) that
 renders the value into the bytes that go on the wire and their entity tag,
 once; while L1 holds the entry, the next read of it is a lookup and a write,
-with nothing encoded or hashed (the front middleware compares
+with nothing encoded or hashed (the front compares
 ``If-None-Match`` with the tag it brings). A caller who may see other fields
 would need a view of its own name; today every caller of a cached read sees
 the same answer.

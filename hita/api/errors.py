@@ -1,5 +1,5 @@
 """Every error becomes the contract's JSON body, with the right status
-(``answer_error``, called by the front middleware for every route).
+(``answer_error``, called by the front for every route).
 
 Domain errors map to statuses in ``ERROR_TO_HTTP_STATUS``; aiohttp's own HTTP
 errors (unknown route, wrong method, body too large) keep their status and get

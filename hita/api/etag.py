@@ -12,7 +12,7 @@ prefixes are ignored); ``*`` matches any current answer. A header that is not a
 list of entity tags, or is longer than ``MAX_IF_NONE_MATCH_BYTES`` or holds
 more than ``MAX_IF_NONE_MATCH_TAGS`` tags, is ignored: the client gets the full
 200 answer, never an error. Only 200 answers of the routes the route table
-marks ``cached`` get a tag (``tagged``, from the front middleware); errors
+marks ``cached`` get a tag (``tagged``, from the front); errors
 pass untouched. A cached read that kept its answer with its cache entry
 (``hita.api.views``) brings its tag along, computed once: no hashing then.
 """

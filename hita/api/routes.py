@@ -1,7 +1,7 @@
 """Every route of the service, in one table: ``ROUTES``.
 
 Each ``Route`` says everything true of it (``hita.api.route``); the router
-(``setup_routes``), the auth check and the ETag of the front middleware,
+(``setup_routes``), the auth check and the ETag of the front,
 admission control, the invalidation middleware's patterns and the OpenAPI
 document are all read from here. Adding a route is one entry and one handler.
 

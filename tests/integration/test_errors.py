@@ -37,7 +37,7 @@ async def test_wrong_method_is_a_json_405_with_allow(
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The front middleware's error mapping, alone."""
+    """The front's error mapping, alone."""
     try:
         return await handler(request)
     except Exception as exc:

@@ -154,7 +154,7 @@ def cache_with_inbox() -> tuple[RedisCache, NearCache, Inbox]:
 
 
 def operation(scope: ReadScope | None = None) -> contextvars.Context:
-    """A context as the front middleware gives a request: a read scope of its own."""
+    """A context as the front gives a request: a read scope of its own."""
     context = contextvars.copy_context()
     context.run(READS.set, scope or ReadScope())
     return context
