@@ -226,7 +226,7 @@ def report(
             "a constant, public answer: aiohttp, HITA's route table and its front",
             "(request id, admission, metrics, the access line) with no token and no cache. What",
             "the user route costs above it is the token check and the L1 read; what the floor",
-            "costs above hello world is HITA's router, its middleware and its access line.",
+            "costs above hello world is HITA's router, its front and its access line.",
             "`server CPU µs per request` is the server process's user + system CPU time",
             "(/proc/<pid>/stat, its workers' too) over the run divided by its requests;",
             "`x hello by CPU` is the paired hello runs' CPU per request divided by this one's.",
