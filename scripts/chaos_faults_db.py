@@ -35,6 +35,17 @@ SATURATED_POOL: Final = {"DB_POOL_MAX_SIZE": "2", "DB_POOL_MIN_SIZE": "1"}
 KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this often, 1 s apart
 
 
+def overload_refusals(exposition: str) -> str:
+    """``hita_overload_refusals_total`` of a Prometheus exposition, by reason:
+    ``"database_timeout 3, queue_delay 7"``, or ``"none"``."""
+    counts = {
+        line.split('reason="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("hita_overload_refusals_total{")
+    }
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items()) if v) or "none"
+
+
 class Skipped(Exception):
     """The fault could not be set up this time (the run goes on; not counted)."""
 
@@ -200,9 +211,19 @@ class DatabaseFaults:
         finally:
             if cut is not None:
                 cut.set_mode("pass")
+            self.note(f"instance {victim.index} refused: {await self._refusals(victim)}")
             await asyncio.to_thread(victim.stop)
             victim.start()
             await victim.wait()
+
+    async def _refusals(self, instance: Instance) -> str:
+        """The instance's 503 "overloaded" answers since it started, by reason
+        (its ``hita_overload_refusals_total``): which queue refused, if any."""
+        try:
+            async with self.session.get(f"{instance.base}/metrics") as response:
+                return overload_refusals(await response.text())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"unknown ({exc!r})"
 
     async def _locked_add(self, user: User, instance: Instance) -> None:
         plan = Plan("add", "POST", f"/v1.0/points/{user.id}/add", "points", amount=5)
