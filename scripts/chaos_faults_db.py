@@ -19,6 +19,7 @@ from collections import Counter
 from typing import Final
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from chaos_client import User
 from chaos_history import History
@@ -37,11 +38,12 @@ KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this ofte
 
 def overload_refusals(exposition: str) -> str:
     """``hita_overload_refusals_total`` of a Prometheus exposition, by reason:
-    ``"database_timeout 3, queue_delay 7"``, or ``"none"``."""
+    ``"database_wait_budget 3, queue_delay 7"``, or ``"none"``."""
     counts = {
-        line.split('reason="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in exposition.splitlines()
-        if line.startswith("hita_overload_refusals_total{")
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "hita_overload_refusals_total"
     }
     return ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items()) if v) or "none"
 

@@ -270,7 +270,7 @@ class BoundedRedisCluster(RedisCluster):
 
 
 async def _disconnect(nodes: list[ClusterNode]) -> None:
-    """Close the nodes' connections; a connection that fails to close is closed."""
+    """Close the nodes' connections; an error closing one does not stop the others."""
     await asyncio.gather(*(node.disconnect() for node in nodes), return_exceptions=True)
 
 
