@@ -6,7 +6,6 @@ algorithm; ``required_claims_error`` is the check it does not do.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,8 +31,8 @@ class Tokens:
         self._secret = config.jwt_secret
         self.ttl_s = config.jwt_ttl_s
 
-    def issue(self, user_id: str, role: Role, now: float | None = None) -> str:
-        issued_at = issued_time(time.time() if now is None else now)
+    def issue(self, user_id: str, role: Role, now_ns: int | None = None) -> str:
+        issued_at = issued_time(time.time_ns() if now_ns is None else now_ns)
         claims = {
             "sub": user_id,
             "role": role.value,
@@ -43,16 +42,19 @@ class Tokens:
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM)
 
 
-def issued_time(now: float) -> float:
-    """``iat`` for a token issued at ``now``: to the microsecond, rounded down.
+def issued_time(now_ns: int) -> float:
+    """``iat`` for a token issued at ``now_ns`` (the system clock in ns): to the
+    microsecond, rounded down.
 
     Down, because PyJWT refuses a token whose ``iat`` is ahead of its clock:
     rounded up (it once was, to the millisecond), a token used within that
     rounding of its issue was refused in the rare case the rounding crossed a
     second. The microsecond is the one ``datetime.now`` gives a password's
-    change (``hita.db.users``), also rounded down, so a token issued at or
-    after a change is never taken for older (``Standing.admits``)."""
-    return math.floor(now * 1_000_000) / 1_000_000
+    change (``hita.db.users``): the clock's ns, rounded down, so a token issued
+    at or after a change is never taken for older (``Standing.admits``). From
+    the ns, not from ``time.time()``: a float of the seconds is off by up to a
+    tenth of a microsecond and may round to the one before."""
+    return (now_ns // 1000) / 1_000_000
 
 
 def principal_from_claims(claims: Mapping[str, object]) -> Principal | None:
