@@ -230,6 +230,20 @@ class RedisClusterServers:
                     return int(primary[1])
         raise AssertionError(f"slot {slot} is not served")
 
+    def held_down(self, replica: Node) -> bool:
+        """Every running node flags ``replica`` as failed (``CLUSTER SLOTS`` no
+        longer lists it)."""
+        try:
+            for node in self.nodes:
+                if node is replica or not node.running():
+                    continue
+                with client(node.port) as c:
+                    if "fail" not in self.cluster_nodes(c)[replica.address]["flags"].split(","):
+                        return False
+        except Exception:
+            return False
+        return True
+
     def promoted(self, replica: Node) -> bool:
         """``replica`` serves slots and the cluster says ok (False mid-failover)."""
         try:
@@ -329,6 +343,25 @@ class SentinelServers:
 
     def node(self, port: int) -> Node:
         return next(n for n in self.data_nodes if n.port == port)
+
+    def held_down(self, replica: Node) -> bool:
+        """Every sentinel holds ``replica`` down (``s_down``)."""
+        try:
+            for sentinel in self.sentinels:
+                with client(sentinel.port) as c:
+                    listed = c.sentinel_slaves(self.master_name)
+                if not any(r["port"] == replica.port and r["is_sdown"] for r in listed):
+                    return False
+        except Exception:
+            return False
+        return True
+
+    def forget_replicas(self) -> None:
+        """``SENTINEL RESET`` on every sentinel: they forget the replicas (and
+        each other) and learn again those the master's INFO lists."""
+        for sentinel in self.sentinels:
+            with client(sentinel.port) as c:
+                c.execute_command("SENTINEL", "RESET", self.master_name)
 
     def promoted(self, replica: Node) -> bool:
         """The sentinels name ``replica`` and it says it is the master."""

@@ -184,6 +184,7 @@ class BoundedRedisCluster(RedisCluster):
         self._permits = asyncio.Semaphore(self._max_in_flight)
         self._reload_lock = asyncio.Lock()
         self._dropped: dict[str, ClusterNode] = {}  # by address: one per address at most
+        self.reloads = 0  # reloads of the slot map so far (what was read of it may be out of date)
 
     @asynccontextmanager
     async def permit(self) -> AsyncIterator[None]:
@@ -233,6 +234,7 @@ class BoundedRedisCluster(RedisCluster):
                         taken += 1
                     before = self._nodes()
                     await self.initialize()
+                    self.reloads += 1
                     await self._close_dropped(before)
                 finally:
                     for _ in range(taken):

@@ -3,30 +3,37 @@
 Redis replicates asynchronously: a master that acknowledges a deletion and
 dies before its replica received it takes the deletion with it, and the
 promoted replica serves the old entry. So on a master that has a replica its
-failover manager could promote (one the sentinels do not hold down; one
-``CLUSTER SLOTS`` lists), an invalidation's UNLINKs are followed, on the same
-connection, by ``WAIT 1 <CACHE_REPLICA_WAIT_MS>``; it counts as acknowledged
-only if a replica confirmed it. If none did in time, ``ReplicaTimeout``: the
-writer takes the durable path of the reader leases (docs/cache.md) and the
-invalidation stays suspect everywhere until a later attempt is confirmed.
-A master with no such replica acknowledges alone (nothing could be promoted),
-but on Sentinel only the master the sentinels name, checked by its run id on
-the same connection (``INFO server``): a restarted old master that a lagging
-sentinel still names is a master with no replica too, and what it takes is
-lost when the sentinels turn it into a replica of the promoted one.
+failover manager could ever promote, an invalidation's UNLINKs are followed,
+on the same connection, by ``WAIT 1 <CACHE_REPLICA_WAIT_MS>``; it counts as
+acknowledged only if a replica confirmed it. If none did in time,
+``ReplicaTimeout``: the writer takes the durable path of the reader leases
+(docs/cache.md) and the invalidation stays suspect everywhere until a later
+attempt is confirmed. A replica the failover manager holds down (flagged
+``fail`` in the Cluster, ``s_down`` by the sentinels) is still waited for:
+one that was frozen comes back with its memory and no word of what it
+missed, its replication link counted as lost only from when it noticed, and
+can be promoted so. Only a replica gone from the manager's table (``CLUSTER
+FORGET``, ``SENTINEL RESET``) or one it never promotes (Sentinel's
+``replica-priority 0``) is not. A master with no other replica acknowledges
+alone (nothing could be promoted), but on Sentinel only the master the
+sentinels name, checked by its run id on the same connection (``INFO
+server``): a restarted old master that a lagging sentinel still names is a
+master with no replica too, and what it takes is lost when the sentinels turn
+it into a replica of the promoted one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 from redis.asyncio.cluster import ClusterNode
 from redis.crc import key_slot
-from redis.exceptions import AskError, MovedError
+from redis.exceptions import AskError, MovedError, RedisError
 
 from hita.cache.connection import BoundedRedisCluster, RedisClient
 
@@ -66,20 +73,28 @@ class NoReplicas:
 
 
 class ClusterReplicas:
-    """A cluster primary's replicas as its slot map lists them (``CLUSTER
-    SLOTS`` leaves out replicas flagged as failed); a WAIT that fell short
-    reloads the map, at most once per ``RELOAD_AFTER_MISS_S``."""
+    """A cluster primary's replicas: those its slot map lists and those
+    ``CLUSTER NODES`` names, read again after each reload of the map (the slot
+    map leaves out a replica flagged ``fail``, which may still come back and
+    be promoted). A WAIT that fell short reloads the map, at most once per
+    ``RELOAD_AFTER_MISS_S``; until ``CLUSTER NODES`` has been read, every
+    primary is taken to have a replica (the safe side)."""
 
     def __init__(self, redis: BoundedRedisCluster, clock: Callable[[], float] = time.monotonic):
         self._redis = redis
         self._clock = clock
         self._reloaded_at = -math.inf
+        self._known: dict[str, int] | None = None  # replicas by primary address; None: unknown
+        self._read_at = -1  # the map reload ``_known`` was read after
+        self._reading = asyncio.Lock()
 
     def wanted(self, slot: int | None) -> int:
         if slot is None:
             return 0
         holders = self._redis.nodes_manager.slots_cache.get(slot) or []
-        return ONE if len(holders) > 1 else 0
+        if len(holders) != 1 or self._known is None:
+            return ONE
+        return ONE if self._known.get(holders[0].name, ONE) else 0
 
     def missed(self) -> None:
         if self._clock() - self._reloaded_at >= RELOAD_AFTER_MISS_S:
@@ -88,6 +103,40 @@ class ClusterReplicas:
 
     def sole_master(self) -> str | None:
         return None  # each primary's UNLINKs go to the node its slot map names
+
+    async def follow_reloads(self) -> None:
+        """Read ``CLUSTER NODES`` again if the slot map was reloaded since (one
+        round trip after a reload; none otherwise). Unreadable: unknown."""
+        async with self._reading:
+            if self._read_at == self._redis.reloads:
+                return
+            self._read_at = self._redis.reloads
+            self._known = None
+            for node in self._redis.get_primaries():
+                try:
+                    reply = await node.execute_command("CLUSTER", "NODES")
+                except (RedisError, OSError):
+                    continue
+                text = reply.decode() if isinstance(reply, bytes) else str(reply)
+                self._known = replicas_by_primary(text)
+                return
+
+
+def replicas_by_primary(cluster_nodes: str) -> dict[str, int]:
+    """Each master's ``host:port`` in a ``CLUSTER NODES`` reply, and how many
+    replicas name it as theirs, whatever their flags (``fail`` included)."""
+    masters: dict[str, str] = {}  # node id -> address
+    replicas: Counter[str] = Counter()  # master's node id -> replicas
+    for line in cluster_nodes.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        node_id, address, flags, master_id = fields[:4]
+        if "master" in flags.split(","):
+            masters[node_id] = address.split("@", 1)[0]
+        elif master_id != "-":
+            replicas[master_id] += 1
+    return {address: replicas[node_id] for node_id, address in masters.items()}
 
 
 def _name(name: bytes | str) -> bytes:
@@ -140,6 +189,8 @@ async def _unlink_cluster(
     followed: a slot that moved fails the attempt (and reloads the map), so
     a WAIT always follows the writes it vouches for on their connection."""
     async with redis.permit():  # reloads a stale slot map first
+        if isinstance(replicas, ClusterReplicas):
+            await replicas.follow_reloads()
         by_slot: defaultdict[int, list[bytes]] = defaultdict(list)
         for name in names:
             by_slot[key_slot(_name(name))].append(_name(name))

@@ -5,9 +5,11 @@ One background task subscribes to ``+switch-master`` on a sentinel (the next
 one in turn after a failure) and, on each such message, on a WAIT that fell
 short, and every ``REFRESH_S``, asks again: the master's address through the
 pool (whose listeners hear of a change before any command reaches the new
-master) and, of one sentinel, the master's run id and the replicas it does
-not hold down. Until the first answer, a replica is assumed: invalidations
-WAIT for one (the safe side).
+master) and, of one sentinel, the master's run id and the replicas they could
+ever promote: every one they list, held down or not (a frozen replica comes
+back with its memory and can be promoted), but those of ``replica-priority
+0``. Until the first answer, a replica is assumed: invalidations WAIT for one
+(the safe side).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -62,7 +64,7 @@ class SentinelWatch:
         sentinel = manager.sentinels[self._turn % len(manager.sentinels)]
         state = await sentinel.sentinel_master(self.master_name)
         replicas = await sentinel.sentinel_slaves(self.master_name)
-        self.replicas = len(manager.filter_slaves(replicas))
+        self.replicas = promotable(replicas)
         self.master_run_id = str(state.get("runid") or "")  # one sentinel's one answer
 
     async def run_forever(self) -> None:
@@ -98,6 +100,13 @@ class SentinelWatch:
         """``<name> <old ip> <old port> <new ip> <new port>``."""
         text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
         return text.split(" ", 1)[0] == self.master_name
+
+
+def promotable(replicas: list[dict[str, Any]]) -> int:
+    """The replicas, as ``SENTINEL REPLICAS`` lists them, that the sentinels
+    could promote some day: held down (``s_down``, disconnected) or not, all
+    but those whose ``replica-priority`` is 0."""
+    return sum(1 for replica in replicas if replica.get("slave-priority", 1) != 0)
 
 
 def replicas_for(redis: RedisClient) -> Replicas:

@@ -9,6 +9,15 @@ replica continued and promoted. Two instances (L1 on) then read the renamed
 users until their caches serve them again: no read may show an old name.
 The control turns the replica's confirmation off (CACHE_REPLICA_WAIT_MS=0):
 the promoted replica still holds the old entries, and the reads show them.
+
+The replica may also be held down by the failover manager (flagged ``fail``
+by the Cluster, ``s_down`` by the sentinels) before the renames: it comes
+back with its memory when continued and is promoted all the same, so it is
+still waited for. Its control waits only for replicas not held down, as the
+service did: the renames are acknowledged by the master alone and lost.
+On Sentinel the old master is restarted once the replica is promoted, as its
+supervisor would: the sentinels list it as the new master's replica, held
+down, until it comes back and they make it one.
 """
 
 from __future__ import annotations
@@ -18,13 +27,15 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 
 from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE
+from hita.cache import sentinel_watch
 from hita.cache.connection import BoundedSentinelPool
+from hita.cache.replication import ClusterReplicas
 from hita.cache.sentinel_watch import SentinelWatch
 from hita.domain.roles import Role
 from tests.conftest import cluster_target, sentinel_target
@@ -38,7 +49,8 @@ pytestmark = pytest.mark.slow
 GUESTS: Final = 4
 ACKED_WITHIN_S: Final = 0.3  # before the kill, the writes' rows may be acknowledged
 PROMOTION_BUDGET_S: Final = 30.0
-RECOVERY_BUDGET_S: Final = 15.0  # promotion -> every read served from the cache again
+RECOVERY_BUDGET_S: Final = 30.0  # promotion -> every read served from the cache again
+HOLD_DOWN_BUDGET_S: Final = 20.0  # the failover manager flags a stopped replica
 OLD: Final = "Before The Failover"
 NEW: Final = "After The Failover"
 BREAKER: Final = {"CACHE_BREAKER_OPEN_S": "0.5"}  # the cache comes back soon after promotion
@@ -53,6 +65,8 @@ class Tail:
     master: Node
     replica: Node
     promoted: Callable[[], bool]
+    held_down: Callable[[], bool]  # the failover manager holds the replica down
+    restart_old_master: bool  # once the replica is promoted, as a supervisor would
 
 
 async def name_of(world: World, admin: Account, guest: Account) -> tuple[str, bool]:
@@ -65,8 +79,9 @@ async def name_of(world: World, admin: Account, guest: Account) -> tuple[str, bo
     return name, counters.hits > hits
 
 
-async def lose_the_tail(tail: Tail) -> list[tuple[str, str]]:
-    """The failover; then every (instance, name) read that showed an old name."""
+async def lose_the_tail(tail: Tail, *, hold_down: bool = False) -> list[tuple[str, str]]:
+    """The failover (the replica first held down by the failover manager if
+    ``hold_down``); then every (instance, name) read that showed an old name."""
     a, b, admin = tail.a, tail.b, tail.admin
     for world in (a, b):  # cached in Redis (and L1) on both, then replicated
         for guest in tail.guests:
@@ -79,6 +94,8 @@ async def lose_the_tail(tail: Tail) -> list[tuple[str, str]]:
     try:
         with client(tail.master.port) as master:
             assert master.client_kill_filter(_type="replica") >= 1
+        if hold_down:
+            await until_in_thread(tail.held_down, "the replica was never held down")
         answers = await asyncio.gather(
             *(
                 a.client.patch(
@@ -92,11 +109,20 @@ async def lose_the_tail(tail: Tail) -> list[tuple[str, str]]:
         tail.master.kill()
     finally:
         tail.replica.process.resume()
-    deadline = time.monotonic() + PROMOTION_BUDGET_S
-    while not await asyncio.to_thread(tail.promoted):
-        assert time.monotonic() < deadline, "the replica was never promoted"
-        await asyncio.sleep(0.1)
+    await until_in_thread(tail.promoted, "the replica was never promoted", PROMOTION_BUDGET_S)
+    if tail.restart_old_master:
+        await asyncio.to_thread(tail.master.start)
     return await read_until_served(tail)
+
+
+async def until_in_thread(
+    check: Callable[[], bool], what: str, timeout_s: float = HOLD_DOWN_BUDGET_S
+) -> None:
+    """``until`` for a check that talks to the servers (run off the loop)."""
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
 
 
 async def acknowledged_or(world: World, seconds: float) -> None:
@@ -137,7 +163,17 @@ async def sentinel_tail(
     admin = await a.make_user(Role.ADMIN)
     guests = [await a.make_user(full_name=OLD) for _ in range(GUESTS)]
     replica = servers.replica
-    return Tail(a, b, admin, guests, servers.master, replica, lambda: servers.promoted(replica))
+    return Tail(
+        a,
+        b,
+        admin,
+        guests,
+        servers.master,
+        replica,
+        functools.partial(servers.promoted, replica),
+        functools.partial(servers.held_down, replica),
+        restart_old_master=True,
+    )
 
 
 # -- Redis Cluster ------------------------------------------------------------
@@ -163,7 +199,10 @@ async def cluster_tail(
     master = servers.node(port)
     replica = servers.replica_of(master)
     promoted = functools.partial(servers.promoted, replica)
-    return Tail(a, b, admin, guests[:GUESTS], master, replica, promoted)
+    held_down = functools.partial(servers.held_down, replica)
+    return Tail(
+        a, b, admin, guests[:GUESTS], master, replica, promoted, held_down, restart_old_master=False
+    )
 
 
 MakeTail = Callable[..., Awaitable[Tail]]
@@ -203,6 +242,30 @@ async def test_control_without_the_replicas_word_a_failover_shows_old_names(
     assert OLD in {name for _, name in await lose_the_tail(tail)}
 
 
+async def test_a_replica_held_down_when_the_renames_were_made_is_still_waited_for(
+    make_tail: MakeTail,
+) -> None:
+    tail = await make_tail()
+    assert await lose_the_tail(tail, hold_down=True) == []
+    assert tail.a.app[CACHE].stats.replica_timeouts >= 1
+
+
+async def test_control_waiting_only_for_replicas_not_held_down_shows_old_names(
+    make_tail: MakeTail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slot_map_only(self: ClusterReplicas, slot: int | None) -> int:
+        holders = self._redis.nodes_manager.slots_cache.get(slot) if slot is not None else None
+        return 1 if holders and len(holders) > 1 else 0
+
+    def up_only(replicas: list[dict[str, Any]]) -> int:
+        return sum(1 for r in replicas if not (r["is_sdown"] or r["is_odown"]))
+
+    monkeypatch.setattr(ClusterReplicas, "wanted", slot_map_only)
+    monkeypatch.setattr(sentinel_watch, "promotable", up_only)
+    tail = await make_tail()
+    assert OLD in {name for _, name in await lose_the_tail(tail, hold_down=True)}
+
+
 # -- Sentinel: a restarted old master that a lagging sentinel still names ------
 
 
@@ -214,7 +277,7 @@ async def read_after_a_write_through_an_impostor(
 ) -> list[str]:
     """The unplanned failover's race (`make chaos` on Sentinel, `redis_kill`):
     the sentinels name a master with no replica they could promote (here its
-    replica held down until they mark it ``s_down``), while A's pool reaches,
+    replica stopped, cut off and forgotten, ``SENTINEL RESET``), while A's pool reaches,
     through a lagging sentinel, an old master restarted empty (an ``impostor``
     of this test's own). A renames a guest; B, which reads the named master,
     reads the guest at once and for a while after: the names it shows."""
@@ -233,10 +296,13 @@ async def read_after_a_write_through_an_impostor(
     impostor.start()
     servers.replica.process.pause()
     try:
+        with client(servers.master.port) as master:  # the master lists it no more
+            assert master.client_kill_filter(_type="replica") >= 1
+        await asyncio.to_thread(servers.forget_replicas)  # nor do the sentinels
         watches = [w.app[CACHE].replicas for w in (a, b)]
         await until(
             lambda: all(getattr(w, "replicas", None) == 0 for w in watches),
-            "the sentinels never held the replica down",
+            "the sentinels never forgot the replica",
             timeout_s=20,
         )
         pool = a.app[CACHE].redis.connection_pool  # type: ignore[union-attr]
