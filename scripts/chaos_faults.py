@@ -45,7 +45,7 @@ class Faults(DatabaseFaults):
     def kinds(self) -> list[str]:
         if self.redises.per_instance_path:
             return [*COMMON, "redis_blackhole"]
-        return [*COMMON, "failover"]
+        return [*COMMON, "failover", "failover_held"]
 
     async def run(self, each: int, stop_at: float, only: list[str] | None = None) -> None:
         """Every kind (or those in ``only``) ``each`` times (a skipped one is
@@ -143,6 +143,15 @@ class Faults(DatabaseFaults):
         """A master's unreplicated tail lost: its replica stopped, writes
         acknowledged by the master alone, the master killed, the replica
         continued (and promoted)."""
+        await self._lose_the_tail(held_down=False)
+
+    async def failover_held(self) -> None:
+        """``failover``, with the replica stopped until the failover manager
+        holds it down (Cluster ``fail``, Sentinel ``s_down``) before the
+        writes: it comes back with its memory and is promoted all the same."""
+        await self._lose_the_tail(held_down=True)
+
+    async def _lose_the_tail(self, *, held_down: bool) -> None:
         master = self.rng.choice(self.redises.masters())
         replica = self.redises.replica_of(master)
         if replica is None:
@@ -152,21 +161,24 @@ class Faults(DatabaseFaults):
             for instance in self.world.live():
                 await self.workload.read_user_of(self.session, user, instance)
         await asyncio.sleep(0.5)
-        # The replica stopped (for less than the sentinels' down-after) and its
-        # link cut: what the master sends it from now on is lost with the master
-        # (a stopped process's kernel would still take in, and later hand over,
-        # what is sent on a live link).
+        # The replica stopped and its link cut: what the master sends it from
+        # now on is lost with the master (a stopped process's kernel would
+        # still take in, and later hand over, what is sent on a live link).
         replica.process.pause()
         try:
             await self.world.cut_replication(master)
+            if held_down:
+                await asyncio.to_thread(self.redises.wait_held_down, replica)
             answers = await asyncio.gather(*(self._locked_rename(user) for user in users))
             master.process.kill()
         finally:
             replica.process.resume()
         acked = sum(1 for a in answers if 200 <= a.status < 300)
         self.note(
-            f"failover: replica {replica.port} stopped, {acked} writes acknowledged,"
-            f" master {master.port} killed, replica continued; restarted once it is promoted"
+            f"failover: replica {replica.port} stopped"
+            + (" until held down" if held_down else "")
+            + f", {acked} writes acknowledged, master {master.port} killed, replica continued;"
+            " restarted once it is promoted"
         )
         await self._restart(master, replica)
 

@@ -134,6 +134,21 @@ class Redises:
 
         wait_until(promoted, timeout_s=HEALTHY_TIMEOUT_S, what=f"Redis {replica.port} promoted")
 
+    def wait_held_down(self, replica: RedisNode) -> None:
+        """Until the failover manager holds ``replica`` down (Sentinel
+        ``s_down``, Cluster ``fail``)."""
+        if self.sentinel is not None:
+            servers: SentinelServers | RedisClusterServers = self.sentinel
+        else:
+            assert self.cluster is not None, "only Sentinel and Cluster hold replicas down"
+            servers = self.cluster
+        assert isinstance(replica, Node)
+        wait_until(
+            lambda: servers.held_down(replica),
+            timeout_s=HEALTHY_TIMEOUT_S,
+            what=f"Redis {replica.port} held down",
+        )
+
     def wait_healthy(self) -> None:
         if self.sentinel is not None:
             self.sentinel.wait_healthy(HEALTHY_TIMEOUT_S)
