@@ -23,6 +23,7 @@ from chaos_world import RedisNode
 AFTER_S: Final = 3.0  # the phase "after <kind>" that follows each fault
 MIN_NORMAL_S: Final = 2.0  # normal traffic between two faults, at least
 FAILOVER_USERS: Final = 12
+HELD_DOWN_DWELL_S: Final = 1.0  # between the writes and the master's death (failover_held)
 RETRIES_OF_SKIPPED: Final = 3  # per kind, over the whole run
 COMMON: Final = (
     "redis_pause",
@@ -170,6 +171,8 @@ class Faults(DatabaseFaults):
             if held_down:
                 await asyncio.to_thread(self.redises.wait_held_down, replica)
             answers = await asyncio.gather(*(self._locked_rename(user) for user in users))
+            if held_down:  # time for retries of what no replica confirmed to reach the master
+                await asyncio.sleep(HELD_DOWN_DWELL_S)
             master.process.kill()
         finally:
             replica.process.resume()
