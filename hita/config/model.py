@@ -251,7 +251,8 @@ class CacheConfig:
         c.REPLICA_WAIT_MS,
         "Sentinel, Cluster: how long an invalidation waits for a replica to have it"
         " (WAIT) before it counts as not acknowledged, ms; 0: the master's word is"
-        " enough (then a failover can lose it)",
+        " enough (then a failover can lose it). Every replica the failover manager"
+        " lists is waited for, held down or not",
     )
     reader_lease_s: float = millis(
         "CACHE_READER_LEASE_MS",
