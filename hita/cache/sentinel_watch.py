@@ -5,11 +5,11 @@ One background task subscribes to ``+switch-master`` on a sentinel (the next
 one in turn after a failure) and, on each such message, on a WAIT that fell
 short, and every ``REFRESH_S``, asks again: the master's address through the
 pool (whose listeners hear of a change before any command reaches the new
-master) and, of one sentinel, the master's run id and the replicas they could
-ever promote: every one they list, held down or not (a frozen replica comes
-back with its memory and can be promoted), but those of ``replica-priority
-0``. Until the first answer, a replica is assumed: invalidations WAIT for one
-(the safe side).
+master), of one sentinel the master's run id and, of every sentinel, the
+replicas they could ever promote: as many as the sentinel that lists most
+lists, held down or not (a frozen replica comes back with its memory and can
+be promoted), but those of ``replica-priority 0``. Until the first answer, a
+replica is assumed: invalidations WAIT for one (the safe side).
 """
 
 from __future__ import annotations
@@ -63,9 +63,20 @@ class SentinelWatch:
         manager = self._pool.sentinel_manager
         sentinel = manager.sentinels[self._turn % len(manager.sentinels)]
         state = await sentinel.sentinel_master(self.master_name)
-        replicas = await sentinel.sentinel_slaves(self.master_name)
-        self.replicas = promotable(replicas)
+        self.replicas = await self._most_replicas()
         self.master_run_id = str(state.get("runid") or "")  # one sentinel's one answer
+
+    async def _most_replicas(self) -> int:
+        """The most replicas any sentinel lists (the one that leads a failover
+        promotes from its own list; one reset or new may list fewer)."""
+        asked = self._pool.sentinel_manager.sentinels
+        answers = await asyncio.gather(
+            *(s.sentinel_slaves(self.master_name) for s in asked), return_exceptions=True
+        )
+        counts = [promotable(a) for a in answers if not isinstance(a, BaseException)]
+        if not counts:
+            raise RedisError("no sentinel listed the replicas")
+        return max(counts)
 
     async def run_forever(self) -> None:
         while True:

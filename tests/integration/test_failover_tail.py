@@ -353,3 +353,63 @@ async def test_control_any_master_with_no_replica_acknowledging_alone_shows_the_
         aiohttp_client, clean_database, own_sentinel, monkeypatch
     )
     assert OLD in shown
+
+
+# -- Sentinel: a replica one sentinel forgot --------------------------------
+
+
+async def replicas_after_one_sentinel_forgets(
+    aiohttp_client: AiohttpClient, database_url: str, servers: SentinelServers
+) -> int:
+    """The replica stopped and cut off, and forgotten (``SENTINEL RESET``) by
+    the sentinel the watch asks first only: the replicas the watch then counts.
+    The other two still list it, and the one that leads a failover promotes
+    from its own list."""
+    a, _ = await two_worlds_on(aiohttp_client, database_url, sentinel_target(servers))
+    watch = a.app[CACHE].replicas
+    assert isinstance(watch, SentinelWatch)
+    await until(lambda: watch.replicas == 1, "the watch never saw the replica")
+    pool = a.app[CACHE].redis.connection_pool  # type: ignore[union-attr]
+    assert isinstance(pool, BoundedSentinelPool)
+    asked = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs["port"]
+    servers.replica.process.pause()
+    try:
+        with client(servers.master.port) as master:
+            assert master.client_kill_filter(_type="replica") >= 1
+        with client(asked) as sentinel:
+            sentinel.execute_command("SENTINEL", "RESET", servers.master_name)
+
+        def forgotten() -> bool:
+            with client(asked) as sentinel:
+                return not sentinel.sentinel_slaves(servers.master_name)
+
+        await until_in_thread(forgotten, "the sentinel never forgot the replica")
+        await asyncio.sleep(3 * sentinel_watch.REFRESH_S)  # the watch asked again
+        return watch.replicas
+    finally:
+        servers.replica.process.resume()
+
+
+@pytest.mark.sentinel
+async def test_a_replica_one_sentinel_forgot_is_still_waited_for(
+    aiohttp_client: AiohttpClient, clean_database: str, own_sentinel: SentinelServers
+) -> None:
+    assert await replicas_after_one_sentinel_forgets(aiohttp_client, clean_database, own_sentinel)
+
+
+@pytest.mark.sentinel
+async def test_control_asking_one_sentinel_counts_no_replica(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_sentinel: SentinelServers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def first_only(self: SentinelWatch) -> int:
+        first = self._pool.sentinel_manager.sentinels[0]
+        return sentinel_watch.promotable(await first.sentinel_slaves(self.master_name))
+
+    monkeypatch.setattr(SentinelWatch, "_most_replicas", first_only)
+    replicas = await replicas_after_one_sentinel_forgets(
+        aiohttp_client, clean_database, own_sentinel
+    )
+    assert replicas == 0
