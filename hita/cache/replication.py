@@ -19,7 +19,9 @@ alone (nothing could be promoted), but on Sentinel only the master the
 sentinels name, checked by its run id on the same connection (``INFO
 server``): a restarted old master that a lagging sentinel still names is a
 master with no replica too, and what it takes is lost when the sentinels turn
-it into a replica of the promoted one.
+it into a replica of the promoted one; on a Cluster only a primary whose own
+``CLUSTER NODES``, on the same connection, names no replica of it (one may
+have joined since the client's view was read).
 """
 
 from __future__ import annotations
@@ -117,26 +119,45 @@ class ClusterReplicas:
                     reply = await node.execute_command("CLUSTER", "NODES")
                 except (RedisError, OSError):
                     continue
-                text = reply.decode() if isinstance(reply, bytes) else str(reply)
-                self._known = replicas_by_primary(text)
+                self._known = replicas_by_primary(reply)
                 return
 
 
-def replicas_by_primary(cluster_nodes: str) -> dict[str, int]:
+def _rows(reply: Any) -> list[tuple[str, str, set[str], str]]:
+    """(node id, host:port, flags, master id) of each node of a ``CLUSTER
+    NODES`` reply: its text, or the dict redis-py may have parsed it into."""
+    if isinstance(reply, dict):
+        return [
+            (str(n["node_id"]), str(a), set(str(n["flags"]).split(",")), str(n["master_id"]))
+            for a, n in reply.items()
+        ]
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 8:
+            node_id, address, flags, master_id = fields[:4]
+            rows.append((node_id, address.split("@", 1)[0], set(flags.split(",")), master_id))
+    return rows
+
+
+def replicas_by_primary(cluster_nodes: Any) -> dict[str, int]:
     """Each master's ``host:port`` in a ``CLUSTER NODES`` reply, and how many
     replicas name it as theirs, whatever their flags (``fail`` included)."""
-    masters: dict[str, str] = {}  # node id -> address
-    replicas: Counter[str] = Counter()  # master's node id -> replicas
-    for line in cluster_nodes.splitlines():
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        node_id, address, flags, master_id = fields[:4]
-        if "master" in flags.split(","):
-            masters[node_id] = address.split("@", 1)[0]
-        elif master_id != "-":
-            replicas[master_id] += 1
+    rows = _rows(cluster_nodes)
+    masters = {node_id: address for node_id, address, flags, _ in rows if "master" in flags}
+    replicas = Counter(m for _, _, flags, m in rows if "master" not in flags and m != "-")
     return {address: replicas[node_id] for node_id, address in masters.items()}
+
+
+def replicas_of_myself(cluster_nodes: Any) -> int:
+    """How many replicas, whatever their flags, name the node that answered
+    ``CLUSTER NODES`` (``myself``) as their master; ONE if it names no self."""
+    rows = _rows(cluster_nodes)
+    me = next((node_id for node_id, _, flags, _ in rows if "myself" in flags), None)
+    if me is None:
+        return ONE
+    return sum(1 for _, _, flags, m in rows if "master" not in flags and m == me)
 
 
 def _name(name: bytes | str) -> bytes:
@@ -187,31 +208,30 @@ async def _unlink_cluster(
 ) -> int:
     """Each primary's UNLINKs and WAIT sent to it alone, with no redirection
     followed: a slot that moved fails the attempt (and reloads the map), so
-    a WAIT always follows the writes it vouches for on their connection."""
+    a WAIT always follows the writes it vouches for on their connection.
+    A primary the client's view shows with no replica acknowledges alone only
+    if its own ``CLUSTER NODES``, on the same connection, names none either: a
+    replica that joined since the view was read (one restarted after a
+    failover) is then waited for from the next attempt on."""
+    asks_alone = isinstance(replicas, ClusterReplicas) and wait_ms > 0
     async with redis.permit():  # reloads a stale slot map first
         if isinstance(replicas, ClusterReplicas):
             await replicas.follow_reloads()
-        by_slot: defaultdict[int, list[bytes]] = defaultdict(list)
-        for name in names:
-            by_slot[key_slot(_name(name))].append(_name(name))
-        nodes: dict[str, tuple[ClusterNode, list[list[bytes]], int]] = {}
-        for slot, group in by_slot.items():
-            node = redis.nodes_manager.get_node_from_slot(slot)
-            _, groups, wanted = nodes.setdefault(node.name, (node, [], 0))
-            groups.extend([[n] for n in group] if per_key else [group])
-            if wait_ms > 0:
-                wanted = max(wanted, replicas.wanted(slot))
-            nodes[node.name] = (node, groups, wanted)
         pipe = redis.pipeline()
         waits: list[tuple[int, int, str]] = []  # (position, wanted, node)
+        alone: list[tuple[int, str]] = []  # (position, node): acknowledging alone
         position = 0
-        for name, (node, groups, wanted) in nodes.items():
+        for name, (node, groups, wanted) in _by_node(redis, names, replicas, wait_ms, per_key):
             for group in groups:
                 pipe.execute_command("UNLINK", *group, target_nodes=node)
                 position += 1
             if wanted:
                 pipe.execute_command("WAIT", wanted, wait_ms, target_nodes=node)
                 waits.append((position, wanted, name))
+                position += 1
+            elif asks_alone:
+                pipe.execute_command("CLUSTER", "NODES", target_nodes=node)
+                alone.append((position, name))
                 position += 1
         try:
             replies: list[Any] = await pipe.execute(allow_redirections=False)
@@ -220,8 +240,34 @@ async def _unlink_cluster(
             raise
     for at, wanted, name in waits:
         _check(replies[at], wanted, name)
-    skip = {at for at, _, _ in waits}
+    for at, name in alone:
+        if replicas_of_myself(replies[at]):
+            raise ReplicaTimeout(f"{name} has a replica the slot map did not show")
+    skip = {at for at, _, _ in waits} | {at for at, _ in alone}
     return sum(int(r) for i, r in enumerate(replies) if i not in skip)
+
+
+def _by_node(
+    redis: BoundedRedisCluster,
+    names: Sequence[bytes | str],
+    replicas: Replicas,
+    wait_ms: int,
+    per_key: bool,
+) -> list[tuple[str, tuple[ClusterNode, list[list[bytes]], int]]]:
+    """The UNLINK groups each primary takes (one per key if ``per_key``, else
+    one per slot), and the replicas it must reach (0 if ``wait_ms`` is 0)."""
+    by_slot: defaultdict[int, list[bytes]] = defaultdict(list)
+    for name in names:
+        by_slot[key_slot(_name(name))].append(_name(name))
+    nodes: dict[str, tuple[ClusterNode, list[list[bytes]], int]] = {}
+    for slot, group in by_slot.items():
+        node = redis.nodes_manager.get_node_from_slot(slot)
+        _, groups, wanted = nodes.setdefault(node.name, (node, [], 0))
+        groups.extend([[n] for n in group] if per_key else [group])
+        if wait_ms > 0:
+            wanted = max(wanted, replicas.wanted(slot))
+        nodes[node.name] = (node, groups, wanted)
+    return list(nodes.items())
 
 
 def _check(reply: Any, wanted: int, where: str) -> None:

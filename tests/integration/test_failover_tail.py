@@ -33,7 +33,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE
-from hita.cache import sentinel_watch
+from hita.cache import replication, sentinel_watch
 from hita.cache.connection import BoundedSentinelPool
 from hita.cache.replication import ClusterReplicas
 from hita.cache.sentinel_watch import SentinelWatch
@@ -413,3 +413,80 @@ async def test_control_asking_one_sentinel_counts_no_replica(
         aiohttp_client, clean_database, own_sentinel
     )
     assert replicas == 0
+
+
+# -- Redis Cluster: a replica that joined after the view was read -------------
+
+
+async def tail_after_a_first_failover(
+    aiohttp_client: AiohttpClient, database_url: str, servers: RedisClusterServers
+) -> Tail:
+    """`make chaos`'s finding: the shard failed over once (its master killed,
+    the replica promoted), both instances read the cluster's view while the
+    old master was down (the promoted one has no replica), then the old master
+    came back as the promoted one's replica. The view says nothing of it: the
+    tail to lose is the promoted master's, the replica the old master."""
+    first = await cluster_tail(aiohttp_client, database_url, servers)
+    first.master.kill()
+    await until_in_thread(first.promoted, "the replica was never promoted", PROMOTION_BUDGET_S)
+    for world in (first.a, first.b):  # each reads the view while the old master is down
+        for name in ("Between The Failovers", OLD):
+            await rename(world, first.admin, first.guests[0], name)
+    caches = [w.app[CACHE] for w in (first.a, first.b)]
+    await until(lambda: not any(c.pending for c in caches), "the renames were never applied")
+    for cache in caches:
+        view = cache.replicas
+        assert isinstance(view, ClusterReplicas)
+        assert view._known is not None
+        assert view._known[first.replica.address] == 0  # the promoted one: no replica
+    await asyncio.to_thread(first.master.start)  # rejoins as the promoted one's replica
+
+    def replicated() -> bool:
+        with client(first.replica.port) as promoted:
+            return bool(promoted.execute_command("WAIT", 1, 1_000) == 1)
+
+    await until_in_thread(replicated, "the old master never became a replica")
+    return Tail(
+        first.a,
+        first.b,
+        first.admin,
+        first.guests,
+        first.replica,
+        first.master,
+        functools.partial(servers.promoted, first.master),
+        functools.partial(servers.held_down, first.master),
+        restart_old_master=False,
+    )
+
+
+async def rename(world: World, admin: Account, user: Account, name: str) -> None:
+    """Rename ``user`` through ``world``, trying again until it is answered 200."""
+    deadline = time.monotonic() + PROMOTION_BUDGET_S
+    while True:
+        response = await world.client.patch(
+            f"/v1.0/user/update/{user.id}", json={"full_name": name}, headers=admin.headers
+        )
+        if response.status == 200:
+            return
+        assert time.monotonic() < deadline, f"the rename was answered {response.status}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.cluster
+async def test_a_replica_that_joined_after_the_view_was_read_is_waited_for(
+    aiohttp_client: AiohttpClient, clean_database: str, own_cluster: RedisClusterServers
+) -> None:
+    tail = await tail_after_a_first_failover(aiohttp_client, clean_database, own_cluster)
+    assert await lose_the_tail(tail) == []
+
+
+@pytest.mark.cluster
+async def test_control_a_primary_that_acknowledges_on_the_views_word_shows_old_names(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_cluster: RedisClusterServers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(replication, "replicas_of_myself", lambda reply: 0)
+    tail = await tail_after_a_first_failover(aiohttp_client, clean_database, own_cluster)
+    assert OLD in {name for _, name in await lose_the_tail(tail)}

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hita.cache.connection import BoundedRedisCluster
-from hita.cache.replication import ONE, ClusterReplicas, replicas_by_primary
+from hita.cache.replication import ONE, ClusterReplicas, replicas_by_primary, replicas_of_myself
 from hita.cache.sentinel_watch import promotable
 
 # redis-server 6.2 (node ids shortened) while 127.0.0.1:7004, a replica, is flagged failed.
@@ -104,3 +104,30 @@ def test_a_replica_the_slot_map_lists_is_waited_for_whatever_cluster_nodes_said(
     replicas._known = replicas_by_primary(CLUSTER_NODES)
     assert replicas.wanted(1) == ONE
     assert replicas.wanted(3) == ONE  # a primary CLUSTER NODES did not list: the safe side
+
+
+def test_a_master_counts_its_own_replicas_failed_ones_too() -> None:
+    assert replicas_of_myself(CLUSTER_NODES) == 1  # 7000's replica 7004 is flagged fail
+    mine = CLUSTER_NODES.replace("myself,master", "master").replace(
+        "67ed2d 127.0.0.1:7001@17001 master", "67ed2d 127.0.0.1:7001@17001 myself,master"
+    )
+    assert replicas_of_myself(mine) == 1
+    alone = CLUSTER_NODES.replace("myself,master", "master").replace(
+        "292f8b 127.0.0.1:7002@17002 master", "292f8b 127.0.0.1:7002@17002 myself,master"
+    )
+    assert replicas_of_myself(alone) == 0
+
+
+def test_a_reply_that_names_no_self_is_taken_to_have_a_replica() -> None:
+    assert replicas_of_myself(CLUSTER_NODES.replace("myself,", "")) == ONE
+    assert replicas_of_myself("") == ONE
+
+
+def test_the_dict_redis_py_may_parse_the_reply_into_reads_the_same() -> None:
+    parsed = {
+        "127.0.0.1:7000": {"node_id": "a", "flags": "myself,master", "master_id": "-"},
+        "127.0.0.1:7001": {"node_id": "b", "flags": "slave,fail", "master_id": "a"},
+        "127.0.0.1:7002": {"node_id": "c", "flags": "master", "master_id": "-"},
+    }
+    assert replicas_of_myself(parsed) == 1
+    assert replicas_by_primary(parsed) == {"127.0.0.1:7000": 1, "127.0.0.1:7002": 0}
