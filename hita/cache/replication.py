@@ -123,12 +123,18 @@ class ClusterReplicas:
                 return
 
 
-def _rows(reply: Any) -> list[tuple[str, str, set[str], str]]:
-    """(node id, host:port, flags, master id) of each node of a ``CLUSTER
-    NODES`` reply: its text, or the dict redis-py may have parsed it into."""
+def _rows(reply: Any) -> list[tuple[str, tuple[str, ...], set[str], str]]:
+    """(node id, its addresses, flags, master id) of each node of a ``CLUSTER
+    NODES`` reply (its text, or the dict redis-py may have parsed it into); the
+    addresses are ``ip:port`` and, if it announces one, ``hostname:port``."""
     if isinstance(reply, dict):
         return [
-            (str(n["node_id"]), str(a), set(str(n["flags"]).split(",")), str(n["master_id"]))
+            (
+                str(n["node_id"]),
+                _addresses(str(a), str(n.get("hostname") or "")),
+                set(str(n["flags"]).split(",")),
+                str(n["master_id"]),
+            )
             for a, n in reply.items()
         ]
     text = reply.decode() if isinstance(reply, bytes) else str(reply)
@@ -137,17 +143,29 @@ def _rows(reply: Any) -> list[tuple[str, str, set[str], str]]:
         fields = line.split()
         if len(fields) >= 8:
             node_id, address, flags, master_id = fields[:4]
-            rows.append((node_id, address.split("@", 1)[0], set(flags.split(",")), master_id))
+            ip_port, _, bus = address.partition("@")
+            hostname = bus.split(",", 1)[1] if "," in bus else ""
+            rows.append((node_id, _addresses(ip_port, hostname), set(flags.split(",")), master_id))
     return rows
 
 
+def _addresses(ip_port: str, hostname: str) -> tuple[str, ...]:
+    if not hostname:
+        return (ip_port,)
+    return ip_port, f"{hostname}:{ip_port.rsplit(':', 1)[-1]}"
+
+
 def replicas_by_primary(cluster_nodes: Any) -> dict[str, int]:
-    """Each master's ``host:port`` in a ``CLUSTER NODES`` reply, and how many
+    """Each master's addresses in a ``CLUSTER NODES`` reply, and how many
     replicas name it as theirs, whatever their flags (``fail`` included)."""
     rows = _rows(cluster_nodes)
-    masters = {node_id: address for node_id, address, flags, _ in rows if "master" in flags}
     replicas = Counter(m for _, _, flags, m in rows if "master" not in flags and m != "-")
-    return {address: replicas[node_id] for node_id, address in masters.items()}
+    return {
+        address: replicas[node_id]
+        for node_id, addresses, flags, _ in rows
+        if "master" in flags
+        for address in addresses
+    }
 
 
 def replicas_of_myself(cluster_nodes: Any) -> int:

@@ -39,7 +39,11 @@ def test_an_old_master_failed_over_is_nobodys_replica() -> None:
         "a1 127.0.0.1:7000@17000 master,fail - 1 1 1 disconnected\n"
         "b2 127.0.0.1:7003@17003,cache-3.internal myself,master - 0 0 7 connected 0-5460\n"
     )
-    assert replicas_by_primary(text) == {"127.0.0.1:7000": 0, "127.0.0.1:7003": 0}
+    assert replicas_by_primary(text) == {
+        "127.0.0.1:7000": 0,
+        "127.0.0.1:7003": 0,
+        "cache-3.internal:7003": 0,
+    }
 
 
 FLAGS = st.sets(st.sampled_from(["fail", "fail?", "handshake", "noaddr", "nofailover"]))
@@ -131,3 +135,14 @@ def test_the_dict_redis_py_may_parse_the_reply_into_reads_the_same() -> None:
     }
     assert replicas_of_myself(parsed) == 1
     assert replicas_by_primary(parsed) == {"127.0.0.1:7000": 1, "127.0.0.1:7002": 0}
+
+
+def test_a_master_that_announces_a_hostname_is_known_by_it_too() -> None:
+    """Redis 7 appends ``,hostname`` to the bus port; the slot map may name
+    nodes by it (``cluster-preferred-endpoint-type hostname``)."""
+    text = (
+        "a 10.0.0.1:6379@16379,cache-1.internal myself,master - 0 0 1 connected 0-16383\n"
+        "b 10.0.0.2:6379@16379,cache-2.internal slave,fail a 0 0 1 disconnected\n"
+    )
+    assert replicas_by_primary(text) == {"10.0.0.1:6379": 1, "cache-1.internal:6379": 1}
+    assert replicas_of_myself(text) == 1
