@@ -261,6 +261,7 @@ async def test_control_waiting_only_for_replicas_not_held_down_shows_old_names(
         return sum(1 for r in replicas if not (r["is_sdown"] or r["is_odown"]))
 
     monkeypatch.setattr(ClusterReplicas, "wanted", slot_map_only)
+    monkeypatch.setattr(replication, "replicas_of_myself", lambda reply: 0)  # the primary's word
     monkeypatch.setattr(sentinel_watch, "promotable", up_only)
     tail = await make_tail()
     assert OLD in {name for _, name in await lose_the_tail(tail, hold_down=True)}
