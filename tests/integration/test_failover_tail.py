@@ -447,6 +447,17 @@ async def tail_after_a_first_failover(
             return bool(promoted.execute_command("WAIT", 1, 1_000) == 1)
 
     await until_in_thread(replicated, "the old master never became a replica")
+
+    def named_by_the_primary() -> bool:
+        """The promoted primary's own table lists the old master as its replica
+        (it may replicate before the primary has heard its new role: then the
+        primary's word names no replica, the window docs/cache.md leaves open)."""
+        with client(first.replica.port) as promoted:
+            nodes = servers.cluster_nodes(promoted)
+        me = nodes[first.replica.address]["node_id"]
+        return bool(nodes[first.master.address]["master_id"] == me)
+
+    await until_in_thread(named_by_the_primary, "the primary never named its new replica")
     return Tail(
         first.a,
         first.b,
