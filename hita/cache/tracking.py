@@ -66,6 +66,7 @@ class Tracking:
         self._stale = True  # a topology change not yet reconciled
         self._epoch = 0  # topology changes so far
         self.active = False
+        self._drained_this_turn = False  # a drain of this turn of the loop found tracking up
         self._closed_connections = 0
         self._closed_messages = 0
 
@@ -92,13 +93,41 @@ class Tracking:
 
     def drain(self) -> bool:
         """Process every message already received, on every node; False while
-        L1 may not serve (a node untracked, a topology change under way)."""
+        L1 may not serve (a node untracked, a topology change under way).
+
+        Once per turn of the event loop: a drain that found tracking up serves
+        every read until the loop's next turn (``_next_turn``). That is enough
+        for a read to see every invalidation sent before what it answers
+        arrived: whatever woke the reading task (a request's bytes, Redis's
+        reply) was received by an I/O callback, and the wake-up it scheduled
+        runs either before ``_next_turn``, so the bytes were received before
+        the drain, or after it, and drains again. It rests on asyncio's own
+        loop running callbacks in the order they were scheduled, before the
+        I/O callbacks of the next turn (``BaseEventLoop._run_once``); on any
+        other loop every drain reads the sockets."""
         if not self.active:
             return False
+        if self._drained_this_turn:
+            return True
         for node in self._nodes.values():
             if not node.drain():
                 return False
-        return self.active
+        if not self.active:
+            return False
+        self._turn_drained()
+        return True
+
+    def _turn_drained(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nothing to share the drain with
+            return
+        if isinstance(loop, asyncio.BaseEventLoop):
+            self._drained_this_turn = True
+            loop.call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._drained_this_turn = False
 
     def topology_changed(self, why: str) -> None:
         """The nodes to track may have changed: L1 is emptied and unused until

@@ -9,12 +9,15 @@ import socket
 import time
 
 import pytest
+from redis import Redis as SyncRedis
 
 from hita.cache import tracking_node
 from hita.cache.connection import tracking_connection
+from hita.cache.tracking import OneServer, Tracking
 from hita.cache.tracking_node import NodeTracking, raw_socket
 from hita.embedded import EmbeddedRedis
 from tests.conftest import make_config
+from tests.integration.conftest import until
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +137,96 @@ async def test_control_a_readiness_check_that_sees_nothing_misses_the_message(
     answered, keys, _ = await drained_after_a_write(clean_redis)
     assert answered is True
     assert keys == []  # L1 would serve the entry the write changed
+
+
+# -- one drain a turn of the loop ----------------------------------------------------------
+
+
+async def _tracked(clean_redis: str) -> tuple[Tracking, list[list[str] | None], asyncio.Task[None]]:
+    """Tracking of ``user_details:`` on one server, whose subscriber socket only
+    ``drain`` reads (the loop's reader is removed)."""
+    keys: list[list[str] | None] = []
+    tracking = Tracking(
+        OneServer(make_config(REDIS_URL=clean_redis).redis),
+        ["user_details:"],
+        lambda changed, reason="": keys.append(changed),
+    )
+    running = asyncio.create_task(tracking.run_forever())
+    await until(lambda: tracking.active, "tracking on")
+    for node in tracking._nodes.values():
+        assert node._sub is not None
+        asyncio.get_running_loop().remove_reader(node._sub.fileno())
+    keys.clear()
+    return tracking, keys, running
+
+
+def _write_and_wait(clean_redis: str) -> None:
+    """A write by another client, and its invalidation on our socket (a blocking
+    wait: the loop does not turn)."""
+    writer = SyncRedis.from_url(clean_redis)
+    writer.set("user_details:5779356081", "{}")
+    writer.close()
+    time.sleep(0.05)
+
+
+async def woken_after_a_drain(clean_redis: str) -> tuple[list[list[str] | None], bool]:
+    """Task ``reader`` is woken by a callback that runs after another task's
+    drain, in the same turn of the loop, and after a write: what ``reader``'s
+    drain applied, and whether the woken reader was told to serve."""
+    tracking, keys, running = await _tracked(clean_redis)
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+
+    async def reader() -> bool:
+        await woken
+        return tracking.drain()
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0)  # the reader waits for its wake-up
+
+    def drain_then_write() -> None:  # another request's read, this turn
+        assert tracking.drain()
+        _write_and_wait(clean_redis)
+
+    loop.call_soon(drain_then_write)
+    loop.call_soon(woken.set_result, None)  # what an I/O callback after the drain does
+    try:
+        served = await task
+        return keys, served
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_a_task_woken_after_a_drain_drains_again(clean_redis: str) -> None:
+    keys, served = await woken_after_a_drain(clean_redis)
+    assert served is True
+    assert keys == [["user_details:5779356081"]]
+
+
+async def test_control_a_drain_kept_past_its_turn_misses_the_write(
+    clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Tracking, "_next_turn", lambda self: None)
+    keys, served = await woken_after_a_drain(clean_redis)
+    assert served is True
+    assert keys == []  # L1 would serve the entry the write changed
+
+
+async def test_reads_of_one_turn_share_its_drain(clean_redis: str) -> None:
+    """Within a turn, a second drain reads no socket (the saving); the next
+    turn's first drain does."""
+    tracking, keys, running = await _tracked(clean_redis)
+    try:
+        assert tracking.drain()
+        _write_and_wait(clean_redis)
+        assert tracking.drain()
+        assert keys == []  # this turn's reads all began before the write arrived
+        await asyncio.sleep(0)
+        assert tracking.drain()
+        assert keys == [["user_details:5779356081"]]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
