@@ -112,10 +112,9 @@ class Tracking:
         for node in self._nodes.values():
             if not node.drain():
                 return False
-        if not self.active:
-            return False
-        self._turn_drained()
-        return True
+        if self.active:  # else a node's drain found its tracking lost
+            self._turn_drained()
+        return self.active
 
     def _turn_drained(self) -> None:
         try:

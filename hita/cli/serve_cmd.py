@@ -22,8 +22,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Final
 
-from aiohttp import web
-
+from hita.api import serving
 from hita.app import create_app
 from hita.cli.seed_cmd import seed_demo_if_empty
 from hita.cli.servers import servers
@@ -99,18 +98,15 @@ def run(args: argparse.Namespace, config: Config) -> int:
 def _serve(config: Config, *, sock: socket.socket | None = None, announce: bool) -> None:
     app = create_app(config)
     app.cleanup_ctx.append(frozen_heap)
-    where: dict[str, object] = (
-        {"sock": sock}
-        if sock is not None
-        else {"host": config.http.host, "port": config.http.port, "reuse_port": True}
-    )
-    web.run_app(
-        app,
-        **where,  # type: ignore[arg-type]
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        print=(lambda _: print(_serving(config), flush=True)) if announce else None,
-    )
+    if sock is None:  # a worker: its own socket on the shared port
+        sock = bind(config.http.host, config.http.port, reuse_port=True)
+    with sock:
+        serving.run(
+            app,
+            sock,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            announce=(lambda: print(_serving(config), flush=True)) if announce else None,
+        )
 
 
 def _serving(config: Config, workers: int = 1) -> str:
