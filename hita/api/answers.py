@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 
 from hita.api.etag import etag_of
 from hita.api.responses import JSON_UTF8, json_body
-from hita.cache.view import View
+from hita.cache.view import NotHeld, View
 from hita.domain.typedefs import JsonDict
 
 
@@ -32,6 +32,11 @@ class Answer:
         return web.Response(
             body=self.body, headers={hdrs.CONTENT_TYPE: JSON_UTF8, hdrs.ETAG: self.etag}
         )
+
+
+def held(found: Answer | NotHeld) -> web.Response | None:
+    """The response of a view L1 holds; None when it holds none."""
+    return None if isinstance(found, NotHeld) else found.response()
 
 
 def answer(data: Mapping[str, Any]) -> Answer:

@@ -213,12 +213,14 @@ class Authenticator:
         call the route (else 403). For a route the user itself may call, the
         path's user id is checked first (400)."""
         caller = self.known_caller(request) or await self.caller(request)
-        assert access.role is not None, "a public route needs no token"
-        if access.self_allowed and user_id_param(request) == caller.user_id:
-            return caller
-        if not caller.role.at_least(access.role):
-            raise PermissionDenied()
-        return caller
+        return _allowed(request, caller, access)
+
+    def known_authorized(self, request: web.Request, access: Access) -> Principal | None:
+        """``authorize`` with nothing to wait for: the caller of a token
+        verified before whose standing L1 holds, if ``access`` lets it call the
+        route (else 403, as ``authorize``); None: ask ``authorize``."""
+        caller = self.known_caller(request)
+        return None if caller is None else _allowed(request, caller, access)
 
     def known_caller(self, request: web.Request) -> Principal | None:
         """The caller of a token verified before whose user check needs no
@@ -246,6 +248,15 @@ class Authenticator:
             log.info("token refused by PyJWT", exc_info=True)
             raise InvalidToken() from None
         return principal(request)
+
+
+def _allowed(request: web.Request, caller: Principal, access: Access) -> Principal:
+    assert access.role is not None, "a public route needs no token"
+    if access.self_allowed and user_id_param(request) == caller.user_id:
+        return caller
+    if not caller.role.at_least(access.role):
+        raise PermissionDenied()
+    return caller
 
 
 def principal(request: web.Request) -> Principal:

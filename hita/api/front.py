@@ -14,6 +14,11 @@ a mutating route (POST, PUT, PATCH, DELETE), the invalidation middleware
 (``hita.api.invalidation``) runs between the metrics and the error mapping: it
 sees the final status of the answer, as the pattern-based middleware of the
 seed does, and what it raises is not taken for the handler's answer.
+
+A cached read whose route has a ``held`` answer (``Route.held``) tries it
+first: with a token verified before, the caller's standing and the answer in
+L1, it is the same lookups and checks as the handler's way with nothing to
+wait for, made without a coroutine; anything missing, and the handler answers.
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ class _RouteFront:
     """The front of one route: what the route decides (its label, whether
     admission counts it, its access, its ETag) is decided once, here."""
 
-    __slots__ = ("access", "cached", "counted", "front", "handler", "label", "mutating")
+    __slots__ = ("access", "cached", "counted", "front", "handler", "held", "label", "mutating")
 
     def __init__(self, front: Front, route: Route | None, handler: Handler) -> None:
         self.front, self.handler = front, handler
@@ -106,6 +111,7 @@ class _RouteFront:
         self.mutating = route is not None and route.method in MUTATING_METHODS
         self.access = None if route is None or route.access.public else route.access
         self.cached = route is not None and route.cached
+        self.held = None if route is None else route.held
 
     async def answer(self, request: web.Request) -> web.StreamResponse:
         """The handler's answer, behind the route's access check; every error
@@ -117,6 +123,21 @@ class _RouteFront:
         except Exception as exc:  # not a cancellation: that is the client leaving
             return answer_error(request, exc, self.front.retry_s)
         return tagged(request, response) if self.cached else response
+
+    def held_answer(self, request: web.Request) -> web.StreamResponse | None:
+        """``answer`` when everything it needs is in memory: a token verified
+        before, the caller's standing and the route's answer held in L1 (the
+        same lookups and rules as ``answer``'s way, with nothing to wait for,
+        so no coroutine); None: ``answer`` decides."""
+        assert self.held is not None
+        try:
+            access = self.access
+            if access is not None and self.front.auth.known_authorized(request, access) is None:
+                return None
+            response = self.held(request)
+        except Exception as exc:  # the errors ``answer`` would map, mapped alike
+            return answer_error(request, exc, self.front.retry_s)
+        return None if response is None else tagged(request, response)
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         front = self.front
@@ -132,6 +153,8 @@ class _RouteFront:
         try:
             if not admitted:
                 response = error_response(Overloaded(reason="queue_delay"), front.retry_s)
+            elif self.held is not None and (held := self.held_answer(request)) is not None:
+                response = held
             elif self.mutating:
                 response = await front.invalidation(request, self.answer)
             else:

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from marshmallow import Schema
 
-from hita.api.typedefs import Handler
+from hita.api.typedefs import Handler, HeldHandler
 from hita.domain.roles import Role
 from hita.services.cache_keys import Scope
 
@@ -65,9 +65,10 @@ class Doc:
 @dataclass(frozen=True, slots=True)
 class Route:
     """One route. ``cached``: a cached read (an ``ETag``, ``If-None-Match``);
-    ``always_admitted``: never refused by admission control; ``invalidates``:
-    what a 2xx answer changed (``Scope``), so which cache families the
-    invalidation middleware drops."""
+    ``held``: its answer when L1 holds it, with no wait (the front tries it
+    first, for a token verified before); ``always_admitted``: never refused
+    by admission control; ``invalidates``: what a 2xx answer changed
+    (``Scope``), so which cache families the invalidation middleware drops."""
 
     method: str
     path: str
@@ -75,5 +76,6 @@ class Route:
     access: Access
     doc: Doc
     cached: bool = False
+    held: HeldHandler | None = None
     always_admitted: bool = False
     invalidates: Scope | None = None

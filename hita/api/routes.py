@@ -159,6 +159,7 @@ ROUTES: Final[Sequence[Route]] = (
             notes=_PAGE_DEPTH,
         ),
         cached=True,
+        held=users.held_list_users,
     ),
     Route(
         GET,
@@ -167,6 +168,7 @@ ROUTES: Final[Sequence[Route]] = (
         ADMIN,
         Doc("stats", "User statistics", out.UserStatsBodySchema),
         cached=True,
+        held=stats.held_user_stats,
     ),
     Route(
         GET,
@@ -175,6 +177,7 @@ ROUTES: Final[Sequence[Route]] = (
         SELF_OR_ADMIN,
         Doc("users", "A user", out.UserBodySchema, errors=_NO_USER),
         cached=True,  # before /user/{user_id}/...: aiohttp tries that prefix's routes in order
+        held=users.held_user,
     ),
     Route(
         PUT,
@@ -235,6 +238,7 @@ ROUTES: Final[Sequence[Route]] = (
         ADMIN,
         Doc("stats", "Dashboard statistics", out.DashboardStatsBodySchema),
         cached=True,
+        held=stats.held_dashboard_stats,
     ),
     Route(
         GET,
@@ -249,6 +253,7 @@ ROUTES: Final[Sequence[Route]] = (
             notes=_PAGE_DEPTH,
         ),
         cached=True,
+        held=users.held_superadmin_users,
     ),
     Route(
         POST,

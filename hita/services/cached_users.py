@@ -91,6 +91,18 @@ class CachedUserService(UserService):
     def held_user_view(self, user_id: str, view: View[T]) -> T | NotHeld:
         return self.cache.near_view(self.keys.user_details(user_id), view)
 
+    def held_list_view(self, query: UserListQuery, view: View[T]) -> T | NotHeld:
+        return self.cache.near_view(self.keys.user_list(query), view)
+
+    def held_superadmin_list_view(self, page: int, page_size: int, view: View[T]) -> T | NotHeld:
+        return self.cache.near_view(self.keys.superadmin_user_list(page, page_size), view)
+
+    def held_user_stats_view(self, view: View[T]) -> T | NotHeld:
+        return self.cache.near_view(self.keys.user_stats(), view)
+
+    def held_dashboard_stats_view(self, view: View[T]) -> T | NotHeld:
+        return self.cache.near_view(self.keys.dashboard_stats(), view)
+
     async def caller_view(
         self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
     ) -> T:

@@ -98,6 +98,19 @@ class UserService:
         ask ``user_view`` or ``caller_view``."""
         return NOT_HELD
 
+    def held_list_view(self, query: UserListQuery, view: View[T]) -> T | NotHeld:
+        """``list_view``'s answer if it is at hand (as ``held_user_view``)."""
+        return NOT_HELD
+
+    def held_superadmin_list_view(self, page: int, page_size: int, view: View[T]) -> T | NotHeld:
+        return NOT_HELD
+
+    def held_user_stats_view(self, view: View[T]) -> T | NotHeld:
+        return NOT_HELD
+
+    def held_dashboard_stats_view(self, view: View[T]) -> T | NotHeld:
+        return NOT_HELD
+
     async def caller_view(
         self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
     ) -> T:

@@ -20,3 +20,13 @@ async def dashboard_stats(request: web.Request) -> web.Response:
     points_redeemed_last_30_days, top_users [{id, username, full_name, points}]
     (10), signups_per_day [{date, count}] (30 days, oldest first), generated_at."""
     return (await request.app[USER_SERVICE].dashboard_stats_view(answers.STATS)).response()
+
+
+def held_user_stats(request: web.Request) -> web.Response | None:
+    found = request.app[USER_SERVICE].held_user_stats_view(answers.STATS)
+    return answers.held(found)
+
+
+def held_dashboard_stats(request: web.Request) -> web.Response | None:
+    found = request.app[USER_SERVICE].held_dashboard_stats_view(answers.STATS)
+    return answers.held(found)

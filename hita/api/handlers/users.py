@@ -37,6 +37,12 @@ async def list_users(request: web.Request) -> web.Response:
     return (await request.app[USER_SERVICE].list_view(query, answers.PAGE)).response()
 
 
+def held_list_users(request: web.Request) -> web.Response | None:
+    query = schemas.query_as(request, schemas.USER_LIST_QUERY, UserListQuery)
+    found = request.app[USER_SERVICE].held_list_view(query, answers.PAGE)
+    return answers.held(found)
+
+
 async def superadmin_users(request: web.Request) -> web.Response:
     """``?page=&page_size=`` -> ``{success, users, pagination}``, all users."""
     page = schemas.query_as(request, schemas.PAGE_QUERY, dict)
@@ -45,12 +51,27 @@ async def superadmin_users(request: web.Request) -> web.Response:
     return found.response()
 
 
+def held_superadmin_users(request: web.Request) -> web.Response | None:
+    page = schemas.query_as(request, schemas.PAGE_QUERY, dict)
+    service = request.app[USER_SERVICE]
+    found = service.held_superadmin_list_view(page["page"], page["page_size"], answers.PAGE)
+    return answers.held(found)
+
+
 async def get_user(request: web.Request) -> web.Response:
     """``{success, user}``."""
     found = await request.app[USER_SERVICE].user_view(schemas.user_id_param(request), answers.USER)
     if found is None:
         raise UserNotFound()
     return found.response()
+
+
+def held_user(request: web.Request) -> web.Response | None:
+    service = request.app[USER_SERVICE]
+    found = service.held_user_view(schemas.user_id_param(request), answers.USER)
+    if found is None:
+        raise UserNotFound()
+    return answers.held(found)
 
 
 async def _update(request: web.Request, schema: Schema) -> web.Response:
