@@ -9,6 +9,11 @@ up for as long as the service runs (0.5 to 1 MB per minute at 50 requests/s
 in the soak, with Python's own heap flat under tracemalloc). Pinning the
 threshold at glibc's default (128 KiB) keeps large transient buffers in
 mmap, returned to the system when freed. See docs/soak.md.
+
+The HTTP connections no longer take that road (``hita.api.serving`` reads
+them into one shared buffer, with no allocation per read and so no system
+call); the pin stays for the other sockets asyncio reads so, Redis's and
+PostgreSQL's, whose reads a warm request served from L1 does not make.
 """
 
 from __future__ import annotations
