@@ -62,29 +62,26 @@ async def warm_reads_without_waiting(
     return [(await read(world, superadmin, path))[0] for path in paths]
 
 
+@pytest.mark.parametrize(
+    ("fast_lane", "status"),
+    [(True, 200), (False, 500)],
+    ids=["with the fast lane", "control: without it, the route's way runs"],
+)
 async def test_a_warm_read_is_answered_with_no_coroutine_of_the_route(
     aiohttp_client: AiohttpClient,
     clean_database: str,
     clean_redis: str,
+    *,
     monkeypatch: pytest.MonkeyPatch,
+    fast_lane: bool,
+    status: int,
 ) -> None:
+    if not fast_lane:
+        monkeypatch.setattr(_RouteFront, "held_answer", lambda self, request: None)
     statuses = await warm_reads_without_waiting(
         aiohttp_client, clean_database, clean_redis, monkeypatch
     )
-    assert statuses == [200] * len(statuses)
-
-
-async def test_control_without_the_fast_lane_a_warm_read_takes_the_route_s_way(
-    aiohttp_client: AiohttpClient,
-    clean_database: str,
-    clean_redis: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(_RouteFront, "held_answer", lambda self, request: None)
-    statuses = await warm_reads_without_waiting(
-        aiohttp_client, clean_database, clean_redis, monkeypatch
-    )
-    assert statuses == [500] * len(statuses)
+    assert statuses == [status] * len(statuses)
 
 
 async def test_the_fast_lane_answers_as_the_route_does(
