@@ -215,6 +215,7 @@ class Tracking:
         self.active = (
             not self._stale and bool(self._nodes) and all(n.active for n in self._nodes.values())
         )
+        self._drained_this_turn = False  # the nodes changed: the next read drains them all
 
     def _keys_changed(self, keys: list[str] | None) -> None:
         if keys is None:

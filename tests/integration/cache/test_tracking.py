@@ -230,3 +230,21 @@ async def test_reads_of_one_turn_share_its_drain(clean_redis: str) -> None:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def test_a_change_of_the_nodes_within_a_turn_makes_the_next_drain_read(
+    clean_redis: str,
+) -> None:
+    """A drain's turn is over as soon as the nodes tracked change (a node lost,
+    a topology change, a reconcile): the next read drains every node again."""
+    tracking, keys, running = await _tracked(clean_redis)
+    try:
+        assert tracking.drain()
+        _write_and_wait(clean_redis)
+        tracking._update()  # what a reconcile, a lost node or a topology change runs
+        assert tracking.drain()
+        assert keys == [["user_details:5779356081"]]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
