@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from redis import Redis as SyncRedis
@@ -142,9 +143,10 @@ async def test_control_a_readiness_check_that_sees_nothing_misses_the_message(
 # -- one drain a turn of the loop ----------------------------------------------------------
 
 
-async def _tracked(clean_redis: str) -> tuple[Tracking, list[list[str] | None], asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def tracked(clean_redis: str) -> AsyncIterator[tuple[Tracking, list[list[str] | None]]]:
     """Tracking of ``user_details:`` on one server, whose subscriber socket only
-    ``drain`` reads (the loop's reader is removed)."""
+    ``drain`` reads (the loop's reader is removed), and the keys it applied."""
     keys: list[list[str] | None] = []
     tracking = Tracking(
         OneServer(make_config(REDIS_URL=clean_redis).redis),
@@ -152,12 +154,17 @@ async def _tracked(clean_redis: str) -> tuple[Tracking, list[list[str] | None], 
         lambda changed, reason="": keys.append(changed),
     )
     running = asyncio.create_task(tracking.run_forever())
-    await until(lambda: tracking.active, "tracking on")
-    for node in tracking._nodes.values():
-        assert node._sub is not None
-        asyncio.get_running_loop().remove_reader(node._sub.fileno())
-    keys.clear()
-    return tracking, keys, running
+    try:
+        await until(lambda: tracking.active, "tracking on")
+        for node in tracking._nodes.values():
+            assert node._sub is not None
+            asyncio.get_running_loop().remove_reader(node._sub.fileno())
+        keys.clear()
+        yield tracking, keys
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
 
 def _write_and_wait(clean_redis: str) -> None:
@@ -173,30 +180,24 @@ async def woken_after_a_drain(clean_redis: str) -> tuple[list[list[str] | None],
     """Task ``reader`` is woken by a callback that runs after another task's
     drain, in the same turn of the loop, and after a write: what ``reader``'s
     drain applied, and whether the woken reader was told to serve."""
-    tracking, keys, running = await _tracked(clean_redis)
-    loop = asyncio.get_running_loop()
-    woken: asyncio.Future[None] = loop.create_future()
+    async with tracked(clean_redis) as (tracking, keys):
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
 
-    async def reader() -> bool:
-        await woken
-        return tracking.drain()
+        async def reader() -> bool:
+            await woken
+            return tracking.drain()
 
-    task = asyncio.create_task(reader())
-    await asyncio.sleep(0)  # the reader waits for its wake-up
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0)  # the reader waits for its wake-up
 
-    def drain_then_write() -> None:  # another request's read, this turn
-        assert tracking.drain()
-        _write_and_wait(clean_redis)
+        def drain_then_write() -> None:  # another request's read, this turn
+            assert tracking.drain()
+            _write_and_wait(clean_redis)
 
-    loop.call_soon(drain_then_write)
-    loop.call_soon(woken.set_result, None)  # what an I/O callback after the drain does
-    try:
-        served = await task
-        return keys, served
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        loop.call_soon(drain_then_write)
+        loop.call_soon(woken.set_result, None)  # what an I/O callback after the drain does
+        return keys, await task
 
 
 async def test_a_task_woken_after_a_drain_drains_again(clean_redis: str) -> None:
@@ -217,8 +218,7 @@ async def test_control_a_drain_kept_past_its_turn_misses_the_write(
 async def test_reads_of_one_turn_share_its_drain(clean_redis: str) -> None:
     """Within a turn, a second drain reads no socket (the saving); the next
     turn's first drain does."""
-    tracking, keys, running = await _tracked(clean_redis)
-    try:
+    async with tracked(clean_redis) as (tracking, keys):
         assert tracking.drain()
         _write_and_wait(clean_redis)
         assert tracking.drain()
@@ -226,10 +226,6 @@ async def test_reads_of_one_turn_share_its_drain(clean_redis: str) -> None:
         await asyncio.sleep(0)
         assert tracking.drain()
         assert keys == [["user_details:5779356081"]]
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 async def test_a_change_of_the_nodes_within_a_turn_makes_the_next_drain_read(
@@ -237,14 +233,9 @@ async def test_a_change_of_the_nodes_within_a_turn_makes_the_next_drain_read(
 ) -> None:
     """A drain's turn is over as soon as the nodes tracked change (a node lost,
     a topology change, a reconcile): the next read drains every node again."""
-    tracking, keys, running = await _tracked(clean_redis)
-    try:
+    async with tracked(clean_redis) as (tracking, keys):
         assert tracking.drain()
         _write_and_wait(clean_redis)
         tracking._update()  # what a reconcile, a lost node or a topology change runs
         assert tracking.drain()
         assert keys == [["user_details:5779356081"]]
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
