@@ -23,7 +23,6 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.web_runner import GracefulExit
-from yarl import URL
 
 READ_BUFFER_BYTES: Final = 64 * 1024  # what one read takes from the kernel at most
 
@@ -64,28 +63,21 @@ class BufferedReads(asyncio.BufferedProtocol):
         self._inner.resume_writing()
 
 
-class BufferedSockSite(web.BaseSite):
+class BufferedSockSite(web.SockSite):
     """aiohttp's ``SockSite`` whose connections are read by ``BufferedReads``."""
 
-    __slots__ = ("_name", "_sock")
-
-    def __init__(self, runner: web.BaseRunner, sock: socket.socket) -> None:
-        super().__init__(runner)
-        self._sock = sock
-        host, port = sock.getsockname()[:2]
-        self._name = str(URL.build(scheme="http", host=host, port=port))
-
-    @property
-    def name(self) -> str:
-        return self._name
+    __slots__ = ()
 
     async def start(self) -> None:
-        await super().start()
+        await web.BaseSite.start(self)  # registered with the runner; the server is ours
         handler = self._runner.server
         assert handler is not None, "the runner is set up first"
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: BufferedReads(handler()), sock=self._sock, backlog=self._backlog
+            lambda: BufferedReads(handler()),
+            sock=self._sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
         )
 
 

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from hita.cache.keys import AnyKey
 from hita.cache.view import NotHeld, View
 from hita.config import CacheTTLs
 from hita.db.database import Database
@@ -85,8 +84,8 @@ class CachedUserService(UserService):
         )
 
     async def user_view(self, user_id: str, view: View[T]) -> T:
-        key = self.keys.user_details(user_id)
-        return await self._view(key, view, partial(self.get_user, user_id))
+        found = self.held_user_view(user_id, view)
+        return await self._view(found, view, partial(self.get_user, user_id))
 
     def held_user_view(self, user_id: str, view: View[T]) -> T | NotHeld:
         return self.cache.near_view(self.keys.user_details(user_id), view)
@@ -106,28 +105,32 @@ class CachedUserService(UserService):
     async def caller_view(
         self, caller_id: str, view: View[T], *, then: Callable[[], str | None] | None = None
     ) -> T:
-        key = self.keys.user_details(caller_id)
-        found = self.cache.near_view(key, view)
+        found = self.held_user_view(caller_id, view)
         if not isinstance(found, NotHeld):
             return found
         return view.derive(await self.get_caller(caller_id, then=then() if then else None))
 
     async def list_view(self, query: UserListQuery, view: View[T]) -> T:
-        return await self._view(self.keys.user_list(query), view, partial(self.list_users, query))
+        found = self.held_list_view(query, view)
+        return await self._view(found, view, partial(self.list_users, query))
 
     async def superadmin_list_view(self, page: int, page_size: int, view: View[T]) -> T:
-        key = self.keys.superadmin_user_list(page, page_size)
-        return await self._view(key, view, partial(self.superadmin_list, page, page_size))
+        found = self.held_superadmin_list_view(page, page_size, view)
+        return await self._view(found, view, partial(self.superadmin_list, page, page_size))
 
     async def user_stats_view(self, view: View[T]) -> T:
-        return await self._view(self.keys.user_stats(), view, self.user_stats)
+        found = self.held_user_stats_view(view)
+        return await self._view(found, view, self.user_stats)
 
     async def dashboard_stats_view(self, view: View[T]) -> T:
-        return await self._view(self.keys.dashboard_stats(), view, self.dashboard_stats)
+        found = self.held_dashboard_stats_view(view)
+        return await self._view(found, view, self.dashboard_stats)
 
-    async def _view(self, key: AnyKey, view: View[T], read: Callable[[], Awaitable[Any]]) -> T:
-        """The view L1 keeps with the entry, or the view of a read through the cache."""
-        found = self.cache.near_view(key, view)
+    async def _view(
+        self, found: T | NotHeld, view: View[T], read: Callable[[], Awaitable[Any]]
+    ) -> T:
+        """``found``, the view L1 keeps with the entry (a ``held_*_view``), or
+        else the view of a read through the cache."""
         return view.derive(await read()) if isinstance(found, NotHeld) else found
 
     async def refresh_stats(self) -> None:
