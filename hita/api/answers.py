@@ -2,8 +2,9 @@
 
 Each cached read asks its service for a ``View`` (``hita.cache.view``) that
 renders the value into the bytes that go on the wire and their entity tag,
-once; while L1 holds the entry, the next read of it is a lookup and a write,
-with nothing encoded or hashed (the front compares
+once, with the head of its 200 answer; while L1 holds the entry, the next
+read of it is a lookup and one write (``hita.api.wire``), with nothing
+encoded, hashed or serialized (the front compares
 ``If-None-Match`` with the tag it brings). A caller who may see other fields
 would need a view of its own name; today every caller of a cached read sees
 the same answer.
@@ -12,13 +13,14 @@ the same answer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from hita.api.etag import etag_of
 from hita.api.responses import JSON_UTF8, json_body
+from hita.api.wire import StoredResponse, stored_head
 from hita.cache.view import NotHeld, View
 from hita.domain.typedefs import JsonDict
 
@@ -27,11 +29,17 @@ from hita.domain.typedefs import JsonDict
 class Answer:
     body: bytes
     etag: str
+    # Its head as it goes on the wire, around the request id (hita.api.wire).
+    head: bytes = field(init=False, repr=False, compare=False)
+    length_line: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        head, length_line = stored_head(JSON_UTF8, self.etag, self.body)
+        object.__setattr__(self, "head", head)
+        object.__setattr__(self, "length_line", length_line)
 
     def response(self) -> web.Response:
-        return web.Response(
-            body=self.body, headers={hdrs.CONTENT_TYPE: JSON_UTF8, hdrs.ETAG: self.etag}
-        )
+        return StoredResponse(self, JSON_UTF8)
 
 
 def held(found: Answer | NotHeld) -> web.Response | None:
