@@ -3,7 +3,10 @@
 ``/hello`` (``web.json_response``: the ceiling), ``/get/{id}`` (one
 ``redis.asyncio`` GET + orjson), ``/aiocache/{id}`` and ``/cashews/{id}`` (each
 library's decorated hit), no auth; every id's key is written before the first
-request.
+request. ``/kept/{id}``: aiohttp alone answering the user read's shape (a
+dynamic route; the body, ``ETag`` and request id of a user's answer, kept
+in a dict), so what aiohttp itself costs for that answer is measured beside
+HITA's.
 
     python scripts/bench_http_peers.py PORT REDIS_URL IDS_FILE
 """
@@ -16,9 +19,30 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+
+from hita.api.etag import etag_of
 
 from harness.bench import DOCUMENT
+
+
+def kept_answers(ids: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """aiohttp alone: each user's answer (body, ``ETag``) made once and kept."""
+    kept: dict[str, tuple[bytes, str]] = {}
+    for user_id in ids:
+        body = orjson.dumps({"success": True, "user": {**DOCUMENT, "id": user_id}})
+        kept[user_id] = (body, etag_of(body))
+
+    async def kept_answer(request: web.Request) -> web.Response:
+        body, etag = kept[request.match_info["id"]]
+        headers = {
+            hdrs.CONTENT_TYPE: "application/json; charset=utf-8",
+            hdrs.ETAG: etag,
+            "X-Request-ID": "0123456789abcdef0123456789abcdef",
+        }
+        return web.Response(body=body, headers=headers)
+
+    return kept_answer
 
 
 def peers_app(redis_url: str, ids: list[str]) -> web.Application:
@@ -82,6 +106,7 @@ def peers_app(redis_url: str, ids: list[str]) -> web.Application:
     app.router.add_get("/get/{id}", get)
     app.router.add_get("/aiocache/{id}", via_aiocache)
     app.router.add_get("/cashews/{id}", via_cashews)
+    app.router.add_get("/kept/{id}", kept_answers(ids))
     return app
 
 

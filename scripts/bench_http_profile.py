@@ -115,7 +115,7 @@ def run_profile(w: World, variant: Variant, seconds: float, command: str) -> str
     out = w.root / "hita.prof"
     out.unlink(missing_ok=True)
     with hita_server(w, variant, profile=out) as child:
-        target = targets(w)[3]  # HITA's user route
+        target = next(t for t in targets(w) if t.name.startswith("HITA `GET /v1.0/user/{id}`"))
         warm(w, target)
         redis = SyncRedis.from_url(w.redis_url)
         load(w, target, min(2.0, seconds), redis)  # pools and code paths, unprofiled

@@ -372,6 +372,9 @@ def targets(w: World) -> list[Target]:
         Target("one redis.asyncio GET + orjson, no auth", w.peers + "/get/{id}"),
         Target("aiocache `@cached` hit, no auth", w.peers + "/aiocache/{id}"),
         Target("cashews `@cache` hit, no auth", w.peers + "/cashews/{id}"),
+        # aiohttp alone answering the user read's shape from a dict (the same
+        # request bytes, token included, unread): what aiohttp itself costs
+        Target("aiohttp alone: a user's answer kept in a dict", w.peers + "/kept/{id}", auth),
     ]
     workers, topologies = [], []
     for label, base in w.hita.items():
