@@ -87,7 +87,8 @@ PARTS: Final = (
     ("reads through the cache (get_or_load: L1 miss)", "cache/readthrough.py", "get_or_load"),
     ("  decode the stored JSON (Entry.value)", "cache/codec.py", "value"),
     ("access lines formatted and written (AccessLog.flush)", "api/access_log.py", "flush"),
-    ("aiohttp: write the response (StreamResponse.prepare)", "web_response.py", "prepare"),
+    ("the kept answer's one write (StoredResponse.prepare)", "api/wire.py", "prepare"),
+    ("aiohttp: write any other response (StreamResponse.prepare)", "web_response.py", "prepare"),
 )
 
 
