@@ -22,6 +22,8 @@ import orjson
 from aiohttp import hdrs, web
 
 from hita.api.etag import etag_of
+from hita.api.middlewares import REQUEST_ID_HEADER
+from hita.api.responses import JSON_UTF8
 
 from harness.bench import DOCUMENT
 
@@ -36,9 +38,9 @@ def kept_answers(ids: list[str]) -> Callable[[web.Request], Awaitable[web.Respon
     async def kept_answer(request: web.Request) -> web.Response:
         body, etag = kept[request.match_info["id"]]
         headers = {
-            hdrs.CONTENT_TYPE: "application/json; charset=utf-8",
+            hdrs.CONTENT_TYPE: JSON_UTF8,
             hdrs.ETAG: etag,
-            "X-Request-ID": "0123456789abcdef0123456789abcdef",
+            REQUEST_ID_HEADER: "0123456789abcdef0123456789abcdef",
         }
         return web.Response(body=body, headers=headers)
 

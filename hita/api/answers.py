@@ -19,7 +19,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from hita.api.etag import etag_of
-from hita.api.responses import JSON_UTF8, json_body
+from hita.api.responses import json_body
 from hita.api.wire import StoredResponse, stored_head
 from hita.cache.view import NotHeld, View
 from hita.domain.typedefs import JsonDict
@@ -34,12 +34,12 @@ class Answer:
     length_line: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        head, length_line = stored_head(JSON_UTF8, self.etag, self.body)
+        head, length_line = stored_head(self.etag, self.body)
         object.__setattr__(self, "head", head)
         object.__setattr__(self, "length_line", length_line)
 
     def response(self) -> web.Response:
-        return StoredResponse(self, JSON_UTF8)
+        return StoredResponse(self)
 
 
 def held(found: Answer | NotHeld) -> web.Response | None:

@@ -27,6 +27,7 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 
 from hita.api.middlewares import REQUEST_ID_HEADER
+from hita.api.responses import JSON_UTF8
 
 if TYPE_CHECKING:
     from hita.api.answers import Answer
@@ -39,11 +40,11 @@ _DATE_NAME: Final = f"\r\n{hdrs.DATE}: ".encode("latin-1")
 _SET_HEADERS: Final = 3
 
 
-def stored_head(content_type: str, etag: str, body: bytes) -> tuple[bytes, bytes]:
-    """The head of a 200 answer as aiohttp serializes it, before and after the
-    request id: the status line, ``Content-Type`` and ``ETag``; then
+def stored_head(etag: str, body: bytes) -> tuple[bytes, bytes]:
+    """The head of a 200 JSON answer as aiohttp serializes it, before and after
+    the request id: the status line, ``Content-Type`` and ``ETag``; then
     ``Content-Length`` (aiohttp adds it when it prepares the answer)."""
-    before = f"HTTP/1.1 200 OK\r\n{hdrs.CONTENT_TYPE}: {content_type}\r\n{hdrs.ETAG}: {etag}\r\n"
+    before = f"HTTP/1.1 200 OK\r\n{hdrs.CONTENT_TYPE}: {JSON_UTF8}\r\n{hdrs.ETAG}: {etag}\r\n"
     after = f"\r\n{hdrs.CONTENT_LENGTH}: {len(body)}"
     return before.encode("latin-1"), after.encode("latin-1")
 
@@ -52,9 +53,9 @@ class StoredResponse(web.Response):
     """The 200 answer of ``answer``, written from its stored bytes when the
     request allows it (module docstring); otherwise aiohttp's own response."""
 
-    def __init__(self, answer: Answer, content_type: str) -> None:
+    def __init__(self, answer: Answer) -> None:
         super().__init__(
-            body=answer.body, headers={hdrs.CONTENT_TYPE: content_type, hdrs.ETAG: answer.etag}
+            body=answer.body, headers={hdrs.CONTENT_TYPE: JSON_UTF8, hdrs.ETAG: answer.etag}
         )
         self._answer = answer
 

@@ -160,7 +160,7 @@ async def test_a_client_that_stopped_reading_gets_aiohttps_own_flow_control() ->
     """With the connection's writing paused, aiohttp's writer (which waits for
     the client) writes the answer, not the stored write."""
     body = b"{}"
-    response = StoredResponse(Answer(body, etag_of(body)), JSON_UTF8)
+    response = StoredResponse(Answer(body, etag_of(body)))
     response.headers[REQUEST_ID_HEADER] = "request-1"
     with mock.patch.object(web.Response, "prepare", autospec=True) as aiohttps:
         await response.prepare(_mocked(writing_paused=True))
@@ -169,7 +169,7 @@ async def test_a_client_that_stopped_reading_gets_aiohttps_own_flow_control() ->
 
 async def test_a_client_gone_is_a_connection_reset_as_with_aiohttp() -> None:
     body = b"{}"
-    response = StoredResponse(Answer(body, etag_of(body)), JSON_UTF8)
+    response = StoredResponse(Answer(body, etag_of(body)))
     response.headers[REQUEST_ID_HEADER] = "request-1"
     request = _mocked(writing_paused=False)
     request.transport.is_closing.return_value = True  # type: ignore[union-attr]
