@@ -25,6 +25,7 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
+from hita.api.wire import StoredResponse
 from hita.constants import MAX_IF_NONE_MATCH_BYTES, MAX_IF_NONE_MATCH_TAGS
 
 ETAG_DIGEST_BYTES: Final = 16  # 128 bits: collisions are out of reach
@@ -67,7 +68,10 @@ def tagged(request: web.Request, response: web.StreamResponse) -> web.StreamResp
     the digest of its body), or 304 when ``If-None-Match`` holds that tag."""
     if response.status != 200 or not isinstance(response, web.Response):
         return response
-    etag = response.headers.get(hdrs.ETAG)
+    if type(response) is StoredResponse:
+        etag: str | None = response.stored_etag  # kept with it, no header map made
+    else:
+        etag = response.headers.get(hdrs.ETAG)
     if etag is None:
         if not isinstance(response.body, bytes):
             return response

@@ -42,6 +42,7 @@ from hita.api.invalidation import MUTATING_METHODS
 from hita.api.middlewares import REQUEST_ID_HEADER, UNMATCHED, client_gone
 from hita.api.route import Route
 from hita.api.typedefs import Handler
+from hita.api.wire import with_request_id
 from hita.cache.stats import READS, ReadScope
 from hita.config import HttpConfig
 from hita.constants import CLIENT_CLOSED_REQUEST
@@ -160,7 +161,7 @@ class _RouteFront:
             else:
                 response = await self.answer(request)
             status = response.status
-            response.headers[REQUEST_ID_HEADER] = rid
+            with_request_id(response, rid)
             if status == 503 and to_pace(response, front.pace_s):
                 answered = time.monotonic()  # the pace that follows is not the request's time
                 return await send_then_pace(request, response, front.pace_s)

@@ -18,13 +18,14 @@ reading, a header added on the way) takes aiohttp's own way, so its rules
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
+from aiohttp.payload import Payload
 
 from hita.api.middlewares import REQUEST_ID_HEADER
 from hita.api.responses import JSON_UTF8
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 _SERVER_LINE: Final = f"\r\n{hdrs.SERVER}: {SERVER_SOFTWARE}\r\n\r\n".encode("latin-1")
 _REQUEST_ID_NAME: Final = f"{REQUEST_ID_HEADER}: ".encode("latin-1")
 _DATE_NAME: Final = f"\r\n{hdrs.DATE}: ".encode("latin-1")
-# The headers a stored answer is made with (Content-Type, ETag), and the front's request id.
-_SET_HEADERS: Final = 3
 
 
 def stored_head(etag: str, body: bytes) -> tuple[bytes, bytes]:
@@ -51,31 +50,73 @@ def stored_head(etag: str, body: bytes) -> tuple[bytes, bytes]:
 
 class StoredResponse(web.Response):
     """The 200 answer of ``answer``, written from its stored bytes when the
-    request allows it (module docstring); otherwise aiohttp's own response."""
+    request allows it (module docstring); otherwise aiohttp's own response.
 
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(
-            body=answer.body, headers={hdrs.CONTENT_TYPE: JSON_UTF8, hdrs.ETAG: answer.etag}
-        )
+    It is made per request, so it is made light: aiohttp's ``Response`` (its
+    header map, its body's checks) is built only when something asks for it,
+    its ``headers`` or the way aiohttp prepares it. The front gives it the
+    request id with ``with_request_id``, and ``tagged`` reads its ``stored_etag``;
+    neither builds it."""
+
+    _status = 200
+    _reason = "OK"
+    _built = False
+    _request_id: str | None = None
+
+    def __init__(self, answer: Answer) -> None:  # aiohttp's own: ``_build``
         self._answer = answer
+
+    @property
+    def stored_etag(self) -> str:
+        return self._answer.etag
+
+    def _build(self) -> None:
+        """aiohttp's ``Response`` of this answer, as the plain way would make it."""
+        if self._built:
+            return
+        self._built = True
+        status, reason = self._status, self._reason
+        headers: dict[str, str] = {hdrs.CONTENT_TYPE: JSON_UTF8, hdrs.ETAG: self._answer.etag}
+        if self._request_id is not None:
+            headers[REQUEST_ID_HEADER] = self._request_id
+        web.Response.__init__(self, body=self._answer.body, headers=headers)
+        self._set_status(status, reason)
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything of aiohttp's ``Response`` not made yet (its header map,
+        its mapping): made now, as aiohttp would have."""
+        if self._built or name.startswith("__"):
+            raise AttributeError(name)
+        self._build()
+        return getattr(self, name)
+
+    @property
+    def body(self) -> bytes | bytearray | Payload | None:
+        return self._answer.body if not self._built else self._body
+
+    @body.setter
+    def body(self, body: Any) -> None:
+        self._build()
+        web.Response.body.fset(self, body)  # type: ignore[attr-defined]
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         transport = request.transport
         if (
-            transport is None
+            self._built  # headers asked for: they may have changed
+            or transport is None
             or self._eof_sent
             or self._payload_writer is not None
             or self._keep_alive is not None  # force_close()
-            or self.status != 200
-            or len(self._headers) != _SET_HEADERS
+            or self._status != 200
+            or (request_id := self._request_id) is None
             or request.method != hdrs.METH_GET
             or request.version != HttpVersion11
             or not request.keep_alive
             or request.protocol.writing_paused  # aiohttp's writer waits for the client
             or not isinstance(request, web.Request)
             or request.app.on_response_prepare  # hooks see aiohttp's way
-            or (request_id := self._headers.get(REQUEST_ID_HEADER)) is None
         ):
+            self._build()
             return await super().prepare(request)
         if transport.is_closing():  # as aiohttp's writer: the client left
             raise ClientConnectionResetError("Cannot write to closing transport")
@@ -98,3 +139,12 @@ class StoredResponse(web.Response):
         self._eof_sent = True
         self._body_length = len(answer.body)
         return None
+
+
+def with_request_id(response: web.StreamResponse, request_id: str) -> None:
+    """``response`` with its ``X-Request-ID`` header (a stored answer keeps it
+    for its write, built into no header map)."""
+    if type(response) is StoredResponse and not response._built:
+        response._request_id = request_id
+    else:
+        response.headers[REQUEST_ID_HEADER] = request_id

@@ -22,16 +22,19 @@ from hita.api.answers import Answer
 from hita.api.etag import etag_of
 from hita.api.middlewares import REQUEST_ID_HEADER
 from hita.api.responses import JSON_UTF8
-from hita.api.wire import StoredResponse
+from hita.api.wire import StoredResponse, with_request_id
 
 ANSWER: Final = web.AppKey("answer", Answer)
+EXTRA: Final = "X-Extra"  # a header a request asks a handler to add (b"X-Extra: yes")
 _DATE: Final = re.compile(rb"\r\nDate: [^\r]*\r\n")
 READ_TIMEOUT_S: Final = 10.0
 
 
 async def _stored(request: web.Request) -> web.StreamResponse:
     response = request.app[ANSWER].response()
-    response.headers[REQUEST_ID_HEADER] = request.headers["X-Id"]  # as the front does
+    with_request_id(response, request.headers["X-Id"])  # as the front does
+    if EXTRA in request.headers:  # something asks for aiohttp's headers: they are made
+        response.headers[EXTRA] = request.headers[EXTRA]
     return response
 
 
@@ -42,6 +45,8 @@ async def _own(request: web.Request) -> web.StreamResponse:
         body=answer.body, headers={hdrs.CONTENT_TYPE: JSON_UTF8, hdrs.ETAG: answer.etag}
     )
     response.headers[REQUEST_ID_HEADER] = request.headers["X-Id"]
+    if EXTRA in request.headers:
+        response.headers[EXTRA] = request.headers[EXTRA]
     return response
 
 
@@ -61,10 +66,14 @@ async def serving(answer: Answer) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-def _request(method: str, path: str, version: str, connection: str | None, rid: str) -> bytes:
+def _request(
+    method: str, path: str, version: str, connection: str | None, rid: str, *, extra: bool = False
+) -> bytes:
     lines = [f"{method} {path} {version}", "Host: 127.0.0.1", f"X-Id: {rid}"]
     if connection is not None:
         lines.append(f"Connection: {connection}")
+    if extra:
+        lines.append(f"{EXTRA}: yes")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -104,9 +113,16 @@ rids = st.from_regex(r"[A-Za-z0-9._-]{8,64}", fullmatch=True)
     version=st.sampled_from(["HTTP/1.1", "HTTP/1.0"]),
     connection=st.sampled_from([None, "close", "keep-alive", "Keep-Alive, Upgrade-Nothing"]),
     request_ids=st.lists(rids, min_size=1, max_size=3),
+    extra=st.booleans(),
 )
 def test_a_stored_answer_is_written_as_aiohttp_writes_it(
-    body: bytes, method: str, version: str, connection: str | None, request_ids: list[str]
+    *,
+    body: bytes,
+    method: str,
+    version: str,
+    connection: str | None,
+    request_ids: list[str],
+    extra: bool,
 ) -> None:
     answer = Answer(body, etag_of(body))
     if connection != "keep-alive" and (connection is not None or version == "HTTP/1.0"):
@@ -115,7 +131,9 @@ def test_a_stored_answer_is_written_as_aiohttp_writes_it(
     async def scenario() -> None:
         async with serving(answer) as port:
             for path in ("/stored", "/own"):
-                requests = [_request(method, path, version, connection, r) for r in request_ids]
+                requests = [
+                    _request(method, path, version, connection, r, extra=extra) for r in request_ids
+                ]
                 found = await _exchange(port, method, requests)
                 if path == "/stored":
                     stored = found
@@ -161,7 +179,7 @@ async def test_a_client_that_stopped_reading_gets_aiohttps_own_flow_control() ->
     the client) writes the answer, not the stored write."""
     body = b"{}"
     response = StoredResponse(Answer(body, etag_of(body)))
-    response.headers[REQUEST_ID_HEADER] = "request-1"
+    with_request_id(response, "request-1")
     with mock.patch.object(web.Response, "prepare", autospec=True) as aiohttps:
         await response.prepare(_mocked(writing_paused=True))
     aiohttps.assert_awaited_once()
@@ -170,9 +188,36 @@ async def test_a_client_that_stopped_reading_gets_aiohttps_own_flow_control() ->
 async def test_a_client_gone_is_a_connection_reset_as_with_aiohttp() -> None:
     body = b"{}"
     response = StoredResponse(Answer(body, etag_of(body)))
-    response.headers[REQUEST_ID_HEADER] = "request-1"
+    with_request_id(response, "request-1")
     request = _mocked(writing_paused=False)
     request.transport.is_closing.return_value = True  # type: ignore[union-attr]
     with pytest.raises(ConnectionResetError):
         await response.prepare(request)
     request.transport.write.assert_not_called()  # type: ignore[union-attr]
+
+
+def test_a_stored_answer_asked_for_aiohttps_parts_is_aiohttps_response() -> None:
+    """Made light, it becomes aiohttp's ``Response`` of the same answer as soon
+    as anything asks for what only that has: its headers (with the request id
+    given before), its mapping, a new body."""
+    body = b'{"success":true}'
+    answer = Answer(body, etag_of(body))
+    own = web.Response(body=body, headers={hdrs.CONTENT_TYPE: JSON_UTF8, hdrs.ETAG: answer.etag})
+    own.headers[REQUEST_ID_HEADER] = "request-1"
+
+    response = StoredResponse(answer)
+    with_request_id(response, "request-1")
+    assert (response.status, response.body, response.stored_etag) == (200, body, answer.etag)
+    assert list(response.headers.items()) == list(own.headers.items())
+    with_request_id(response, "request-2")  # once made, into its header map
+    assert response.headers[REQUEST_ID_HEADER] == "request-2"
+
+    note = web.ResponseKey("note", int)
+    mapped = StoredResponse(answer)
+    mapped[note] = 1
+    assert mapped[note] == 1
+    assert len(mapped) == 1
+
+    rebodied = StoredResponse(answer)
+    rebodied.body = b"[]"
+    assert (rebodied.body, rebodied.content_length) == (b"[]", 2)
