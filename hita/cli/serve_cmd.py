@@ -115,11 +115,19 @@ def _serving(config: Config, workers: int = 1) -> str:
 
 
 class _Stop(Exception):
-    """SIGTERM reached the supervisor."""
+    """SIGTERM or SIGINT reached the supervisor."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
     raise _Stop
+
+
+# Handled whatever the supervisor inherited: a shell without job control starts
+# a background command with SIGINT ignored, and Python then leaves it ignored,
+# while each worker's event loop handles SIGINT whatever it inherited (as
+# gunicorn's arbiter does). Ctrl-C then stopped the workers and not the
+# supervisor, which reported a worker gone and exited 1.
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
 def _supervise(config: Config, workers: int) -> int:
@@ -128,7 +136,7 @@ def _supervise(config: Config, workers: int) -> int:
         context.Process(target=_worker, args=(config, n), name=f"hita-worker-{n}", daemon=False)
         for n in range(1, workers + 1)
     ]
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     code = 0
     try:
         for process in processes:
@@ -140,10 +148,11 @@ def _supervise(config: Config, workers: int) -> int:
         for process in processes:
             if process.sentinel in ended:
                 log.error("worker %s exited (code %s); stopping", process.name, process.exitcode)
-    except (KeyboardInterrupt, _Stop):
+    except _Stop:
         log.info("stopping %d workers", workers)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _stop_all(processes)
     return code
 
