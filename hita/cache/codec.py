@@ -19,6 +19,7 @@ any other: only the ``MISS`` sentinel means "not in the cache".
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -88,6 +89,15 @@ class Entry:
     @property
     def value(self) -> Any:
         return orjson.loads(self.payload)
+
+    def early_ms(self, beta: float, draw: float) -> float:
+        """XFetch (Vattani et al.): how long before its expiry a reader whose
+        ``draw`` (uniform in [0, 1)) it is recomputes this entry,
+        ``-delta * beta * ln(1 - draw)``: longer the longer it took to compute.
+        0 when ``beta`` or its compute time is 0, or its expiry is not known."""
+        if beta <= 0 or self.delta_ms <= 0 or self.expires_ms == NO_EXPIRY:
+            return 0.0
+        return -self.delta_ms * beta * math.log(1.0 - draw)
 
     def ttl_ms(self) -> int:
         """What is left of its time to live, as its writer's clock saw it

@@ -9,7 +9,9 @@ server-assisted client-side caching, BCAST on our prefixes) is connected and
 the breaker is closed; every invalidation message received is processed
 before a hit is served, and a value read from Redis is kept only if no
 invalidation of its key arrived while it was being read. No entry is served
-longer than ``max_age_s`` after it was stored, whatever its TTL.
+longer than ``max_age_s`` after it was stored, whatever its TTL, nor past
+the moment its reader said (``put``'s ``serve_for_s``: when a read of it from
+Redis might recompute it early).
 
 Beside an entry, L1 keeps what readers made of it (``memo``: views of the
 value by name, ``hita.cache.view``), dropped with the entry whatever drops
@@ -39,7 +41,8 @@ BOUND: Final = "bound"  # least recently used, past the entry or byte bound
 INVALIDATION: Final = "invalidation"  # its key (or namespace) changed in Redis
 FLUSH: Final = "flush"
 AGE: Final = "age"  # stored ``max_age_s`` ago
-EVICTION_REASONS: Final = (BOUND, INVALIDATION, FLUSH, AGE)
+EARLY: Final = "early_refresh"  # due for early recomputation: read from Redis, which decides
+EVICTION_REASONS: Final = (BOUND, INVALIDATION, FLUSH, AGE, EARLY)
 
 
 @dataclass(slots=True)
@@ -71,7 +74,8 @@ class NearCache:
     clock: Callable[[], float] = time.monotonic
     stats: NearStats = field(default_factory=NearStats)
     seq: int = 0  # grows with every invalidation processed
-    _entries: dict[str, tuple[bytes, _Part, float]] = field(default_factory=dict)  # + until
+    # key -> its bytes, its cache type's share, served until (``clock``), and why not after
+    _entries: dict[str, tuple[bytes, _Part, float, str]] = field(default_factory=dict)
     _parts: dict[str, _Part] = field(default_factory=dict)  # cache type -> its share
     _bytes: int = 0
     _generations: dict[str, str] = field(default_factory=dict)  # generation key -> token
@@ -101,9 +105,9 @@ class NearCache:
         held = self._entries.get(key)
         if held is None:
             return None
-        raw, part, until = held
+        raw, part, until, why = held
         if self.clock() >= until:
-            self.stats.dropped[part.name, AGE] += 1
+            self.stats.dropped[part.name, why] += 1
             self._drop(key)
             return None
         part.order.move_to_end(key)
@@ -146,15 +150,26 @@ class NearCache:
         generation_key: str | None = None,
         *,
         cache_type: str = "",
+        serve_for_s: float = math.inf,
     ) -> None:
+        """Keep ``raw`` for ``key``, read from Redis when L1's sequence number
+        was ``began``; served for ``serve_for_s`` at most (when sooner than
+        ``max_age_s``: the moment a read of it from Redis would recompute it
+        early, ``hita.cache.near_reads``). Not kept if a key of its fence was
+        invalidated since ``began``, or if it may be served no longer."""
         fence = (key,) if generation_key is None else (key, generation_key)
         if len(raw) > self.max_bytes or not self.may_store(began, *fence):
             return
         self._drop(key)
+        if serve_for_s <= 0:
+            return
         part = self._parts.get(cache_type)
         if part is None:
             part = self._parts[cache_type] = _Part(cache_type)
-        self._entries[key] = (raw, part, self.clock() + self.max_age_s)
+        serve_for_s, why = (
+            (serve_for_s, EARLY) if serve_for_s < self.max_age_s else (self.max_age_s, AGE)
+        )
+        self._entries[key] = (raw, part, self.clock() + serve_for_s, why)
         part.order[key] = None
         part.bytes += len(raw)
         self._bytes += len(raw)
@@ -215,7 +230,7 @@ class NearCache:
         self._memos.pop(key, None)
         held = self._entries.pop(key, None)
         if held is not None:
-            raw, part, _ = held
+            raw, part, _, _ = held
             del part.order[key]
             part.bytes -= len(raw)
             self._bytes -= len(raw)

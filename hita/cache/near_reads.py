@@ -8,6 +8,7 @@ entry past its TTL is dropped, never served."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Final, TypeVar, cast
 
 import orjson
@@ -82,16 +83,39 @@ class NearReads(CacheCore):
 
     def _keep_near(self, key: AnyKey, read: Read, began: int | None) -> None:
         """A hit read from Redis goes into L1, unless its key (or namespace) was
-        invalidated while it was in flight."""
+        invalidated while it was in flight; it is served until a read of it
+        from Redis might recompute it early (``_serve_for_s``)."""
         near = self._usable_near()
         if near is None or began is None or read.status != HIT or not read.raw:
             return
-        if isinstance(key, Key):
-            near.put(read.data_key, read.raw, began, cache_type=key.cache_type)
-        elif read.generation is not None:
+        generation_key = None
+        if not isinstance(key, Key):
+            if read.generation is None:
+                return
             generation_key = key.namespace.generation_key
             near.put_generation(generation_key, read.generation, began)
-            near.put(read.data_key, read.raw, began, generation_key, cache_type=key.cache_type)
+        near.put(
+            read.data_key,
+            read.raw,
+            began,
+            generation_key,
+            cache_type=key.cache_type,
+            serve_for_s=self._serve_for_s(read),
+        )
+
+    def _serve_for_s(self, read: Read) -> float:
+        """How long L1 serves an entry read from Redis: until the moment XFetch
+        would recompute it early for a draw made now (``Entry.early_ms``), then
+        the next read goes to Redis, where the early refresh is decided as for
+        any read (``hita.cache.xfetch``). Served from L1 to its TTL, a hot
+        entry would never be recomputed before it expires, and every instance
+        would load it again from PostgreSQL on the request path. Unbounded
+        (L1's own maximum age applies) when it is never recomputed early."""
+        entry = read.entry
+        early_ms = 0.0 if entry is None else entry.early_ms(self.config.xfetch_beta, self._rng())
+        if entry is None or early_ms <= 0:
+            return math.inf
+        return (entry.expires_ms - now_ms() - early_ms) / 1000
 
     def _value(self, key: AnyKey, entry: Entry) -> Any:
         try:

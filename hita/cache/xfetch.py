@@ -7,7 +7,6 @@ read (an invalidation meanwhile wins)."""
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,10 +27,10 @@ class EarlyRefresh(Leases):
         """XFetch: recompute early with a probability that grows as expiry nears
         and with how long the value took to compute."""
         entry = read.entry
-        beta = self.config.xfetch_beta
-        if entry is None or beta <= 0 or entry.delta_ms <= 0 or read.pttl_ms < 0:
+        if entry is None or read.pttl_ms < 0:
             return
-        if -entry.delta_ms * beta * math.log(1.0 - self._rng()) < read.pttl_ms:
+        early_ms = entry.early_ms(self.config.xfetch_beta, self._rng())
+        if early_ms <= 0 or early_ms < read.pttl_ms:
             return
         if read.data_key in self._refreshing:
             return
