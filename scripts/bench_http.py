@@ -134,7 +134,8 @@ def measure(
             print(
                 f"rep {rep + 1}/{reps} {target.name}: {run.rps:,.0f} req/s"
                 f" ({series[target.name].ratios[-1]:.2f}x hello), p99 {run.p99_ms:.1f} ms,"
-                f" {run.cpu_us:.0f} CPU µs/request ({series[target.name].cpu_ratios[-1]:.2f}x)",
+                f" {run.cpu_us:.0f} CPU µs/request ({series[target.name].cpu_ratios[-1]:.2f}x),"
+                f" Redis commands per request {per_request(run)}",
                 flush=True,
             )
     redis.close()
