@@ -112,10 +112,10 @@ class NearReads(CacheCore):
         would load it again from PostgreSQL on the request path. Unbounded
         (L1's own maximum age applies) when it is never recomputed early."""
         entry = read.entry
-        early_ms = 0.0 if entry is None else entry.early_ms(self.config.xfetch_beta, self._rng())
-        if entry is None or early_ms <= 0:
+        if entry is None:
             return math.inf
-        return (entry.expires_ms - now_ms() - early_ms) / 1000
+        early_ms = entry.early_ms(self.config.xfetch_beta, self._rng())
+        return math.inf if early_ms <= 0 else (entry.expires_ms - now_ms() - early_ms) / 1000
 
     def _value(self, key: AnyKey, entry: Entry) -> Any:
         try:
