@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from hypothesis import settings
 from redis import Redis as SyncRedis
 
 from hita.cache import topology
@@ -46,6 +47,13 @@ TEST_CLIENT_TIMEOUT_S: Final = 5.0  # the tests' own clients: generous, the mach
 TEST_ROOT = PROJECT_ROOT / ".hita" / "test"
 # What a test could not run on this machine, printed at the end of the session.
 ENVIRONMENT_NOTES = pytest.StashKey[list[str]]()
+
+# Property tests check values, not speed: no per-example deadline on a shared,
+# noisy machine. `pytest --hypothesis-profile thorough` runs each with many more
+# examples, to look for rare cases before CI's random draws meet them.
+settings.register_profile("default", deadline=None)
+settings.register_profile("thorough", deadline=None, max_examples=3000)
+settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")
