@@ -47,7 +47,10 @@ from tests.topologies import HOST, Node, RedisClusterServers, SentinelServers, c
 pytestmark = pytest.mark.slow
 
 GUESTS: Final = 4
-ACKED_WITHIN_S: Final = 0.3  # before the kill, the writes' rows may be acknowledged
+# Before the kill, the writes' rows may be acknowledged. The controls' rows are,
+# in 0.25 s on an idle host: a window of 0.3 s let a loaded CI host kill the
+# master first, the rows were replayed, and a control saw no old name.
+ACKED_WITHIN_S: Final = 2.0
 PROMOTION_BUDGET_S: Final = 30.0
 RECOVERY_BUDGET_S: Final = 30.0  # promotion -> every read served from the cache again
 HOLD_DOWN_BUDGET_S: Final = 20.0  # the failover manager flags a stopped replica
