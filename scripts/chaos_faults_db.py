@@ -19,6 +19,7 @@ from collections import Counter
 from typing import Final
 
 import aiohttp
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos_client import User
@@ -33,6 +34,7 @@ OUTSIDE_CHANGE_SEEN_WITHIN_S: Final = 1.0  # what docs/cache.md promises of them
 BURST_ADDS: Final = 20
 BURST_READS: Final = 30
 SATURATED_POOL: Final = {"DB_POOL_MAX_SIZE": "2", "DB_POOL_MIN_SIZE": "1"}
+GROWING_TABLES: Final = ("points_transactions", "cache_outbox", "login_attempts", "users")
 KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this often, 1 s apart
 
 
@@ -203,20 +205,41 @@ class DatabaseFaults:
         await asyncio.to_thread(victim.stop)
         victim.start(**SATURATED_POOL)
         await victim.wait()
+        self.note(f"tables before the burst: {await self._table_rows()}")
         if cut is not None:
             cut.set_mode("blackhole")
+        began = time.monotonic()
         try:
             users = self.rng.sample(self.workload.users, BURST_ADDS)
             burst = [self._locked_add(user, victim) for user in users]
             burst += [self.workload.read_other_on(self.session, victim) for _ in range(BURST_READS)]
             await asyncio.gather(*burst)
         finally:
+            took_s = time.monotonic() - began
             if cut is not None:
                 cut.set_mode("pass")
-            self.note(f"instance {victim.index} refused: {await self._refusals(victim)}")
+            self.note(
+                f"instance {victim.index}: burst took {took_s:.2f} s;"
+                f" refused: {await self._refusals(victim)}"
+            )
             await asyncio.to_thread(victim.stop)
             victim.start()
             await victim.wait()
+
+    async def _table_rows(self) -> str:
+        """The rows of the tables that grow all run long: whether a late burst
+        is slower for their size."""
+        try:
+            conn = await self.world.connect()
+            try:
+                counts = [
+                    await conn.fetchval(f"SELECT count(*) FROM {table}") for table in GROWING_TABLES
+                ]
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError) as exc:
+            return f"unknown ({exc!r})"
+        return ", ".join(f"{table} {n:,}" for table, n in zip(GROWING_TABLES, counts, strict=True))
 
     async def _refusals(self, instance: Instance) -> str:
         """The instance's 503 "overloaded" answers since it started, by reason
