@@ -35,19 +35,39 @@ BURST_ADDS: Final = 20
 BURST_READS: Final = 30
 SATURATED_POOL: Final = {"DB_POOL_MAX_SIZE": "2", "DB_POOL_MIN_SIZE": "1"}
 GROWING_TABLES: Final = ("points_transactions", "cache_outbox", "login_attempts", "users")
+GATE_FIGURES: Final = frozenset(
+    {
+        "hita_db_queue_waits_total",
+        "hita_db_queue_wait_seconds_total",
+        "hita_db_connection_hold_seconds",
+    }
+)
 KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this often, 1 s apart
 
 
-def overload_refusals(exposition: str) -> str:
-    """``hita_overload_refusals_total`` of a Prometheus exposition, by reason:
-    ``"database_wait_budget 3, queue_delay 7"``, or ``"none"``."""
-    counts = {
-        sample.labels["reason"]: sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == "hita_overload_refusals_total"
-    }
-    return ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items()) if v) or "none"
+def queue_note(exposition: str) -> str:
+    """What a burst did to an instance's PostgreSQL queue, from its Prometheus
+    exposition: the requests that waited for a connection, their mean wait, the
+    running mean of how long one is held, and ``hita_overload_refusals_total``
+    by reason (``"database_wait_budget 3, queue_delay 7"``, or ``"none"``)."""
+    counts: dict[str, float] = {}
+    gate: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "hita_overload_refusals_total":
+                counts[sample.labels["reason"]] = sample.value
+            elif sample.name in GATE_FIGURES:
+                gate[sample.name] = sample.value
+    refused = ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items()) if v) or "none"
+    if not gate:
+        return f"refused: {refused}"
+    waits = gate.get("hita_db_queue_waits_total", 0.0)
+    mean_ms = 1000 * gate.get("hita_db_queue_wait_seconds_total", 0.0) / waits if waits else 0.0
+    hold_ms = 1000 * gate.get("hita_db_connection_hold_seconds", 0.0)
+    return (
+        f"{waits:g} waited for a connection, {mean_ms:.0f} ms on average;"
+        f" a connection held {hold_ms:.1f} ms (running mean); refused: {refused}"
+    )
 
 
 class Skipped(Exception):
@@ -208,7 +228,7 @@ class DatabaseFaults:
         self.note(f"tables before the burst: {await self._table_rows()}")
         if cut is not None:
             cut.set_mode("blackhole")
-        began = time.monotonic()
+        began, began_cpu = time.monotonic(), time.process_time()
         try:
             users = self.rng.sample(self.workload.users, BURST_ADDS)
             burst = [self._locked_add(user, victim) for user in users]
@@ -216,11 +236,13 @@ class DatabaseFaults:
             await asyncio.gather(*burst)
         finally:
             took_s = time.monotonic() - began
+            driver_s = time.process_time() - began_cpu
             if cut is not None:
                 cut.set_mode("pass")
             self.note(
-                f"instance {victim.index}: burst took {took_s:.2f} s;"
-                f" refused: {await self._refusals(victim)}"
+                f"instance {victim.index}: burst took {took_s:.2f} s (this script's CPU"
+                f" {driver_s:.2f} s, load {os.getloadavg()[0]:.1f});"
+                f" {await self._refusals(victim)}"
             )
             await asyncio.to_thread(victim.stop)
             victim.start()
@@ -242,11 +264,11 @@ class DatabaseFaults:
         return ", ".join(f"{table} {n:,}" for table, n in zip(GROWING_TABLES, counts, strict=True))
 
     async def _refusals(self, instance: Instance) -> str:
-        """The instance's 503 "overloaded" answers since it started, by reason
-        (its ``hita_overload_refusals_total``): which queue refused, if any."""
+        """The instance's PostgreSQL queue since it started (``queue_note``):
+        how long requests waited, and which queue refused, if any."""
         try:
             async with self.session.get(f"{instance.base}/metrics") as response:
-                return overload_refusals(await response.text())
+                return queue_note(await response.text())
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"unknown ({exc!r})"
 

@@ -1,4 +1,5 @@
-"""The chaos run's note of why an instance answered 503 "overloaded"."""
+"""The chaos run's note of an instance's PostgreSQL queue: how long requests
+waited, and why it answered 503 "overloaded"."""
 
 from __future__ import annotations
 
@@ -7,23 +8,32 @@ from prometheus_client import CollectorRegistry, generate_latest
 from hita.db.gate import GateStats
 from hita.metrics import LoadCollector
 
-from chaos_faults_db import overload_refusals
+from chaos_faults_db import queue_note
 
 
 class _Gate:
     """What LoadCollector reads of a PoolGate."""
 
-    def __init__(self, stats: GateStats) -> None:
+    def __init__(self, stats: GateStats, mean_hold_s: float) -> None:
         self.stats = stats
         self.waiting = self.in_use = self.slots = 0
-        self.mean_hold_s = 0.0
+        self.mean_hold_s = mean_hold_s
 
 
-def exposition(door: int, *, wait_budget: int = 0, queue_full: int = 0) -> str:
+def exposition(
+    door: int,
+    *,
+    wait_budget: int = 0,
+    queue_full: int = 0,
+    waits: int = 0,
+    wait_seconds: float = 0.0,
+    mean_hold_s: float = 0.0,
+) -> str:
     collector = LoadCollector()
     collector.in_flight = lambda: (0, 0, door, 0.0)
+    refused = {"queue_full": queue_full, "wait_budget": wait_budget}
     collector.gate = _Gate(  # type: ignore[assignment]
-        GateStats(refused={"queue_full": queue_full, "wait_budget": wait_budget})
+        GateStats(waits=waits, wait_seconds=wait_seconds, refused=refused), mean_hold_s
     )
     registry = CollectorRegistry()
     registry.register(collector)
@@ -31,10 +41,19 @@ def exposition(door: int, *, wait_budget: int = 0, queue_full: int = 0) -> str:
 
 
 def test_the_service_own_exposition_is_read_by_reason() -> None:
-    assert (
-        overload_refusals(exposition(7, wait_budget=3)) == "database_wait_budget 3, queue_delay 7"
+    note = queue_note(exposition(7, wait_budget=3, waits=40, wait_seconds=4.0, mean_hold_s=0.0125))
+    assert note == (
+        "40 waited for a connection, 100 ms on average; a connection held 12.5 ms"
+        " (running mean); refused: database_wait_budget 3, queue_delay 7"
     )
 
 
-def test_no_refusal_reads_none() -> None:
-    assert overload_refusals(exposition(0)) == "none"
+def test_no_wait_and_no_refusal() -> None:
+    assert queue_note(exposition(0)) == (
+        "0 waited for a connection, 0 ms on average; a connection held 0.0 ms"
+        " (running mean); refused: none"
+    )
+
+
+def test_an_exposition_without_the_queue_names_only_refusals() -> None:
+    assert queue_note("") == "refused: none"
