@@ -42,6 +42,10 @@ GATE_FIGURES: Final = frozenset(
         "hita_db_connection_hold_seconds",
     }
 )
+USER_DETAILS_READS: Final = {
+    "hita_cache_misses_total": "misses",
+    "hita_cache_errors_total": "errors",
+}
 KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this often, 1 s apart
 
 
@@ -59,6 +63,8 @@ def queue_note(exposition: str) -> str:
             elif sample.name in GATE_FIGURES:
                 gate[sample.name] = sample.value
     refused = ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items()) if v) or "none"
+    cache = cache_figures(exposition)
+    refused = f"{refused}; {cache}" if cache else refused
     if not gate:
         return f"refused: {refused}"
     waits = gate.get("hita_db_queue_waits_total", 0.0)
@@ -68,6 +74,26 @@ def queue_note(exposition: str) -> str:
         f"{waits:g} waited for a connection, {mean_ms:.0f} ms on average;"
         f" a connection held {hold_ms:.1f} ms (running mean); refused: {refused}"
     )
+
+
+def cache_figures(exposition: str) -> str:
+    """What may send a request to PostgreSQL more often, from an exposition:
+    invalidations no replica confirmed in time (``WAIT``), writes that then
+    waited on the durable path (by outcome, and their seconds), the user
+    details' misses and Redis errors: ``""`` when all are 0."""
+    figures: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            name, labels = sample.name, sample.labels
+            if name == "hita_cache_replica_wait_timeouts_total":
+                figures["replica wait timeouts"] = sample.value
+            elif name == "hita_cache_coherence_waits_total":
+                figures[f"durable waits {labels['outcome']}"] = sample.value
+            elif name == "hita_cache_coherence_wait_seconds_total":
+                figures["durable wait s"] = sample.value
+            elif name in USER_DETAILS_READS and labels.get("type") == "user_details":
+                figures[f"user_details {USER_DETAILS_READS[name]}"] = sample.value
+    return ", ".join(f"{name} {value:g}" for name, value in figures.items() if value)
 
 
 class Skipped(Exception):

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from hita.db.gate import GateStats
 from hita.metrics import LoadCollector
 
-from chaos_faults_db import queue_note
+from chaos_faults_db import cache_figures, queue_note
 
 
 class _Gate:
@@ -57,3 +57,25 @@ def test_no_wait_and_no_refusal() -> None:
 
 def test_an_exposition_without_the_queue_names_only_refusals() -> None:
     assert queue_note("") == "refused: none"
+
+
+def test_the_cache_figures_that_send_requests_to_postgresql() -> None:
+    text = """# TYPE hita_cache_replica_wait_timeouts counter
+hita_cache_replica_wait_timeouts_total 12.0
+# TYPE hita_cache_coherence_waits counter
+hita_cache_coherence_waits_total{outcome="confirmed"} 0.0
+hita_cache_coherence_waits_total{outcome="lease_expiry"} 3.0
+# TYPE hita_cache_coherence_wait_seconds counter
+hita_cache_coherence_wait_seconds_total 1.5
+# TYPE hita_cache_misses counter
+hita_cache_misses_total{type="user_details"} 40.0
+hita_cache_misses_total{type="user_list"} 9.0
+# TYPE hita_cache_errors counter
+hita_cache_errors_total{type="user_details"} 0.0
+"""
+    assert cache_figures(text) == (
+        "replica wait timeouts 12, durable waits lease_expiry 3, durable wait s 1.5,"
+        " user_details misses 40"
+    )
+    assert queue_note(text) == f"refused: none; {cache_figures(text)}"
+    assert cache_figures("") == ""
