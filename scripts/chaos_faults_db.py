@@ -21,6 +21,7 @@ from typing import Final
 import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from chaos_client import User
 from chaos_history import History
@@ -52,27 +53,28 @@ KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this ofte
 def queue_note(exposition: str) -> str:
     """What a burst did to an instance's PostgreSQL queue, from its Prometheus
     exposition: the requests that waited for a connection, their mean wait, the
-    running mean of how long one is held, and ``hita_overload_refusals_total``
-    by reason (``"database_wait_budget 3, queue_delay 7"``, or ``"none"``)."""
+    running mean of how long one is held, ``hita_overload_refusals_total`` by
+    reason (``"database_wait_budget 3, queue_delay 7"``, or ``"none"``), then
+    ``cache_figures``. The exposition is parsed once."""
+    samples = _samples(exposition)
     counts: dict[str, float] = {}
     gate: dict[str, float] = {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == "hita_overload_refusals_total":
-                counts[sample.labels["reason"]] = sample.value
-            elif sample.name in GATE_FIGURES:
-                gate[sample.name] = sample.value
+    for sample in samples:
+        if sample.name == "hita_overload_refusals_total":
+            counts[sample.labels["reason"]] = sample.value
+        elif sample.name in GATE_FIGURES:
+            gate[sample.name] = sample.value
     refused = ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items()) if v) or "none"
-    cache = cache_figures(exposition)
-    refused = f"{refused}; {cache}" if cache else refused
+    cache = _cache_figures(samples)
+    tail = f"refused: {refused}" + (f"; {cache}" if cache else "")
     if not gate:
-        return f"refused: {refused}"
+        return tail
     waits = gate.get("hita_db_queue_waits_total", 0.0)
     mean_ms = 1000 * gate.get("hita_db_queue_wait_seconds_total", 0.0) / waits if waits else 0.0
     hold_ms = 1000 * gate.get("hita_db_connection_hold_seconds", 0.0)
     return (
         f"{waits:g} waited for a connection, {mean_ms:.0f} ms on average;"
-        f" a connection held {hold_ms:.1f} ms (running mean); refused: {refused}"
+        f" a connection held {hold_ms:.1f} ms (running mean); {tail}"
     )
 
 
@@ -81,18 +83,25 @@ def cache_figures(exposition: str) -> str:
     invalidations no replica confirmed in time (``WAIT``), writes that then
     waited on the durable path (by outcome, and their seconds), the user
     details' misses and Redis errors: ``""`` when all are 0."""
+    return _cache_figures(_samples(exposition))
+
+
+def _samples(exposition: str) -> list[Sample]:
+    return [s for family in text_string_to_metric_families(exposition) for s in family.samples]
+
+
+def _cache_figures(samples: list[Sample]) -> str:
     figures: dict[str, float] = {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            name, labels = sample.name, sample.labels
-            if name == "hita_cache_replica_wait_timeouts_total":
-                figures["replica wait timeouts"] = sample.value
-            elif name == "hita_cache_coherence_waits_total":
-                figures[f"durable waits {labels['outcome']}"] = sample.value
-            elif name == "hita_cache_coherence_wait_seconds_total":
-                figures["durable wait s"] = sample.value
-            elif name in USER_DETAILS_READS and labels.get("type") == "user_details":
-                figures[f"user_details {USER_DETAILS_READS[name]}"] = sample.value
+    for sample in samples:
+        name, labels = sample.name, sample.labels
+        if name == "hita_cache_replica_wait_timeouts_total":
+            figures["replica wait timeouts"] = sample.value
+        elif name == "hita_cache_coherence_waits_total":
+            figures[f"durable waits {labels['outcome']}"] = sample.value
+        elif name == "hita_cache_coherence_wait_seconds_total":
+            figures["durable wait s"] = sample.value
+        elif name in USER_DETAILS_READS and labels.get("type") == "user_details":
+            figures[f"user_details {USER_DETAILS_READS[name]}"] = sample.value
     return ", ".join(f"{name} {value:g}" for name, value in figures.items() if value)
 
 
@@ -268,7 +277,7 @@ class DatabaseFaults:
             self.note(
                 f"instance {victim.index}: burst took {took_s:.2f} s (this script's CPU"
                 f" {driver_s:.2f} s, load {os.getloadavg()[0]:.1f});"
-                f" {await self._refusals(victim)}"
+                f" {await self._queue(victim)}"
             )
             await asyncio.to_thread(victim.stop)
             victim.start()
@@ -289,7 +298,7 @@ class DatabaseFaults:
             return f"unknown ({exc!r})"
         return ", ".join(f"{table} {n:,}" for table, n in zip(GROWING_TABLES, counts, strict=True))
 
-    async def _refusals(self, instance: Instance) -> str:
+    async def _queue(self, instance: Instance) -> str:
         """The instance's PostgreSQL queue since it started (``queue_note``):
         how long requests waited, and which queue refused, if any."""
         try:
