@@ -128,6 +128,7 @@ class Chaos:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.args.clients)
         async with aiohttp.ClientSession(connector=connector) as session:
             faults = Faults(self.world, workload, self.history, session)
+            faults.lag.start()
             t0 = faults.t0 = self.t0 = time.monotonic()
             stop_at = t0 + self.args.minutes * 60
             faults_done = asyncio.Event()
@@ -145,6 +146,7 @@ class Chaos:
             finally:
                 faults_done.set()
                 await asyncio.gather(*clients)
+                await faults.lag.close()
             elapsed = time.monotonic() - t0
         await self.audit()
         sweep = self.args.sweep_ms

@@ -28,6 +28,7 @@ from chaos_history import History
 from chaos_workload import Workload
 from chaos_world import Instance, World
 from chaos_writes import Plan
+from harness.lag import LoopLag
 
 PG_GRACE_S: Final = 3.0  # after PostgreSQL is back (or reachable again), its pools reconnect
 BULK_USERS: Final = 150  # a plain SQL statement over more than 100 users
@@ -126,6 +127,9 @@ class DatabaseFaults:
         self.failed: Counter[str] = Counter()
         self.log: list[str] = []
         self.t0 = time.monotonic()
+        # This script's loop relays every instance's PostgreSQL path (its proxies):
+        # how late it ran tells a slow path of ours from a slow service.
+        self.lag = LoopLag()
 
     def note(self, text: str) -> None:
         self.log.append(f"{time.monotonic() - self.t0:7.1f} s  {text}")
@@ -263,7 +267,7 @@ class DatabaseFaults:
         self.note(f"tables before the burst: {await self._table_rows()}")
         if cut is not None:
             cut.set_mode("blackhole")
-        began, began_cpu = time.monotonic(), time.process_time()
+        began, began_cpu, lag = time.monotonic(), time.process_time(), self.lag.mark()
         try:
             users = self.rng.sample(self.workload.users, BURST_ADDS)
             burst = [self._locked_add(user, victim) for user in users]
@@ -276,7 +280,8 @@ class DatabaseFaults:
                 cut.set_mode("pass")
             self.note(
                 f"instance {victim.index}: burst took {took_s:.2f} s (this script's CPU"
-                f" {driver_s:.2f} s, load {os.getloadavg()[0]:.1f});"
+                f" {driver_s:.2f} s, load {os.getloadavg()[0]:.1f};"
+                f" {self.lag.since(lag).text()});"
                 f" {await self._queue(victim)}"
             )
             await asyncio.to_thread(victim.stop)
