@@ -196,11 +196,11 @@ class Faults(DatabaseFaults):
         assert victim.redis_proxy is not None
         seconds = self.rng.uniform(4, 6)
         self.note(f"instance {victim.index}: its Redis path blackholed for {seconds:.1f} s")
-        victim.redis_proxy.set_mode("blackhole")
+        await victim.redis_proxy.set_mode("blackhole")
         try:
             await asyncio.sleep(seconds)
         finally:
-            victim.redis_proxy.set_mode("pass")
+            await victim.redis_proxy.set_mode("pass")
 
     async def path_delay(self) -> None:
         victim = self.victim()
@@ -214,11 +214,11 @@ class Faults(DatabaseFaults):
             proxies.append((victim.redis_proxy, redis_s))
         try:
             for proxy, delay in proxies:
-                proxy.set_mode("delay", delay)
+                await proxy.set_mode("delay", delay)
             await asyncio.sleep(6)
         finally:
             for proxy, _ in proxies:
-                proxy.set_mode("pass")
+                await proxy.set_mode("pass")
 
     # -- PostgreSQL ----------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from chaos_workload import Workload
 from chaos_world import Instance, World
 from chaos_writes import Plan
 from harness.lag import LoopLag
+from harness.proxy_host import ProxyHostError
 
 PG_GRACE_S: Final = 3.0  # after PostgreSQL is back (or reachable again), its pools reconnect
 BULK_USERS: Final = 150  # a plain SQL statement over more than 100 users
@@ -127,8 +128,7 @@ class DatabaseFaults:
         self.failed: Counter[str] = Counter()
         self.log: list[str] = []
         self.t0 = time.monotonic()
-        # This script's loop relays every instance's PostgreSQL path (its proxies):
-        # how late it ran tells a slow path of ours from a slow service.
+        # How late this script's loop ran: its clients' answers wait behind it.
         self.lag = LoopLag()
 
     def note(self, text: str) -> None:
@@ -162,13 +162,13 @@ class DatabaseFaults:
         seconds = self.rng.uniform(3, 5)
         self.note(f"instance {victim.index}: its PostgreSQL path blackholed {seconds:.1f} s, reset")
         started = time.monotonic()
-        victim.pg_proxy.set_mode("blackhole")
+        await victim.pg_proxy.set_mode("blackhole")
         try:
             await asyncio.sleep(seconds)
-            victim.pg_proxy.set_mode("reset")
+            await victim.pg_proxy.set_mode("reset")
             await asyncio.sleep(0.2)
         finally:
-            victim.pg_proxy.set_mode("pass")
+            await victim.pg_proxy.set_mode("pass")
             self.history.outages.add(started, time.monotonic() + PG_GRACE_S, victim.index)
 
     async def _listen_pid(self, victim: Instance) -> int:
@@ -213,7 +213,7 @@ class DatabaseFaults:
             + (f"; instance {victim.index}'s Redis path blackholed for 3 s" if cut else "")
         )
         if cut is not None:
-            cut.set_mode("blackhole")
+            await cut.set_mode("blackhole")
         try:
             async with contextlib.AsyncExitStack() as locks:
                 for user in users:
@@ -224,7 +224,7 @@ class DatabaseFaults:
             await asyncio.sleep(3 - OUTSIDE_CHANGE_SEEN_WITHIN_S)
         finally:
             if cut is not None:
-                cut.set_mode("pass")
+                await cut.set_mode("pass")
 
     async def _rename_all(self, users: list[User]) -> None:
         names = [user.next_name() for user in users]
@@ -266,7 +266,8 @@ class DatabaseFaults:
         await victim.wait()
         self.note(f"tables before the burst: {await self._table_rows()}")
         if cut is not None:
-            cut.set_mode("blackhole")
+            await cut.set_mode("blackhole")
+        await self._proxies_lag()  # the proxies' figures start again here
         began, began_cpu, lag = time.monotonic(), time.process_time(), self.lag.mark()
         try:
             users = self.rng.sample(self.workload.users, BURST_ADDS)
@@ -277,16 +278,23 @@ class DatabaseFaults:
             took_s = time.monotonic() - began
             driver_s = time.process_time() - began_cpu
             if cut is not None:
-                cut.set_mode("pass")
+                await cut.set_mode("pass")
             self.note(
                 f"instance {victim.index}: burst took {took_s:.2f} s (this script's CPU"
                 f" {driver_s:.2f} s, load {os.getloadavg()[0]:.1f};"
-                f" {self.lag.since(lag).text()});"
+                f" {self.lag.since(lag).text()}; its proxies: {await self._proxies_lag()});"
                 f" {await self._queue(victim)}"
             )
             await asyncio.to_thread(victim.stop)
             victim.start()
             await victim.wait()
+
+    async def _proxies_lag(self) -> str:
+        """How late the proxies' own loop ran since the last ask."""
+        try:
+            return await self.world.proxies.lag()
+        except ProxyHostError as exc:
+            return f"unknown ({exc})"
 
     async def _table_rows(self) -> str:
         """The rows of the tables that grow all run long: whether a late burst

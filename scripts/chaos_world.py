@@ -25,7 +25,7 @@ from tests.topologies import MASTER_NAME, Node, RedisClusterServers, SentinelSer
 
 from harness import procs
 from harness.ports import free_port
-from harness.proxy import FaultProxy
+from harness.proxy_host import ProxyHost, RemoteProxy
 from harness.service import SERVE, service_env
 from harness.waits import until_up
 
@@ -179,8 +179,8 @@ class Instance:
         self.base = f"http://{HOST}:{self.port}"
         self.root = root
         self.env = {**env, "PORT": str(self.port)}
-        self.pg_proxy: FaultProxy
-        self.redis_proxy: FaultProxy | None = None
+        self.pg_proxy: RemoteProxy
+        self.redis_proxy: RemoteProxy | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.up = False
 
@@ -211,6 +211,7 @@ class World:
         self.postgres = TcpPostgres(root / "pg", DATABASE, free_port())
         self.redises = Redises(topology, root)
         self.instances: list[Instance] = []
+        self.proxies = ProxyHost()  # every instance's paths, relayed in a process of their own
 
     @property
     def database_url(self) -> str:
@@ -219,17 +220,17 @@ class World:
     async def start_servers(self) -> None:
         await asyncio.to_thread(self.postgres.start)
         await asyncio.to_thread(self.redises.start)
+        await self.proxies.start()
 
     async def start_instances(self, count: int) -> None:
         for index in range(count):
-            pg_proxy = FaultProxy(self.postgres.port, sniff=b"LISTEN ")
-            await pg_proxy.start()
+            pg_proxy = await self.proxies.proxy(self.postgres.port, sniff=b"LISTEN ")
             redis_port = None
             redis_proxy = None
             if self.redises.standalone is not None:
                 assert self.redises.standalone.port is not None
-                redis_proxy = FaultProxy(self.redises.standalone.port)
-                redis_port = await redis_proxy.start()
+                redis_proxy = await self.proxies.proxy(self.redises.standalone.port)
+                redis_port = redis_proxy.port
             env = service_env(
                 database_url=f"postgresql://postgres@{HOST}:{pg_proxy.port}/{DATABASE}",
                 redis_url=None,
@@ -253,6 +254,7 @@ class World:
             await instance.pg_proxy.close()
             if instance.redis_proxy is not None:
                 await instance.redis_proxy.close()
+        await self.proxies.close()
         await asyncio.to_thread(self.redises.stop)
         await asyncio.to_thread(self.postgres.stop)
 
@@ -279,8 +281,8 @@ class World:
         """The PID of the session that LISTENs for ``instance``: by its
         application_name, or one whose last statement was a LISTEN, or one the
         proxy saw send a LISTEN; only among that instance's sessions."""
-        ports = instance.pg_proxy.upstream_ports()
-        sniffed = list(instance.pg_proxy.sniffed & ports)
+        ports = await instance.pg_proxy.upstream_ports()
+        sniffed = list(await instance.pg_proxy.sniffed() & ports)
         conn = await self.connect()
         try:
             pid: int | None = await conn.fetchval(
