@@ -9,43 +9,24 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.echo import echo_server, round_trip
+
 from harness.proxy import FaultProxy
 
 QUIET_S = 0.3  # "nothing arrives" is checked over this long
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
 @pytest.fixture
 async def proxy() -> AsyncIterator[FaultProxy]:
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
-    proxy = FaultProxy(server.sockets[0].getsockname()[1], sniff=b"LISTEN ")
-    await proxy.start()
-    yield proxy
-    await proxy.close()
-    server.close()
-    await server.wait_closed()
+    async with echo_server() as port:
+        proxy = FaultProxy(port, sniff=b"LISTEN ")
+        await proxy.start()
+        yield proxy
+        await proxy.close()
 
 
 async def connect(proxy: FaultProxy) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection("127.0.0.1", proxy.port)
-
-
-async def round_trip(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
-) -> bytes:
-    writer.write(data)
-    await writer.drain()
-    return await asyncio.wait_for(reader.readexactly(len(data)), 2)
 
 
 async def test_pass_carries_bytes_both_ways(proxy: FaultProxy) -> None:

@@ -10,28 +10,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.echo import echo_server, round_trip
+
 from harness.proxy_host import ProxyHost, ProxyHostError
 
 QUIET_S = 0.3  # "nothing arrives" is checked over this long
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
 @pytest.fixture
 async def echo_port() -> AsyncIterator[int]:
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
+    async with echo_server() as port:
+        yield port
 
 
 @pytest.fixture
@@ -40,14 +29,6 @@ async def host() -> AsyncIterator[ProxyHost]:
     await host.start()
     yield host
     await host.close()
-
-
-async def round_trip(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
-) -> bytes:
-    writer.write(data)
-    await writer.drain()
-    return await asyncio.wait_for(reader.readexactly(len(data)), 5)
 
 
 async def test_a_remote_proxy_passes_holds_and_gives_back(host: ProxyHost, echo_port: int) -> None:
