@@ -53,7 +53,7 @@ PARTS: Final = (
     ("the front, each route's handler (everything of ours)", "api/front.py", "serve"),
     ("  request id (RequestIds.of)", "api/front.py", "of"),
     ("  admission (Admission.admit)", "api/admission.py", "admit"),
-    ("  access line, recorded (AccessLog.line)", "api/access_log.py", "line"),
+    ("  access line, formatted (AccessLog.line)", "api/access_log.py", "line"),
     ("  Prometheus (Metrics.observe_request)", "metrics.py", "observe_request"),
     ("  the fast lane, whole (_RouteFront.held_answer)", "api/front.py", "held_answer"),
     (
@@ -86,7 +86,7 @@ PARTS: Final = (
     ("  cache keys (KeyBuilder.key)", "cache/keys.py", "key"),
     ("reads through the cache (get_or_load: L1 miss)", "cache/readthrough.py", "get_or_load"),
     ("  decode the stored JSON (Entry.value)", "cache/codec.py", "value"),
-    ("access lines formatted and written (AccessLog.flush)", "api/access_log.py", "flush"),
+    ("access lines written (AccessLog.flush)", "api/access_log.py", "flush"),
     ("the kept answer's one write (StoredResponse.prepare)", "api/wire.py", "prepare"),
     ("aiohttp: write any other response (StreamResponse.prepare)", "web_response.py", "prepare"),
 )

@@ -1,4 +1,5 @@
-"""Benchmark the small parts of a request that issue 10 (item 5) changed, in one process.
+"""Benchmark the small parts of a request that issue 10 (item 5) changed, in one process
+(and since, the access line's write: issue 19).
 
 Each row times the part as it was before the change (kept here, verbatim, as
 the reference) and as it is now, with ``timeit``: medians of 9 repeats of
@@ -25,8 +26,9 @@ from typing import Any, Final, TextIO
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from yarl import URL
 
-from hita.api.access_log import AccessLog
+from hita.api.access_log import BUFFER_LINES, AccessLog
 from hita.api.etag import etag_of
 from hita.api.responses import json_ok
 from hita.cache.client import RedisCache
@@ -155,6 +157,62 @@ async def access_lines(sink: TextIO, through_logging: Callable[[], None]) -> lis
             f"| access line, {fmt}: `logging` -> `AccessLog` (formatted here, one write"
             f" a loop turn) | {before:.2f} | {after:.2f} | {after / before:.2f}x |"
         )
+    rows += access_flush(sink)
+    return rows
+
+
+class AccessLogBefore(AccessLog):
+    """``AccessLog`` as it was before 2026-12-06, kept as the reference: a
+    request kept its fields (its URL too), all formatted at the write."""
+
+    _kept: list[tuple[float, str, str | URL, int, float, str]]
+
+    def line(self, method: str, path: str | URL, status: int, seconds: float, rid: str) -> None:
+        self._kept.append((time.time(), method, path, status, seconds, rid))
+
+    def flush(self) -> None:
+        kept, self._kept = self._kept, []
+        self._stream.write("\n".join([self._text(fields) for fields in kept]) + "\n")
+        self._stream.flush()
+
+
+FLUSH_LINES: Final = BUFFER_LINES  # a full buffer: what 1,024 requests leave to the write
+
+
+def access_flush(sink: TextIO) -> list[str]:
+    """The write of a full buffer (``BUFFER_LINES`` lines), which the event
+    loop waits out: every request in flight waits with it. The requests'
+    URLs are new objects, as aiohttp makes them (nothing decoded yet)."""
+    paths = [f"/v1.0/user/{uuid.uuid4()}" for _ in range(FLUSH_LINES)]
+    rows = []
+    for fmt in ("json", "text"):
+        before = AccessLogBefore(sink, fmt)
+        after = AccessLog(sink, fmt, buffer_lines=FLUSH_LINES + 1)  # written below, not by line()
+        before._kept = []
+        stalls: dict[str, list[float]] = {"before": [], "after": []}
+        totals: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(15):
+            for name, access in (("before", before), ("after", after)):
+                urls = [URL.build(path=path, encoded=True) for path in paths]
+                started = time.perf_counter()
+                for url in urls:
+                    access.line("GET", url, 200, 0.001234, "0" * 32)
+                flushed = time.perf_counter()
+                access.flush()
+                done = time.perf_counter()
+                stalls[name].append((done - flushed) * 1e3)
+                totals[name].append((done - started) / FLUSH_LINES * 1e6)
+        b, a = statistics.median(stalls["before"]), statistics.median(stalls["after"])
+        rows.append(
+            f"| access lines, {fmt}: the write of {FLUSH_LINES:,} (a full buffer), the loop"
+            f" waiting, **ms**: formatted at the write -> as each request ends"
+            f" | {b:.2f} | {a:.2f} | {a / b:.2f}x |"
+        )
+        b, a = statistics.median(totals["before"]), statistics.median(totals["after"])
+        rows.append(
+            f"| access line, {fmt}: line and write together, per line: formatted at the"
+            f" write -> as each request ends | {b:.2f} | {a:.2f} | {a / b:.2f}x |"
+        )
     return rows
 
 
@@ -225,6 +283,8 @@ def main() -> int:
             "Medians of 9 repeats of 5,000 calls each, before and after in one process. The",
             "machine is shared: the µs are inflated by other work, the ratios hold. The GET",
             "row: medians of 9 repeats of 2,000 sequential GETs to a private Redis each way.",
+            f"The rows of the write of {FLUSH_LINES:,} access lines: medians of 15 writes each",
+            "way, alternating, of lines whose requests' URLs are new objects.",
         ]
     )
     print(body)

@@ -7,15 +7,19 @@ line: docs/benchmarks.md). ``AccessLog`` formats it itself, with the same
 fields as a ``logging`` line of the ``hita.access`` logger in the same format
 (``hita.logs``: text or JSON, the time, level, logger, request id and worker),
 and keeps it in a buffer, as nginx's ``access_log ... buffer= flush=`` does:
-a request only records its fields (``line``: a tuple appended to a list), and
-the lines are formatted and written together once ``ACCESS_LOG_FLUSH_MS``
-have passed since the first of them, or sooner when ``BUFFER_LINES`` wait,
-and at shutdown: with the one-header ``Content-Type``, it took the
-``(floor)`` row of ``make bench-http`` from 133 to 98 µs per request
-(docs/benchmarks.md). An access line may so follow a
-line that ``logging`` wrote after it, by up to the flush interval, and a
-process killed with SIGKILL loses that much; ``ACCESS_LOG_FLUSH_MS=0``
-writes at the end of each loop turn instead.
+a request formats its line as it ends (``line``: one string appended to a
+list), and the lines are written together once ``ACCESS_LOG_FLUSH_MS`` have
+passed since the first of them, or sooner when ``BUFFER_LINES`` wait, and at
+shutdown: with the one-header ``Content-Type``, it took the ``(floor)`` row
+of ``make bench-http`` from 133 to 98 µs per request (docs/benchmarks.md).
+The line is formatted as its request ends, not with the others at the write:
+formatting a full buffer at once held the event loop, and every request in
+flight with it, for about 1.5 ms (1,024 lines; 0.04 ms to write them
+formatted, at the same CPU a line: scripts/bench_parts.py), and kept every
+request's URL alive until then. An access line may so follow a line
+that ``logging`` wrote after it, by up to the flush interval, and a process
+killed with SIGKILL loses that much; ``ACCESS_LOG_FLUSH_MS=0`` writes at the
+end of each loop turn instead.
 
 It follows the ``hita.access`` logger's level, as a ``logging`` line would:
 ``LOG_LEVEL=WARNING`` (or ``ACCESS_LOG=false``) writes none.
@@ -39,7 +43,7 @@ _LEVEL: Final = "INFO"
 BUFFER_LINES: Final = 1024  # written at once when this many wait, whatever the interval
 
 
-# What a request records: when, method, path, status, seconds, request id.
+# A request's line: when, method, path, status, seconds, request id.
 _Fields = tuple[float, str, "str | URL", int, float, str]
 
 
@@ -72,7 +76,7 @@ class AccessLog:
         self._json = JsonFormatter() if fmt == "json" else None
         self._worker = worker
         self._logger = logging.getLogger(LOGGER)
-        self._pending: list[_Fields] = []
+        self._pending: list[str] = []  # lines formatted, not yet written
         self._second = -1
         self._asctime = ""  # the text format's time, up to the second
         self._milli = -1
@@ -88,8 +92,8 @@ class AccessLog:
     def line(
         self, method: str, path: str | URL, status: int, seconds: float, request_id: str
     ) -> None:
-        """Record one request's line, to be formatted and written with the
-        others (``flush``). ``path``: a request's ``rel_url`` is decoded then."""
+        """Format one request's line, to be written with the others
+        (``flush``). ``path``: a request's ``rel_url``, decoded here."""
         pending = self._pending
         if not pending:
             loop = asyncio.get_running_loop()
@@ -97,7 +101,7 @@ class AccessLog:
                 self._timer = loop.call_later(self._flush_after_s, self.flush)
             else:
                 loop.call_soon(self.flush)
-        pending.append((time.time(), method, path, status, seconds, request_id))
+        pending.append(self._text((time.time(), method, path, status, seconds, request_id)))
         if len(pending) >= self._buffer_lines:
             self.flush()
 
@@ -138,7 +142,7 @@ class AccessLog:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        lines = "\n".join([self._text(fields) for fields in pending]) + "\n"
+        lines = "\n".join(pending) + "\n"
         try:
             self._stream.write(lines)
             self._stream.flush()

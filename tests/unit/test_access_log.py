@@ -4,11 +4,15 @@ field for field, in both formats, with and without a worker."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 import time
+import weakref
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from hita.api.access_log import LOGGER, AccessLog
@@ -42,6 +46,48 @@ async def test_a_line_is_what_logging_would_write(
     access.flush()
     message = 'GET /v1.0/user/"odd"\\path 200 1.2ms'
     assert sink.getvalue() == logging_line(fmt, message, worker) + "\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.text(max_size=40),
+    status=st.integers(100, 599),
+    seconds=st.floats(0, 100, allow_nan=False),
+    fmt=st.sampled_from(["text", "json"]),
+    worker=st.sampled_from([None, 1]),
+)
+def test_any_line_is_what_logging_would_write(
+    path: str, status: int, seconds: float, fmt: str, worker: int | None
+) -> None:
+    """Whatever the path holds (quotes, backslashes, control characters, any
+    script): the same line as ``logging``'s, escaped as its JSON formatter does."""
+    access = AccessLog(io.StringIO(), fmt, worker)
+    line = access._text((CREATED, "GET", path, status, seconds, REQUEST_ID))
+    message = f"GET {path} {status} {seconds * 1000:.1f}ms"
+    assert line == logging_line(fmt, message, worker)
+
+
+class _Path:
+    """A request's URL as ``AccessLog`` reads it (its decoded ``path``), which
+    can be watched for being freed (yarl's ``URL`` takes no weak reference)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+async def test_a_recorded_line_keeps_nothing_of_its_request() -> None:
+    """The line is formatted as its request ends: until the write, the buffer
+    holds text, not the request's URL (nor the fields to format later)."""
+    sink = Writes()
+    access = AccessLog(sink, "json", flush_after_s=60.0)
+    url = _Path("/v1.0/user/7")
+    freed = weakref.ref(url)
+    access.line("GET", url, 200, 0.001, REQUEST_ID)  # type: ignore[arg-type]
+    del url
+    gc.collect()
+    assert freed() is None
+    access.flush()
+    assert '"message":"GET /v1.0/user/7 200 1.0ms"' in sink.writes[0]
 
 
 async def test_the_lines_of_one_loop_turn_go_out_in_one_write() -> None:
