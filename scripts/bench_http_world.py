@@ -232,6 +232,9 @@ def hita_server(
 ) -> Iterator[subprocess.Popen[bytes]]:
     port = free_port()
     log_path = w.root / f"hita{re.sub(r'[^A-Za-z0-9]+', '-', variant.label)}.log"
+    # This run's log alone: with the access line on (the default measured), a
+    # run writes hundreds of MB, which appended across runs filled the disk.
+    log_path.unlink(missing_ok=True)
     argv = list(SERVE)
     if variant.workers > 1:
         argv += ["--workers", str(variant.workers)]  # every CPU: not pinned
