@@ -165,7 +165,9 @@ class AccessLogBefore(AccessLog):
     """``AccessLog`` as it was before 2026-12-06, kept as the reference: a
     request kept its fields (its URL too), all formatted at the write."""
 
-    _kept: list[tuple[float, str, str | URL, int, float, str]]
+    def __init__(self, stream: TextIO, fmt: str) -> None:
+        super().__init__(stream, fmt)
+        self._kept: list[tuple[float, str, str | URL, int, float, str]] = []
 
     def line(self, method: str, path: str | URL, status: int, seconds: float, rid: str) -> None:
         self._kept.append((time.time(), method, path, status, seconds, rid))
@@ -176,19 +178,15 @@ class AccessLogBefore(AccessLog):
         self._stream.flush()
 
 
-FLUSH_LINES: Final = BUFFER_LINES  # a full buffer: what 1,024 requests leave to the write
-
-
 def access_flush(sink: TextIO) -> list[str]:
     """The write of a full buffer (``BUFFER_LINES`` lines), which the event
     loop waits out: every request in flight waits with it. The requests'
     URLs are new objects, as aiohttp makes them (nothing decoded yet)."""
-    paths = [f"/v1.0/user/{uuid.uuid4()}" for _ in range(FLUSH_LINES)]
+    paths = [f"/v1.0/user/{uuid.uuid4()}" for _ in range(BUFFER_LINES)]
     rows = []
     for fmt in ("json", "text"):
         before = AccessLogBefore(sink, fmt)
-        after = AccessLog(sink, fmt, buffer_lines=FLUSH_LINES + 1)  # written below, not by line()
-        before._kept = []
+        after = AccessLog(sink, fmt, buffer_lines=BUFFER_LINES + 1)  # written below, not by line()
         stalls: dict[str, list[float]] = {"before": [], "after": []}
         totals: dict[str, list[float]] = {"before": [], "after": []}
         for _ in range(15):
@@ -201,10 +199,10 @@ def access_flush(sink: TextIO) -> list[str]:
                 access.flush()
                 done = time.perf_counter()
                 stalls[name].append((done - flushed) * 1e3)
-                totals[name].append((done - started) / FLUSH_LINES * 1e6)
+                totals[name].append((done - started) / BUFFER_LINES * 1e6)
         b, a = statistics.median(stalls["before"]), statistics.median(stalls["after"])
         rows.append(
-            f"| access lines, {fmt}: the write of {FLUSH_LINES:,} (a full buffer), the loop"
+            f"| access lines, {fmt}: the write of {BUFFER_LINES:,} (a full buffer), the loop"
             f" waiting, **ms**: formatted at the write -> as each request ends"
             f" | {b:.2f} | {a:.2f} | {a / b:.2f}x |"
         )
@@ -283,7 +281,7 @@ def main() -> int:
             "Medians of 9 repeats of 5,000 calls each, before and after in one process. The",
             "machine is shared: the µs are inflated by other work, the ratios hold. The GET",
             "row: medians of 9 repeats of 2,000 sequential GETs to a private Redis each way.",
-            f"The rows of the write of {FLUSH_LINES:,} access lines: medians of 15 writes each",
+            f"The rows of the write of {BUFFER_LINES:,} access lines: medians of 15 writes each",
             "way, alternating, of lines whose requests' URLs are new objects.",
         ]
     )

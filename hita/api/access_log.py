@@ -12,11 +12,10 @@ list), and the lines are written together once ``ACCESS_LOG_FLUSH_MS`` have
 passed since the first of them, or sooner when ``BUFFER_LINES`` wait, and at
 shutdown: with the one-header ``Content-Type``, it took the ``(floor)`` row
 of ``make bench-http`` from 133 to 98 µs per request (docs/benchmarks.md).
-The line is formatted as its request ends, not with the others at the write:
-formatting a full buffer at once held the event loop, and every request in
-flight with it, for about 1.5 ms (1,024 lines; 0.04 ms to write them
-formatted, at the same CPU a line: scripts/bench_parts.py), and kept every
-request's URL alive until then. An access line may so follow a line
+Formatting a full buffer at the write instead held the event loop, and every
+request in flight with it, for about 1.5 ms (1,024 lines; 0.04 ms to write
+them formatted, at the same CPU a line: scripts/bench_parts.py), and kept
+every request's URL alive until then. An access line may so follow a line
 that ``logging`` wrote after it, by up to the flush interval, and a process
 killed with SIGKILL loses that much; ``ACCESS_LOG_FLUSH_MS=0`` writes at the
 end of each loop turn instead.
