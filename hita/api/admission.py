@@ -31,6 +31,13 @@ are always served, so an overloaded instance can still be seen. A target of
 0 turns admission off. The queue in front of the PostgreSQL pool has its own
 bound and budget (``hita.db.gate``).
 
+An instance with nothing to admit has no queue to measure: once
+``IDLE_PROBES`` probes in a row ran on time with no request in flight, the
+probe rests (no timer, no wake-up of the loop) until the next request
+arrives. That request wakes it, and the probe is due ``PROBE_S`` after it, so
+a flood that arrives at a resting probe is measured from its first request,
+as any other. An idle instance so costs the loop nothing.
+
 A client that ignores ``Retry-After`` and sends its next request on the same
 connection at once would keep the instance busy answering 503s, and the
 requests it did admit would wait behind them. So once a 503 "overloaded"
@@ -57,6 +64,9 @@ INTERVAL_S: Final = 0.1  # the standing delay is the least lag over 100 ms (CoDe
 # starting on a shared machine, a GC pause). Its lateness alone refuses nothing;
 # a delay that stands (the least lag over an interval) still does.
 FLOOD_IN_FLIGHT: Final = 32
+# Probes in a row that ran on time (within ``PROBE_S`` of due) with no request
+# in flight before the probe rests: one interval's worth.
+IDLE_PROBES: Final = round(INTERVAL_S / PROBE_S)
 
 
 @dataclass(slots=True)
@@ -76,9 +86,12 @@ class Admission:
     _due: float = float("inf")  # when the probe is next due to run
     _window_start: float = 0.0
     _window_min: float = float("inf")
+    _resting: asyncio.Event | None = None  # the probe rests until it is set
 
     def admit(self) -> bool:
         """Whether to serve a new request; if so, it is in flight until ``done``."""
+        if self._resting is not None:
+            self._wake()
         delay = self.delay_s
         if self.in_flight >= FLOOD_IN_FLIGHT:  # a flood being worked through
             delay = max(delay, self.clock() - self._due)
@@ -101,19 +114,50 @@ class Admission:
             self.delay_s = self._window_min
             self._window_start, self._window_min = now, float("inf")
 
+    @property
+    def resting(self) -> bool:
+        """Whether the probe rests (nothing in flight for a while)."""
+        return self._resting is not None
+
+    def _wake(self) -> None:
+        """A request arrived at a resting probe: it is due ``PROBE_S`` from now,
+        in a new interval."""
+        resting, self._resting = self._resting, None
+        now = self.clock()
+        self._due = now + PROBE_S
+        self._window_start, self._window_min = now, float("inf")
+        if resting is not None:
+            resting.set()
+
     async def watch(self) -> None:
         """The probe, for as long as the app runs (an owned background task)."""
         loop = asyncio.get_running_loop()
         self.clock = loop.time
         self._window_start = loop.time()
+        self._due = loop.time() + PROBE_S
+        idle = 0  # probes in a row on time with nothing in flight
+        quiet = float("inf")  # the least lag they saw
         try:
             while True:
-                self._due = loop.time() + PROBE_S
-                await asyncio.sleep(PROBE_S)
+                await asyncio.sleep(max(self._due - loop.time(), 0.0))
                 now = loop.time()
-                self.observe(max(now - self._due, 0.0), now)
+                lag = max(now - self._due, 0.0)
+                self.observe(lag, now)
+                if self.in_flight or lag > PROBE_S:
+                    idle, quiet = 0, float("inf")
+                else:
+                    idle, quiet = idle + 1, min(quiet, lag)
+                if idle < IDLE_PROBES:
+                    self._due = now + PROBE_S
+                    continue
+                self.delay_s = quiet  # no queue stands: what those probes saw
+                idle, quiet = 0, float("inf")
+                self._due = float("inf")  # a request does not count a rest as lateness
+                resting = self._resting = asyncio.Event()
+                await resting.wait()  # ``_wake`` set the next due time
         finally:
             self._due = float("inf")
+            self._resting = None
 
 
 def to_pace(response: web.StreamResponse, pace_s: float) -> bool:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
-from hita.api.admission import FLOOD_IN_FLIGHT, INTERVAL_S, PROBE_S, Admission
+from hita.api.admission import FLOOD_IN_FLIGHT, IDLE_PROBES, INTERVAL_S, PROBE_S, Admission
 
 TARGET_S = 0.1
 
@@ -115,3 +118,107 @@ async def test_the_probe_measures_the_loop_s_lag() -> None:
         with pytest.raises(asyncio.CancelledError):
             await probe
     assert gate.admit()  # no probe: no lateness
+
+
+# -- the probe rests while nothing is in flight -----------------------------------
+
+
+class Counted(Admission):
+    """An ``Admission`` that keeps the times its probe observed the loop."""
+
+    def __init__(self) -> None:
+        super().__init__(TARGET_S)
+        self.seen: list[float] = []
+
+    def observe(self, lag_s: float, now: float) -> None:
+        self.seen.append(now)
+        super().observe(lag_s, now)
+
+
+@asynccontextmanager
+async def probing(gate: Admission) -> AsyncIterator[None]:
+    """``gate``'s probe running on this loop."""
+    probe = asyncio.create_task(gate.watch())
+    try:
+        yield
+    finally:
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+
+
+async def until_resting(gate: Admission, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not gate.resting:
+        assert time.monotonic() < deadline, "the probe never rested"
+        await asyncio.sleep(PROBE_S)
+
+
+async def test_with_nothing_in_flight_the_probe_rests_until_a_request_wakes_it() -> None:
+    """An idle instance wakes its loop for nothing: after an interval of probes
+    with no request in flight the probe stops asking to be woken; the next
+    request starts it again."""
+    gate = Counted()
+    seen = gate.seen
+    async with probing(gate):
+        await until_resting(gate)
+        assert len(seen) >= IDLE_PROBES
+        assert gate.delay_s < PROBE_S  # what the quiet probes saw, not a stale delay
+        resting_since = len(seen)
+        await asyncio.sleep(INTERVAL_S * 2)
+        assert len(seen) == resting_since  # no probe ran while it rested
+        assert gate.admit()
+        assert not gate.resting
+        await asyncio.sleep(INTERVAL_S / 2)
+        assert len(seen) > resting_since  # probing again
+        gate.done()
+        await until_resting(gate)  # and resting again once nothing is in flight
+
+
+async def test_a_probe_with_a_request_in_flight_never_rests() -> None:
+    gate = Counted()
+    async with probing(gate):
+        assert gate.admit()  # a long request: in flight throughout
+        await asyncio.sleep(INTERVAL_S * 3)
+        assert not gate.resting
+        assert len(gate.seen) >= IDLE_PROBES
+    gate.done()
+
+
+async def test_a_loop_kept_late_by_other_work_keeps_the_probe_running() -> None:
+    """Nothing in flight, but the loop runs late (a task of the service's own
+    holding it): the probe keeps measuring, so the first request after is
+    judged by the delay it would meet."""
+    gate = Admission(TARGET_S)
+    stop = asyncio.Event()
+
+    async def hog() -> None:
+        while not stop.is_set():
+            time.sleep(4 * PROBE_S)  # noqa: ASYNC251 - holding the loop is the point
+            await asyncio.sleep(0)
+
+    async with probing(gate):
+        hogging = asyncio.create_task(hog())
+        try:
+            await asyncio.sleep(INTERVAL_S * 4)
+            assert not gate.resting
+            assert gate.delay_s > PROBE_S
+        finally:
+            stop.set()
+            await hogging
+
+
+def test_a_flood_arriving_at_a_resting_probe_counts_from_its_first_request() -> None:
+    """The first request wakes the probe and makes it due ``PROBE_S`` later:
+    a turn of the loop that reads a flood at once is measured as for a probe
+    that never rested."""
+    gate, clock = admission(rng=0.99)
+    gate._resting = asyncio.Event()  # as ``watch`` leaves it
+    gate.delay_s = 0.0
+    clock.now = 10.0
+    assert gate.admit()  # the first of the flood wakes the probe
+    assert not gate.resting
+    gate.in_flight = FLOOD_IN_FLIGHT
+    assert gate.admit()  # the probe is not yet due
+    clock.now += PROBE_S + 2 * TARGET_S + 0.01  # the turn ran this long past it
+    assert not gate.admit()
