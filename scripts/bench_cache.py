@@ -50,7 +50,7 @@ from hita.constants import REDIS_MAX_CONNECTIONS as REDIS_POOL
 from hita.tasks import cancel_and_wait
 
 from harness.bench import DOCUMENT, L1_SETTING, l1_label, l1_variants, private_redis
-from harness.reports import command_line, machine_facts, write_section
+from harness.reports import command_line, machine_facts, publish
 
 HEADING: Final = "Cache hit in one process (scripts/bench_cache.py)"
 USER_ID: Final = str(DOCUMENT["id"])
@@ -321,9 +321,7 @@ def main() -> int:
     if os.environ.get("REDIS_URL"):
         command = "REDIS_URL=... " + command
     body = report(figures, args, command)
-    print(body)
-    if not args.no_write:
-        write_section(HEADING, body)
+    publish(HEADING, body, write=not args.no_write)
     return 0
 
 

@@ -69,7 +69,7 @@ from bench_http_world import (
 )
 from chaos_world import Redises
 from harness.bench import L1_SETTING, l1_variants
-from harness.reports import command_line, machine_facts, write_section
+from harness.reports import command_line, machine_facts, publish
 
 HEADING: Final = "HTTP reads under wrk (scripts/bench_http.py)"
 TREES_HEADING: Final = "HTTP reads: checkouts compared (scripts/bench_http.py --hita-tree)"
@@ -288,9 +288,7 @@ def main() -> int:
                 series, hellos = measure(w, args.seconds, args.reps, args.only)
             body = report(series, hellos, args, command)
             heading = TREES_HEADING if args.hita_tree else HEADING
-    print(body)
-    if not args.no_write:
-        write_section(heading, body)
+    publish(heading, body, write=not args.no_write)
     return 0
 
 

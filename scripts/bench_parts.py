@@ -39,7 +39,7 @@ from hita.logs import setup_logging, skip_unused_record_fields
 from hita.metrics import LATENCY_BUCKETS_S, Metrics
 
 from harness.bench import DOCUMENT, private_redis
-from harness.reports import machine_facts, write_section
+from harness.reports import machine_facts, publish
 
 HEADING: Final = "Parts of a request, before and after (scripts/bench_parts.py)"
 _DUMPS_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
@@ -285,9 +285,7 @@ def main() -> int:
             "way, alternating, of lines whose requests' URLs are new objects.",
         ]
     )
-    print(body)
-    if "--no-write" not in sys.argv:
-        write_section(HEADING, body)
+    publish(HEADING, body, write="--no-write" not in sys.argv)
     return 0
 
 

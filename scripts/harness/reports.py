@@ -52,6 +52,13 @@ def write_section(heading: str, body: str, path: Path = BENCHMARKS) -> None:
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
+def publish(heading: str, body: str, *, write: bool = True) -> None:
+    """Print a benchmark's section and, if ``write``, put it in benchmarks.md."""
+    print(body)
+    if write:
+        write_section(heading, body)
+
+
 def write_marked(text: str, begin: str, end: str, path: Path, title: str = "") -> None:
     """Replace what stands between the ``begin`` and ``end`` markers of ``path``
     (markers included: ``text`` carries them) or append ``text``; a missing
