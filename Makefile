@@ -16,7 +16,7 @@ CHAOS_MINUTES ?= 20
 SWEEP_MS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-workers bench-writes chaos chaos-sentinel chaos-cluster faults overload soak coverage clean
+.PHONY: help install run test lint fmt migrate seed bench bench-cache bench-http bench-serving bench-workers bench-writes chaos chaos-sentinel chaos-cluster faults overload soak coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -80,6 +80,10 @@ bench-cache: $(BENCH_STAMP) ## a cache hit in one process: HITA, raw GET, cashew
 bench-http: $(BENCH_STAMP) ## wrk against the aiohttp ceiling, peers and HITA's routes (needs wrk; TOPOLOGIES="sentinel cluster" adds L1 on those; TREES="label=dir ..." compares checkouts instead; ONLY=text keeps the rows that hold it)
 	@command -v wrk >/dev/null || { echo "bench-http needs wrk: apt-get install -y wrk"; exit 2; }
 	$(BIN)/python scripts/bench_http.py --seconds 5 --reps 3 --users 3000$(foreach t,$(TOPOLOGIES), --topology $(t))$(foreach t,$(TREES), --hita-tree $(t))$(if $(ONLY), --only '$(ONLY)')
+
+bench-serving: $(BENCH_STAMP) ## hello world on aiohttp's serving loop and on HITA's, with and without the malloc pin (needs wrk, ~2 min), into docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "bench-serving needs wrk: apt-get install -y wrk"; exit 2; }
+	$(BIN)/python scripts/bench_serving.py
 
 chaos: $(STAMP) ## two instances under partial Redis/PostgreSQL faults (CHAOS_MINUTES=20; TOPOLOGY=, SWEEP_MS=), every answer checked; into docs/chaos.md
 	$(BIN)/python scripts/chaos.py --topology $(TOPOLOGY) --minutes $(CHAOS_MINUTES) --faults-each 5 --clients 16 $(if $(SWEEP_MS),--sweep-ms $(SWEEP_MS) )--report docs/chaos.md

@@ -28,6 +28,11 @@ from hita.api.responses import JSON_UTF8
 from harness.bench import DOCUMENT
 
 
+async def hello(request: web.Request) -> web.Response:
+    """The ceiling: aiohttp's own JSON answer, nothing else."""
+    return web.json_response({"success": True, "message": "hello, world"})
+
+
 def kept_answers(ids: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
     """aiohttp alone: each user's answer (body, ``ETag``) made once and kept."""
     kept: dict[str, tuple[bytes, str]] = {}
@@ -77,9 +82,6 @@ def peers_app(redis_url: str, ids: list[str]) -> web.Application:
 
     def dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.json_response({"success": True, "message": "hello, world"})
 
     async def get(request: web.Request) -> web.Response:
         value = orjson.loads(await raw.get(f"peers:raw:{request.match_info['id']}") or b"null")
