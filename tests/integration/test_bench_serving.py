@@ -4,8 +4,8 @@ the bench_http ceiling does, and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
 import signal
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench_serving import WAYS, Figures, pair, record
+from harness import procs
 from harness.ports import free_port
 from harness.waits import wait_up
 
@@ -24,12 +25,8 @@ def test_each_way_serves_the_ceilings_hello_world_and_stops_on_sigterm(
     index: int, tmp_path: Path
 ) -> None:
     port = free_port()
-    with (tmp_path / "server.log").open("wb") as log:
-        child = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--serve", str(index), str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    argv = [sys.executable, str(SCRIPT), "--serve", str(index), str(port)]
+    child = procs.start(argv, os.environ, tmp_path / "server.log")
     try:
         url = f"http://127.0.0.1:{port}/hello"
         wait_up(url, child=child, timeout_s=20)
