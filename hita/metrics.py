@@ -122,6 +122,11 @@ class LoadCollector(Collector):
                 "Time spent waiting for a PostgreSQL connection",
                 value=gate.stats.wait_seconds,
             )
+            yield CounterMetricFamily(
+                "hita_db_shared_reads",
+                "Reads answered by one query with other reads that waited for a connection",
+                value=gate.stats.shared_reads,
+            )
             yield GaugeMetricFamily(
                 "hita_db_connection_hold_seconds",
                 "Running mean of how long a connection is held",

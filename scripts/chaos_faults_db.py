@@ -43,6 +43,7 @@ GATE_FIGURES: Final = frozenset(
         "hita_db_queue_waits_total",
         "hita_db_queue_wait_seconds_total",
         "hita_db_connection_hold_seconds",
+        "hita_db_shared_reads_total",
     }
 )
 USER_DETAILS_READS: Final = {
@@ -55,7 +56,8 @@ KILL_ROUNDS: Final = 3  # CLIENT KILL / pg_terminate_backend, repeated this ofte
 def queue_note(exposition: str) -> str:
     """What a burst did to an instance's PostgreSQL queue, from its Prometheus
     exposition: the requests that waited for a connection, their mean wait, the
-    running mean of how long one is held, ``hita_overload_refusals_total`` by
+    reads that shared a query instead, the running mean of how long a
+    connection is held, ``hita_overload_refusals_total`` by
     reason (``"database_wait_budget 3, queue_delay 7"``, or ``"none"``), then
     ``cache_figures``. The exposition is parsed once."""
     samples = _samples(exposition)
@@ -74,8 +76,10 @@ def queue_note(exposition: str) -> str:
     waits = gate.get("hita_db_queue_waits_total", 0.0)
     mean_ms = 1000 * gate.get("hita_db_queue_wait_seconds_total", 0.0) / waits if waits else 0.0
     hold_ms = 1000 * gate.get("hita_db_connection_hold_seconds", 0.0)
+    shared = gate.get("hita_db_shared_reads_total", 0.0)
     return (
         f"{waits:g} waited for a connection, {mean_ms:.0f} ms on average;"
+        f" {shared:g} reads shared a query;"
         f" a connection held {hold_ms:.1f} ms (running mean); {tail}"
     )
 

@@ -223,7 +223,7 @@ class Database:
 
         return await _run_again_if_undone(once)
 
-    async def _statement(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def statement(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """One statement on a pooled connection, run once more if the connection
         was lost under it (a statement that writes must tolerate that) or it was
         rolled back (a deadlock's victim)."""
@@ -235,18 +235,18 @@ class Database:
         return await _run_again_if_undone(once)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._statement(lambda conn: conn.fetch(sql, *args))
+        rows: list[asyncpg.Record] = await self.statement(lambda conn: conn.fetch(sql, *args))
         return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self._statement(lambda conn: conn.fetchrow(sql, *args))
+        row: asyncpg.Record | None = await self.statement(lambda conn: conn.fetchrow(sql, *args))
         return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._statement(lambda conn: conn.fetchval(sql, *args))
+        return await self.statement(lambda conn: conn.fetchval(sql, *args))
 
     async def execute(self, sql: str, *args: Any) -> str:
-        status: str = await self._statement(lambda conn: conn.execute(sql, *args))
+        status: str = await self.statement(lambda conn: conn.execute(sql, *args))
         return status
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:

@@ -43,6 +43,7 @@ class GateStats:
     waits: int = 0  # acquisitions that had to wait
     wait_seconds: float = 0.0  # their total waiting time
     refused: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "wait_budget": 0})
+    shared_reads: int = 0  # reads answered by one query with others that waited (``shared_reads``)
 
 
 class PoolGate:
@@ -103,7 +104,8 @@ class PoolGate:
         """A slot is free now and nobody waits: ``slot()`` would not wait."""
         return not self._semaphore.locked() and not self.waiting
 
-    def _refuse(self, reason: str) -> Overloaded:
+    def refuse(self, reason: str) -> Overloaded:
+        """Count a refusal for ``reason`` and the error to raise for it."""
         self.stats.refused[reason] += 1
         self._refused_at = self._clock()
         return Overloaded(reason=f"database_{reason}")
@@ -113,7 +115,7 @@ class PoolGate:
             await self._semaphore.acquire()  # a free slot: no wait
             return
         if self.waiting >= self.max_waiters:
-            raise self._refuse("queue_full")
+            raise self.refuse("queue_full")
         started = self._clock()
         if not self.waiting:
             self._emptied = started
@@ -122,13 +124,13 @@ class PoolGate:
         if budget is not None:
             wait_s = min(wait_s, budget.left_s)
             if wait_s <= 0:  # this request has waited its budget already
-                raise self._refuse("wait_budget")
+                raise self.refuse("wait_budget")
         self.waiting += 1
         try:
             async with asyncio.timeout(wait_s):
                 await self._semaphore.acquire()
         except TimeoutError:
-            raise self._refuse("wait_budget") from None
+            raise self.refuse("wait_budget") from None
         finally:
             self.waiting -= 1
             if not self.waiting:

@@ -18,6 +18,7 @@ from asyncpg import Connection
 
 from hita.cache.view import NOT_HELD, NotHeld, View
 from hita.db.database import Database
+from hita.db.shared_reads import SharedReads
 from hita.db.users import UserIdTaken, UsersRepository
 from hita.domain import rules
 from hita.domain.ids import new_user_id
@@ -44,13 +45,20 @@ class UserService:
     def __init__(self, database: Database, passwords: Passwords) -> None:
         self._db = database
         self._passwords = passwords
+        # Every request's token check reads its user: those waiting for a
+        # connection share one query (``hita.db.shared_reads``).
+        self._users: SharedReads[str, UserRecord] = SharedReads(
+            database,
+            fetch_one=lambda db: UsersRepository(db).get,
+            fetch_many=lambda db: UsersRepository(db).get_many,
+        )
 
     # -- reads: JSON-ready, cacheable ------------------------------------
 
     async def get_user(self, user_id: str) -> JsonDict | None:
         """The full user with its permissions, or None. Also the per-request
         check that a token's user still exists, is active and has its role."""
-        user = await UsersRepository(self._db).get(user_id)
+        user = await self._users.get(user_id)
         return None if user is None else user.to_json()
 
     async def get_caller(self, caller_id: str, *, then: str | None = None) -> JsonDict | None:

@@ -22,6 +22,7 @@ from hita.app import create_app
 from hita.appkeys import CACHE, CACHE_KEYS, COHERENCE, DATABASE
 from hita.constants import DB_QUEUE_TIMEOUT_MS, USER_DETAILS
 from hita.db.gate import STANDING_AFTER_S, PoolGate
+from hita.db.shared_reads import SharedReads
 from hita.domain.ids import is_user_id
 from hita.domain.roles import Role
 from hita.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -30,6 +31,7 @@ from hita.services.tokens import Tokens
 from tests.conftest import make_config
 from tests.integration.conftest import Account, World, open_account, until
 from tests.integration.test_coherence import cached_guest, two_worlds
+from tests.integration.test_overload import make_world
 
 pytestmark = pytest.mark.slow
 
@@ -259,21 +261,36 @@ async def test_control_taking_its_own_outage_for_everyones_serves_from_redis(
 BURST_ADDS = 20
 
 
+async def small_pool_world(
+    aiohttp_client: AiohttpClient,
+    database_url: str,
+    redis_server: EmbeddedRedis,
+    **settings: str,
+) -> World:
+    """A service whose pool holds two connections, on a Redis this test owns."""
+    return await make_world(
+        aiohttp_client,
+        database_url,
+        REDIS_URL=redis_server.url,
+        DB_POOL_MAX_SIZE="2",
+        DB_POOL_MIN_SIZE="1",
+        **settings,
+    )
+
+
 async def burst_of_adds_with_redis_paused(
     aiohttp_client: AiohttpClient, database_url: str, redis_server: EmbeddedRedis
 ) -> tuple[list[tuple[int, str]], int]:
     """A pool of two connections, Redis paused (each request first waits out a
     Redis timeout, as long as its whole queue budget by default), 20 adds for
     20 users at once: every answer's status and type, and the ledger rows."""
-    config = make_config(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_server.url,
-        DB_POOL_MAX_SIZE="2",
-        DB_POOL_MIN_SIZE="1",
+    world = await small_pool_world(
+        aiohttp_client,
+        database_url,
+        redis_server,
         DB_QUEUE_TIMEOUT_MS=str(DB_QUEUE_TIMEOUT_MS),  # the default, as long as a Redis timeout
     )
-    app = create_app(config)
-    world = World(await aiohttp_client(app), app, config, Tokens(config.auth))
+    app = world.app
     # One admin per add: each token check reads its own user's details, so
     # each request waits out its own Redis timeout before it needs the pool.
     admins = [await world.make_user(Role.ADMIN) for _ in range(BURST_ADDS)]
@@ -337,6 +354,71 @@ async def test_control_a_deadline_from_the_requests_start_refuses_the_burst(
     assert rows == sum(1 for status, _ in answers if status == 200)
 
 
+# -- Redis paused while a small pool takes a burst of reads ---------------------
+
+BURST_READERS = 20
+
+
+async def each_read_alone(self: SharedReads[str, Any], key: str) -> Any:
+    """``SharedReads.get`` without sharing: every read its own query."""
+    return await self._fetch_one(self._db)(key)
+
+
+async def burst_of_reads_with_redis_paused(
+    aiohttp_client: AiohttpClient, database_url: str, redis_server: EmbeddedRedis
+) -> tuple[list[bool], PoolGate]:
+    """A pool of two connections, Redis paused, and 40 reads at once (20 admins
+    each read a guest, 20 guests read themselves): two user reads from
+    PostgreSQL each, the token's and the answer's. Whether each answer was the
+    200 with the user asked for, and the pool's gate."""
+    world = await small_pool_world(aiohttp_client, database_url, redis_server)
+    admins = [await world.make_user(Role.ADMIN) for _ in range(BURST_READERS)]
+    guests = [await world.make_user() for _ in range(BURST_READERS)]
+
+    async def read(reader: Account, user: Account) -> bool:
+        response = await world.client.get(f"/v1.0/user/{user.id}", headers=reader.headers)
+        body = await response.json()
+        return response.status == 200 and body["user"]["id"] == user.id
+
+    gate = world.app[DATABASE].gate
+    assert gate is not None
+    redis_server.process.pause()
+    try:
+        answers = await asyncio.gather(*map(read, admins, guests), *map(read, guests, guests))
+    finally:
+        redis_server.process.resume()
+    return answers, gate
+
+
+async def test_reads_waiting_for_a_small_pool_share_their_queries(
+    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
+) -> None:
+    """80 user reads, each of which would wait for one of two connections,
+    go as a few queries (``hita.db.shared_reads``): fewer waits than requests."""
+    answers, gate = await burst_of_reads_with_redis_paused(
+        aiohttp_client, clean_database, own_redis
+    )
+    assert answers == [True] * 2 * BURST_READERS
+    assert gate.stats.shared_reads >= BURST_READERS
+    assert gate.stats.waits < BURST_READERS, gate.stats
+
+
+async def test_control_reads_each_their_own_query_wait_twice_a_request(
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_redis: EmbeddedRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The defect back: every read its own query, so nearly every one waits."""
+    monkeypatch.setattr(SharedReads, "get", each_read_alone)
+    answers, gate = await burst_of_reads_with_redis_paused(
+        aiohttp_client, clean_database, own_redis
+    )
+    assert answers == [True] * 2 * BURST_READERS
+    assert gate.stats.shared_reads == 0
+    assert gate.stats.waits >= 2 * BURST_READERS, gate.stats
+
+
 # -- a pool kept busy by steady clients takes a burst ----------------------------
 
 STEADY_CLIENTS = 16
@@ -350,21 +432,24 @@ OUT_OF_REACH_BUDGET_MS = 5_000
 
 
 async def steady_clients_and_a_burst(
-    aiohttp_client: AiohttpClient, database_url: str, redis_server: EmbeddedRedis
+    aiohttp_client: AiohttpClient,
+    database_url: str,
+    redis_server: EmbeddedRedis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Counter[int]:
     """Redis paused, so every request goes to a pool of two connections; 16
     clients read one request after another for 1.5 s, keeping the pool's queue
     occupied all along, and 20 adds arrive at once in the middle: every
-    answer's status."""
-    config = make_config(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_server.url,
-        DB_POOL_MAX_SIZE="2",
-        DB_POOL_MIN_SIZE="1",
+    answer's status. The reads do not share queries (``SharedReads``), which
+    would leave the queue nearly empty: these tests are about a queue that
+    stays occupied, as one of writes or of other reads does."""
+    monkeypatch.setattr(SharedReads, "get", each_read_alone)
+    world = await small_pool_world(
+        aiohttp_client,
+        database_url,
+        redis_server,
         DB_QUEUE_TIMEOUT_MS=str(OUT_OF_REACH_BUDGET_MS),
     )
-    app = create_app(config)
-    world = World(await aiohttp_client(app), app, config, Tokens(config.auth))
     admin = await world.make_user(Role.ADMIN)
     guests = [await world.make_user() for _ in range(BURST_ADDS)]
     statuses: Counter[int] = Counter()
@@ -394,11 +479,16 @@ async def steady_clients_and_a_burst(
 
 
 async def test_a_busy_pool_queue_serves_steady_clients_and_a_burst(
-    aiohttp_client: AiohttpClient, clean_database: str, own_redis: EmbeddedRedis
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    own_redis: EmbeddedRedis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The queue in front of the pool never empties for the whole run, but
     each wait is a few milliseconds: nothing is refused."""
-    statuses = await steady_clients_and_a_burst(aiohttp_client, clean_database, own_redis)
+    statuses = await steady_clients_and_a_burst(
+        aiohttp_client, clean_database, own_redis, monkeypatch
+    )
     assert set(statuses) == {200}, statuses
 
 
@@ -412,5 +502,7 @@ async def test_control_a_queue_that_has_not_emptied_counted_as_standing_refuses(
     25 ms), and the door refuses by how long it has not been empty."""
     monkeypatch.setattr(PoolGate, "stands", lambda self: self.standing_s() > STANDING_AFTER_S)
     monkeypatch.setattr(PoolGate, "refusing_s", PoolGate.standing_s)
-    statuses = await steady_clients_and_a_burst(aiohttp_client, clean_database, own_redis)
+    statuses = await steady_clients_and_a_burst(
+        aiohttp_client, clean_database, own_redis, monkeypatch
+    )
     assert statuses[503] > 0, statuses

@@ -27,13 +27,14 @@ def exposition(
     queue_full: int = 0,
     waits: int = 0,
     wait_seconds: float = 0.0,
+    shared_reads: int = 0,
     mean_hold_s: float = 0.0,
 ) -> str:
     collector = LoadCollector()
     collector.in_flight = lambda: (0, 0, door, 0.0)
     refused = {"queue_full": queue_full, "wait_budget": wait_budget}
     collector.gate = _Gate(  # type: ignore[assignment]
-        GateStats(waits=waits, wait_seconds=wait_seconds, refused=refused), mean_hold_s
+        GateStats(waits, wait_seconds, refused, shared_reads), mean_hold_s
     )
     registry = CollectorRegistry()
     registry.register(collector)
@@ -41,16 +42,22 @@ def exposition(
 
 
 def test_the_service_own_exposition_is_read_by_reason() -> None:
-    note = queue_note(exposition(7, wait_budget=3, waits=40, wait_seconds=4.0, mean_hold_s=0.0125))
+    note = queue_note(
+        exposition(
+            7, wait_budget=3, waits=40, wait_seconds=4.0, shared_reads=31, mean_hold_s=0.0125
+        )
+    )
     assert note == (
-        "40 waited for a connection, 100 ms on average; a connection held 12.5 ms"
+        "40 waited for a connection, 100 ms on average; 31 reads shared a query;"
+        " a connection held 12.5 ms"
         " (running mean); refused: database_wait_budget 3, queue_delay 7"
     )
 
 
 def test_no_wait_and_no_refusal() -> None:
     assert queue_note(exposition(0)) == (
-        "0 waited for a connection, 0 ms on average; a connection held 0.0 ms"
+        "0 waited for a connection, 0 ms on average; 0 reads shared a query;"
+        " a connection held 0.0 ms"
         " (running mean); refused: none"
     )
 
