@@ -11,6 +11,19 @@ class PermissionsRepository:
     def __init__(self, db: Queryable) -> None:
         self._db = db
 
+    async def of_existing_user(self, user_id: str) -> list[str] | None:
+        """The user's permissions, or None when there is no such user: one
+        statement, so one snapshot and one round trip on the connection."""
+        permissions: list[str] | None = await self._db.fetchval(
+            """
+            SELECT ARRAY(SELECT p.permission FROM user_permissions p
+                         WHERE p.user_id = users.id ORDER BY p.permission)
+            FROM users WHERE id = $1
+            """,
+            user_id,
+        )
+        return permissions
+
     async def of_user(self, user_id: str) -> list[str]:
         rows = await self._db.fetch(
             "SELECT permission FROM user_permissions WHERE user_id = $1 ORDER BY permission",

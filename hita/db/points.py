@@ -101,22 +101,32 @@ class PointsRepository:
         )
         return None if row is None else entry(row)
 
-    async def count(self, user_id: str) -> int:
-        total: int = await self._db.fetchval(
-            "SELECT count(*) FROM points_transactions WHERE user_id = $1", user_id
-        )
-        return total
-
-    async def history(self, user_id: str, limit: int, offset: int) -> list[PointsEntry]:
+    async def history(
+        self, user_id: str, limit: int, offset: int
+    ) -> tuple[int, list[PointsEntry]] | None:
+        """How many ledger rows the user has and one page of them, newest
+        first; None when there is no such user. One statement, so one snapshot
+        and one round trip on the connection: a user with no row on the page
+        comes back as one row of NULLs beside its count."""
         rows = await self._db.fetch(
             f"""
-            SELECT {_ENTRY_COLUMNS} FROM points_transactions
-            WHERE user_id = $1
-            ORDER BY created_at DESC, id DESC
-            LIMIT $2 OFFSET $3
+            SELECT total.n AS total, page.*
+            FROM users
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS n FROM points_transactions WHERE user_id = users.id
+            ) AS total
+            LEFT JOIN LATERAL (
+                SELECT {_ENTRY_COLUMNS} FROM points_transactions
+                WHERE user_id = users.id
+                ORDER BY created_at DESC, id DESC
+                LIMIT $2 OFFSET $3
+            ) AS page ON true
+            WHERE users.id = $1
             """,  # noqa: S608 - a constant column list
             user_id,
             limit,
             offset,
         )
-        return [entry(row) for row in rows]
+        if not rows:
+            return None
+        return rows[0]["total"], [entry(row) for row in rows if row["id"] is not None]

@@ -9,7 +9,6 @@ from asyncpg import Connection
 
 from hita.db.database import Database
 from hita.db.permissions import PermissionsRepository
-from hita.db.users import UsersRepository
 from hita.domain.typedefs import JsonDict
 from hita.domain.users import Principal
 from hita.errors import UserNotFound
@@ -25,12 +24,10 @@ class PermissionService:
         self._db = database
 
     async def of_user(self, user_id: str) -> JsonDict:
-        async def read(conn: Connection) -> JsonDict:
-            if not await UsersRepository(conn).exists(user_id):
-                raise UserNotFound()
-            return _result(user_id, await PermissionsRepository(conn).of_user(user_id))
-
-        return await self._db.atomic(read, isolation="repeatable_read", readonly=True)
+        permissions = await PermissionsRepository(self._db).of_existing_user(user_id)
+        if permissions is None:
+            raise UserNotFound()
+        return _result(user_id, permissions)
 
     async def grant(self, actor: Principal, user_id: str, permission: str) -> JsonDict:
         async def grant(conn: Connection) -> JsonDict:

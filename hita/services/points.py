@@ -9,7 +9,6 @@ from asyncpg import Connection
 
 from hita.db.database import Database
 from hita.db.points import PointsRepository
-from hita.db.users import UsersRepository
 from hita.domain.points import PointsEntry
 from hita.domain.typedefs import JsonDict
 from hita.domain.users import Principal, pagination
@@ -118,15 +117,10 @@ class PointsService:
 
     async def history(self, user_id: str, page: int, page_size: int) -> JsonDict:
         """``{"user_id", "transactions": [...], "pagination": {...}}``, newest first."""
-
-        async def read(conn: Connection) -> tuple[int, list[PointsEntry]]:
-            if not await UsersRepository(conn).exists(user_id):
-                raise UserNotFound()
-            points = PointsRepository(conn)
-            total = await points.count(user_id)
-            return total, await points.history(user_id, page_size, (page - 1) * page_size)
-
-        total, entries = await self._db.atomic(read, isolation="repeatable_read", readonly=True)
+        found = await PointsRepository(self._db).history(user_id, page_size, (page - 1) * page_size)
+        if found is None:
+            raise UserNotFound()
+        total, entries = found
         return {
             "user_id": user_id,
             "transactions": [e.to_json() for e in entries],

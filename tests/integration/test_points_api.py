@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from hita.appkeys import DATABASE
 from hita.domain.roles import Role
@@ -62,6 +63,33 @@ async def test_an_overdraw_is_a_422_and_changes_nothing(world: World) -> None:
     }
     history = await world.client.get(f"/v1.0/points/{guest.id}/history", headers=admin.headers)
     assert (await history.json())["pagination"]["total"] == 1
+
+
+async def test_a_history_with_no_rows_or_past_its_last_page_still_counts(world: World) -> None:
+    """One statement reads the count and the page: a user with no ledger row,
+    and a page past the last, answer an empty page with the right total."""
+    admin = await world.make_user(Role.ADMIN)
+    guest = await world.make_user()
+
+    async def history(query: str) -> Any:
+        path = f"/v1.0/points/{guest.id}/history{query}"
+        return await body_of(await world.client.get(path, headers=admin.headers))
+
+    empty = await history("")
+    assert empty["transactions"] == []
+    assert empty["pagination"] == {"page": 1, "page_size": 20, "total": 0, "pages": 0}
+    for amount in (1, 2, 3):
+        await world.client.post(
+            f"/v1.0/points/{guest.id}/add",
+            json={"amount": amount, "reason": "stay"},
+            headers=admin.headers,
+        )
+    second = await history("?page=2&page_size=2")
+    assert [t["amount"] for t in second["transactions"]] == [1]
+    assert second["pagination"]["total"] == 3
+    past = await history("?page=9&page_size=2")
+    assert past["transactions"] == []
+    assert past["pagination"]["total"] == 3
 
 
 async def test_unknown_users_and_bad_amounts(world: World) -> None:
