@@ -108,7 +108,7 @@ class SharedReads(Generic[K, V]):
             self._close(batch)
             batch.done.cancel()
             raise
-        except BaseException as exc:
+        except Exception as exc:
             self._close(batch)
             if isinstance(exc, Overloaded) and self._db.gate is not None:
                 refused = self._db.gate.stats.refused
