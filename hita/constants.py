@@ -110,6 +110,10 @@ VERIFIED_TOKENS_MAX: Final = 10_000  # tokens whose verified claims are kept unt
 L1_MAX_ENTRIES: Final = 10_000  # entries of the in-process near cache
 L1_MAX_BYTES: Final = 32 * 1024 * 1024  # 32 MiB of stored entries, at most
 L1_MAX_AGE_MS: Final = 30_000  # an L1 entry is read from Redis again after 30 s at most
+# L1 serves while tracking's last PONG answers a PING sent this recently, and a
+# writer answers this long after Redis acknowledged its invalidation: no read
+# on any instance misses an acknowledged write (docs/cache.md, L1).
+L1_FRESH_MS: Final = 25
 
 # Failed-login throttling.
 LOGIN_MAX_FAILURES_PER_USER: Final = 5  # per username and window

@@ -49,7 +49,8 @@ from aiohttp.typedefs import Middleware
 from hita.api.middlewares import route_template
 from hita.api.route import Route
 from hita.api.typedefs import Handler
-from hita.appkeys import AFFECTED_USER, CACHE, CACHE_KEYS, COHERENCE
+from hita.appkeys import AFFECTED_USER, CACHE, CACHE_KEYS, COHERENCE, CONFIG
+from hita.cache.tracking_node import FRESH_S as L1_FRESH_S
 from hita.constants import USER_DETAILS
 from hita.db.database import collect_committed
 from hita.domain.ids import is_user_id
@@ -102,13 +103,18 @@ async def _invalidate(
     app: web.Application, types: frozenset[str], user_id: str | None, xids: list[str]
 ) -> None:
     """Invalidate before the answer goes out; once Redis has acknowledged it,
-    the outbox rows of ``xids`` it covered need no other instance. If Redis does
+    the outbox rows of ``xids`` it covered need no other instance, and the
+    answer waits until no instance's L1 can still serve the old entry. If Redis does
     not acknowledge it within its budget, wait until no instance can serve the
     old entry (docs/cache.md). Never raises: the change is committed, and its
     answer stands."""
     try:
         if await app[CACHE_KEYS].invalidate(types, user_id, cause="http"):
             app[COHERENCE].acknowledge(xids, user_id, types)
+            if app[CONFIG].cache.l1_enabled:
+                # By now every instance's L1 has taken the invalidation in, or
+                # stopped serving: its last PONG is older than this (tracking_node).
+                await asyncio.sleep(L1_FRESH_S)
             return
         await app[COHERENCE].confirm_delivery()
     except Exception:

@@ -10,14 +10,19 @@ Both are redis-py connections made from the command connections' settings
 (TLS, user and password included), opened and set up in a thread; then their
 sockets are read without blocking and without yielding, so ``drain()`` takes
 in what the kernel already holds before the cache serves an L1 hit. The
-subscriber is PINGed every ``PING_S``: a connection that stops answering
-(a half-open socket, a paused server) counts as lost after ``PONG_WITHIN_S``.
+subscriber is PINGed every ``PING_S`` (by the drain of a read when one is
+due, else by a timer): a connection that stops answering (a half-open socket,
+a paused server) counts as lost after ``PONG_WITHIN_S``.
 
-A PONG later than ``PONG_LATE_S`` pauses L1 until it comes (``drain`` says
-False): Redis sends an invalidation and a PONG in order on one connection, so
-a slow path to this node (the invalidations delayed, the writer's own path
-fast) stops L1 serving within ``PING_S + PONG_LATE_S`` instead of serving
-entries whose invalidation is still on the way (docs/cache.md, assumptions).
+L1 serves only while the last PONG taken in answers a PING sent at most
+``L1_FRESH_MS`` ago (``drain`` says False otherwise). Redis sends an
+invalidation and a PONG in order on one connection, so that PONG says every
+invalidation Redis queued before that PING arrived has been applied: a write
+acknowledged more than ``L1_FRESH_MS`` before a read is never missed by it,
+however slow or cut this node's path is (the invalidations delayed or lost,
+the writer's own path fast). Writers wait that long after Redis acknowledged
+their invalidation before they answer (``hita.api.invalidation``), which
+closes the window (docs/cache.md, L1).
 """
 
 from __future__ import annotations
@@ -36,14 +41,17 @@ import hiredis
 from redis.connection import AbstractConnection
 from redis.exceptions import RedisError
 
+from hita.constants import L1_FRESH_MS
+
 log = logging.getLogger(__name__)
 
 CHANNEL: Final = b"__redis__:invalidate"
 RECV_BYTES: Final = 65_536
 SETUP_TIMEOUT_S: Final = 1.0  # connect, TLS, AUTH and the set-up commands, each
-PING_S: Final = 0.1  # the subscriber is PINGed this often
-PONG_LATE_S: Final = 0.02  # a PONG this late pauses L1 until it comes
-PONG_WITHIN_S: Final = 1.0  # and one this late loses the connection
+PING_S: Final = 0.005  # the subscriber is PINGed this often while reads drain it
+IDLE_PING_S: Final = 0.05  # and at least this often with no reads
+FRESH_S: Final = L1_FRESH_MS / 1000  # L1 serves while its last PONG answers a PING this recent
+PONG_WITHIN_S: Final = 1.0  # a PING unanswered this long loses the connection
 _AGAIN: Final = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 Opener = Callable[[], AbstractConnection]  # an unopened connection to the node
@@ -108,10 +116,11 @@ class NodeTracking:
         self._lost = asyncio.Event()
         self._ping_sent: float | None = None  # the PING not answered yet
         self._pinged = 0.0  # when the last PING was sent
+        self._answered = float("-inf")  # when the PING of the last PONG taken in was sent
         self.active = False
         self.connections = 0
         self.messages = 0  # invalidation messages received
-        self.late_reads = 0  # L1 reads refused while a PONG was late
+        self.late_reads = 0  # L1 reads refused: no PONG to a PING sent within FRESH_S
         self.client_id: int | None = None  # of the subscriber, for tests (CLIENT KILL)
 
     # -- life cycle --------------------------------------------------------------
@@ -136,8 +145,11 @@ class NodeTracking:
         loop.add_reader(self._ctl.fileno(), self._ctl_readable)
         self.client_id = client_id
         self._ping_sent = None
+        self._pinged = 0.0
+        self._answered = float("-inf")
         self.connections += 1
         self.active = True
+        self._keepalive()  # L1 serves from this connection once its first PONG is in
 
     def _setup(self) -> tuple[list[AbstractConnection], int]:
         """Blocking: the subscriber, then tracking redirected to it, on a master."""
@@ -178,7 +190,7 @@ class NodeTracking:
         """Keep the subscriber PINGed until either connection is lost."""
         while not self._lost.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(PING_S / 2):
+                async with asyncio.timeout(IDLE_PING_S):
                     await self._lost.wait()
             self._keepalive()
 
@@ -214,7 +226,7 @@ class NodeTracking:
         if not self.active or sock is None:
             return False
         if self._readable is not None and not self._readable(0):
-            return self._dispatch() and not self._late()
+            return self._dispatch() and self._fresh()
         try:
             while True:
                 data = sock.recv(RECV_BYTES)
@@ -227,16 +239,19 @@ class NodeTracking:
         except OSError as exc:
             self.lose(f"connection failed: {exc.__class__.__name__}")
             return False
-        return self._dispatch() and not self._late()
+        return self._dispatch() and self._fresh()
 
-    def _late(self) -> bool:
-        """Whether a PING is unanswered past ``PONG_LATE_S``: what Redis sent
-        before it may still be on the way."""
-        sent = self._ping_sent
-        if sent is None or self._clock() - sent <= PONG_LATE_S:
+    def _fresh(self) -> bool:
+        """Whether the last PONG taken in answers a PING sent within
+        ``FRESH_S``: then every invalidation Redis queued before that PING
+        arrived has been applied. Sends the next PING when one is due."""
+        self._keepalive()
+        if not self.active:
             return False
+        if self._clock() - self._answered <= FRESH_S:
+            return True
         self.late_reads += 1
-        return True
+        return False
 
     def _ctl_readable(self) -> None:
         sock = self._ctl
@@ -262,6 +277,8 @@ class NodeTracking:
 
     def _message(self, reply: Any) -> None:
         if isinstance(reply, list) and reply and reply[0] == b"pong":
+            if self._ping_sent is not None:
+                self._answered = self._ping_sent
             self._ping_sent = None
             return
         if not isinstance(reply, list) or len(reply) != 3 or reply[0] != b"message":
@@ -271,7 +288,8 @@ class NodeTracking:
         self._on_keys(None if keys is None else [k.decode(errors="replace") for k in keys])
 
     def _keepalive(self) -> None:
-        """A PING every ``PING_S``; lost when the last one is unanswered too long."""
+        """A PING every ``PING_S`` (one at a time); lost when the last one is
+        unanswered too long."""
         if not self.active or self._sub is None:
             return
         now = self._clock()

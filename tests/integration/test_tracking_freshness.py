@@ -1,8 +1,11 @@
-"""L1 on a slow path: one instance's path to Redis slows down (a proxy delays
-it both ways), the writer's does not. Redis sends the invalidation in time;
-it is on the way. The instance must not serve its L1 entry meanwhile: its
-subscriber's PONG comes late, and L1 pauses until it comes
-(``hita.cache.tracking_node``, ``PONG_LATE_S``)."""
+"""L1 on a slow or cut path: one instance's path to Redis slows down or stops
+(a proxy delays or holds it both ways), the writer's does not. Redis sends
+the invalidation in time; it is on the way, or held. The instance must not
+serve its L1 entry meanwhile: L1 serves only while its last PONG answers a
+PING sent within ``FRESH_S``, and the writer answers ``FRESH_S`` after Redis
+acknowledged its invalidation (``hita.cache.tracking_node``,
+``hita.api.invalidation``), so not even a read right after a write that
+follows the cut at once misses it."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import cast
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from hita.api import invalidation
 from hita.app import create_app
 from hita.appkeys import CACHE
 from hita.cache import tracking_node
@@ -33,7 +37,7 @@ from harness.proxy import FaultProxy
 pytestmark = pytest.mark.slow
 
 PATH_DELAY_S = 0.2  # each way, on the slow instance's path to Redis
-DETECT_S = tracking_node.PING_S + tracking_node.PONG_LATE_S + 0.05
+DETECT_S = tracking_node.FRESH_S + 0.05
 
 
 @pytest.fixture
@@ -61,7 +65,9 @@ async def slow_path_worlds(
     shutil.rmtree(redis.root, ignore_errors=True)
 
 
-async def name_on_b_after_a_rename(a: World, b: World, proxy: FaultProxy) -> str:
+async def name_on_b_after_a_rename(
+    a: World, b: World, proxy: FaultProxy, mode: str = "delay", settle_s: float = DETECT_S
+) -> str:
     admin = await a.make_user(Role.ADMIN)
     guest = await a.make_user(full_name="Old Name")
     path = f"/v1.0/user/{guest.id}"
@@ -72,8 +78,8 @@ async def name_on_b_after_a_rename(a: World, b: World, proxy: FaultProxy) -> str
     assert (await b.client.get(path, headers=admin.headers)).status == 200
     assert b.app[CACHE].stats["user_details"].l1_hits > hits, "B does not serve from L1"
 
-    proxy.set_mode("delay", PATH_DELAY_S)
-    await asyncio.sleep(DETECT_S)
+    proxy.set_mode(mode, PATH_DELAY_S)  # type: ignore[arg-type]
+    await asyncio.sleep(settle_s)
     renamed = await a.client.patch(
         f"/v1.0/user/update/{guest.id}", json={"full_name": "New Name"}, headers=admin.headers
     )
@@ -83,19 +89,44 @@ async def name_on_b_after_a_rename(a: World, b: World, proxy: FaultProxy) -> str
     return str((await response.json())["user"]["full_name"])
 
 
+def late_reads(world: World) -> int:
+    tracking = world.app[CACHE].tracking
+    assert tracking is not None
+    return sum(n.late_reads for n in tracking._nodes.values())
+
+
 async def test_a_slow_path_pauses_l1_before_an_invalidation_on_it_is_missed(
     slow_path_worlds: tuple[World, World, FaultProxy],
 ) -> None:
     a, b, proxy = slow_path_worlds
     assert await name_on_b_after_a_rename(a, b, proxy) == "New Name"
-    tracking = b.app[CACHE].tracking
-    assert tracking is not None
-    assert sum(n.late_reads for n in tracking._nodes.values()) >= 1
+    assert late_reads(b) >= 1
 
 
-async def test_control_without_the_late_pong_check_l1_serves_the_old_name(
+async def test_control_without_the_freshness_rule_l1_serves_the_old_name(
     slow_path_worlds: tuple[World, World, FaultProxy], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tracking_node, "PONG_LATE_S", float("inf"))
+    monkeypatch.setattr(tracking_node, "FRESH_S", float("inf"))
     a, b, proxy = slow_path_worlds
     assert await name_on_b_after_a_rename(a, b, proxy) == "Old Name"
+
+
+@pytest.mark.parametrize("mode", ["blackhole", "delay"])
+async def test_a_write_right_after_the_cut_is_not_missed_by_the_next_read(
+    slow_path_worlds: tuple[World, World, FaultProxy], mode: str
+) -> None:
+    """The path is cut and the write follows at once, before any PING of B's
+    could come late (make chaos's one stale read: 50 ms into a blackhole)."""
+    a, b, proxy = slow_path_worlds
+    assert await name_on_b_after_a_rename(a, b, proxy, mode, settle_s=0) == "New Name"
+
+
+async def test_control_writes_answering_at_once_and_l1_trusting_a_second_old_pong(
+    slow_path_worlds: tuple[World, World, FaultProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the fix (a PONG late by 20 ms was the only pause, and the writer
+    answered as soon as Redis acknowledged) the same read shows the old name."""
+    monkeypatch.setattr(tracking_node, "FRESH_S", 1.0)
+    monkeypatch.setattr(invalidation, "L1_FRESH_S", 0.0)
+    a, b, proxy = slow_path_worlds
+    assert await name_on_b_after_a_rename(a, b, proxy, "blackhole", settle_s=0) == "Old Name"

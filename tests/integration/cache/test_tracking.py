@@ -20,6 +20,8 @@ from hita.embedded import EmbeddedRedis
 from tests.conftest import make_config
 from tests.integration.conftest import until
 
+FROZEN_S = 1_000.0  # a node clock that stands still: freshness is tested on its own below
+
 pytestmark = pytest.mark.slow
 
 
@@ -98,6 +100,7 @@ async def drained_after_a_write(
         ["user_details:"],
         keys.append,
         lambda _node, why: lost.append(why),
+        clock=lambda: FROZEN_S,  # the PONG of its first PING keeps it fresh
     )
     await node.connect()
     sub = node._sub
@@ -135,9 +138,53 @@ async def test_control_a_readiness_check_that_sees_nothing_misses_the_message(
     clean_redis: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tracking_node, "_poller", lambda sock: lambda timeout: [])
+    # The PONG goes unread too, so freshness would pause L1: lift it, to see the drain alone.
+    monkeypatch.setattr(tracking_node, "FRESH_S", float("inf"))
     answered, keys, _ = await drained_after_a_write(clean_redis)
     assert answered is True
     assert keys == []  # L1 would serve the entry the write changed
+
+
+# -- freshness: the last PONG answers a recent PING ------------------------------------------
+
+
+async def test_l1_pauses_once_its_last_pong_answers_no_recent_ping(clean_redis: str) -> None:
+    """A drain serves while the last PONG taken in answers a PING sent within
+    ``FRESH_S``; after a gap it says no (and sends a PING) until that PING's
+    PONG is in. On a node clock the test moves; Redis answers for real."""
+    config = make_config(REDIS_URL=clean_redis).redis
+    now = [FROZEN_S]
+    node = NodeTracking(
+        "server",
+        lambda: tracking_connection(config, None, 1.0),
+        ["user_details:"],
+        lambda _keys: None,
+        lambda _node, why: None,
+        clock=lambda: now[0],
+    )
+    await node.connect()  # its first PING goes out now
+    assert node._sub is not None
+    asyncio.get_running_loop().remove_reader(node._sub.fileno())
+    try:
+        await asyncio.sleep(0.05)  # the PONG reaches the socket
+        assert node.drain() is True
+        now[0] += tracking_node.FRESH_S  # the edge: still fresh, and a PING is due
+        assert node.drain() is True
+        assert node._ping_sent == now[0]
+        now[0] += tracking_node.FRESH_S / 2  # that PING's PONG not taken in yet
+        await asyncio.sleep(0.05)
+        assert node.drain() is True  # taken in now: it answers a PING sent FRESH_S / 2 ago
+        now[0] += tracking_node.FRESH_S + 0.001  # no PING answered since
+        late = node.late_reads
+        assert node.drain() is False
+        assert node.late_reads == late + 1
+        for _ in range(2):  # the PING still out, if any (too old), then one sent now
+            await asyncio.sleep(0.05)
+            served = node.drain()
+        assert served is True
+        assert node._answered == now[0]
+    finally:
+        node.close()
 
 
 # -- one drain a turn of the loop ----------------------------------------------------------
@@ -154,6 +201,8 @@ async def tracked(clean_redis: str) -> AsyncIterator[tuple[Tracking, list[list[s
         lambda changed, reason="": keys.append(changed),
     )
     running = asyncio.create_task(tracking.run_forever())
+    fresh_s = tracking_node.FRESH_S
+    setattr(tracking_node, "FRESH_S", float("inf"))  # noqa: B010 - the turns alone
     try:
         await until(lambda: tracking.active, "tracking on")
         for node in tracking._nodes.values():
@@ -162,6 +211,7 @@ async def tracked(clean_redis: str) -> AsyncIterator[tuple[Tracking, list[list[s
         keys.clear()
         yield tracking, keys
     finally:
+        setattr(tracking_node, "FRESH_S", fresh_s)  # noqa: B010
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
