@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 # What the topology's own processes send the data nodes on their own
 # schedule, whatever the application does: the sentinels' monitoring (PING,
 # INFO, PUBLISH of their hellos), replication (REPLCONF ACK; a master's PING
-# to its replicas), and L1's keepalive (a PING on its subscriber each second).
+# to its replicas), and L1's keepalive (a PING on its subscriber every 5 to 20 ms).
 BACKGROUND = frozenset({"ping", "info", "publish", "replconf"})
 
 TOPOLOGY_PARAMS = [
