@@ -49,7 +49,7 @@ from aiohttp.typedefs import Middleware
 from hita.api.middlewares import route_template
 from hita.api.route import Route
 from hita.api.typedefs import Handler
-from hita.appkeys import AFFECTED_USER, CACHE, CACHE_KEYS, COHERENCE, CONFIG
+from hita.appkeys import AFFECTED_USER, CACHE, CACHE_KEYS, COHERENCE
 from hita.cache.tracking_node import FRESH_S as L1_FRESH_S
 from hita.constants import USER_DETAILS
 from hita.db.database import collect_committed
@@ -111,10 +111,11 @@ async def _invalidate(
     try:
         if await app[CACHE_KEYS].invalidate(types, user_id, cause="http"):
             app[COHERENCE].acknowledge(xids, user_id, types)
-            if app[CONFIG].cache.l1_enabled:
-                # By now every instance's L1 has taken the invalidation in, or
-                # stopped serving: its last PONG is older than this (tracking_node).
-                await asyncio.sleep(L1_FRESH_S)
+            # By now every instance's L1 has taken the invalidation in, or
+            # stopped serving: its last PONG is older than this (tracking_node).
+            # Whatever this instance's own L1 setting: another instance's may
+            # differ (a rolling change of CACHE_L1_ENABLED), and its L1 counts.
+            await asyncio.sleep(L1_FRESH_S)
             return
         await app[COHERENCE].confirm_delivery()
     except Exception:

@@ -42,22 +42,30 @@ DETECT_S = tracking_node.FRESH_S + 0.05
 
 @pytest.fixture
 async def slow_path_worlds(
-    aiohttp_client: AiohttpClient, clean_database: str, session_dir: Path
+    aiohttp_client: AiohttpClient,
+    clean_database: str,
+    session_dir: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[World, World, FaultProxy]]:
     """A writes straight to Redis; B's every Redis connection (commands and
-    tracking) goes through a proxy the test slows down."""
+    tracking) goes through a proxy the test slows down. A runs L1 too, unless
+    the test asks for ``writer_l1=False`` (a fleet half-way through a rolling
+    change of ``CACHE_L1_ENABLED``)."""
+    writer_l1 = getattr(request, "param", {}).get("writer_l1", True)
     redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="r", dir=session_dir)), port=free_port())
     redis.start()
     proxy = FaultProxy(cast(int, redis.port))
     await proxy.start()
     worlds = []
-    for port in (redis.port, proxy.port):
+    for port, l1 in ((redis.port, writer_l1), (proxy.port, True)):
         url = f"redis://127.0.0.1:{port}/0"
-        config = make_config(DATABASE_URL=clean_database, REDIS_URL=url)
+        config = make_config(
+            DATABASE_URL=clean_database, REDIS_URL=url, CACHE_L1_ENABLED=str(l1).lower()
+        )
         app = create_app(config)
         worlds.append(World(await aiohttp_client(app), app, config, Tokens(config.auth)))
     a, b = worlds
-    await tracking_on(a, b)
+    await tracking_on(*(worlds if writer_l1 else [b]))
     yield a, b, proxy
     proxy.set_mode("pass")
     await proxy.close()
@@ -127,6 +135,35 @@ async def test_control_writes_answering_at_once_and_l1_trusting_a_second_old_pon
     """Without the fix (a PONG late by 20 ms was the only pause, and the writer
     answered as soon as Redis acknowledged) the same read shows the old name."""
     monkeypatch.setattr(tracking_node, "FRESH_S", 1.0)
+    monkeypatch.setattr(invalidation, "L1_FRESH_S", 0.0)
+    a, b, proxy = slow_path_worlds
+    assert await name_on_b_after_a_rename(a, b, proxy, "blackhole", settle_s=0) == "Old Name"
+
+
+WRITER_WITHOUT_L1 = pytest.mark.parametrize(
+    "slow_path_worlds", [{"writer_l1": False}], indirect=True, ids=["writer L1 off"]
+)
+
+
+@WRITER_WITHOUT_L1
+async def test_a_writer_without_l1_still_waits_for_the_instances_that_run_it(
+    slow_path_worlds: tuple[World, World, FaultProxy],
+) -> None:
+    """A rolling change of ``CACHE_L1_ENABLED``: A runs without L1, B with it.
+    A's write still answers ``FRESH_S`` after Redis acknowledged it, so B's
+    read right after it, on a path cut just before, does not show the old name."""
+    a, b, proxy = slow_path_worlds
+    assert a.app[CACHE].tracking is None, "A runs L1"
+    assert await name_on_b_after_a_rename(a, b, proxy, "blackhole", settle_s=0) == "New Name"
+
+
+@WRITER_WITHOUT_L1
+async def test_control_a_writer_without_l1_answering_at_once(
+    slow_path_worlds: tuple[World, World, FaultProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with the writer answering as soon as Redis acknowledged, as
+    an instance without L1 did: B's read, in the 25 ms its last PONG still
+    vouches for, shows the old name."""
     monkeypatch.setattr(invalidation, "L1_FRESH_S", 0.0)
     a, b, proxy = slow_path_worlds
     assert await name_on_b_after_a_rename(a, b, proxy, "blackhole", settle_s=0) == "Old Name"
