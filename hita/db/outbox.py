@@ -83,9 +83,17 @@ class Readers:
 
 
 _RENEW: Final = """
-WITH me AS (
+WITH mine AS (
+    -- This instance's row, locked first, NOWAIT: while a statement of an
+    -- earlier session of ours holds it (its backend stopped mid-renewal), a
+    -- renewal fails at once. Waiting, it would outlive its client's timeout
+    -- on the server, and the next session's would queue behind it, one more
+    -- each timeout, until PostgreSQL's connection slots ran out.
+    SELECT instance FROM cache_readers WHERE instance = $1 FOR UPDATE NOWAIT
+), me AS (
     INSERT INTO cache_readers AS r (instance, lease_until, applied, renewed_at)
-    VALUES ($1, now() + make_interval(secs => $2), $3::text::pg_snapshot, now())
+    SELECT $1, now() + make_interval(secs => $2), $3::text::pg_snapshot, now()
+      FROM (SELECT count(*) FROM mine) AS locked
     ON CONFLICT (instance) DO UPDATE
         -- Never backward: a renewal sent on a connection given up on (its
         -- timeout) may still commit after one on the next connection.
@@ -93,8 +101,13 @@ WITH me AS (
             applied = EXCLUDED.applied, renewed_at = EXCLUDED.renewed_at
     RETURNING 1
 ), acked AS (
+    -- An acknowledgement only saves other readers work: rows another
+    -- transaction holds (a renewal or a writer stopped mid-statement) are
+    -- left to it, never waited for.
     UPDATE cache_outbox SET acked_at = now()
-    WHERE id = ANY($4::bigint[]) AND acked_at IS NULL
+    WHERE id IN (SELECT id FROM cache_outbox
+                  WHERE id = ANY($4::bigint[]) AND acked_at IS NULL
+                  FOR UPDATE SKIP LOCKED)
     RETURNING 1
 )
 SELECT pg_current_snapshot()::text AS snapshot,
@@ -213,7 +226,9 @@ class ReaderSession:
         """Give the lease back (a clean stop): writers stop waiting for us."""
         if self.open:
             await self._fetchrow(
-                "UPDATE cache_readers SET lease_until = now() WHERE instance = $1 RETURNING 1",
+                "UPDATE cache_readers SET lease_until = now() WHERE instance IN"
+                " (SELECT instance FROM cache_readers WHERE instance = $1 FOR UPDATE NOWAIT)"
+                " RETURNING 1",
                 self.instance,
             )
 
@@ -272,7 +287,10 @@ class Outbox:
             )
             if waiting <= max_rows:
                 return False
-            await conn.execute("DELETE FROM cache_outbox WHERE acked_at IS NULL")
+            await conn.execute(  # rows held by an acknowledgement under way stay
+                "DELETE FROM cache_outbox WHERE id IN (SELECT id FROM cache_outbox"
+                " WHERE acked_at IS NULL FOR UPDATE SKIP LOCKED)"
+            )
             await conn.execute("INSERT INTO cache_outbox (user_ids, scope) VALUES (NULL, 'all')")
         log.warning("the outbox held over %d unapplied changes: collapsed into one", max_rows)
         return True
@@ -280,14 +298,18 @@ class Outbox:
     async def acknowledge(self, acks: Sequence[Ack]) -> int:
         """Mark acknowledged, in one statement, the rows each ``Ack`` covers:
         rows of its transactions naming only its user, and changing only
-        details unless it invalidated everything shown of that user."""
+        details unless it invalidated everything shown of that user. Rows
+        another transaction holds are skipped, not waited for (``_RENEW``)."""
         row = await self._db.fetchrow(
             "WITH acks AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[])"
             " AS a(xid, user_id, everything)),"
-            " acked AS (UPDATE cache_outbox o SET acked_at = now() FROM acks"
-            " WHERE o.xid = acks.xid::xid8 AND o.acked_at IS NULL"
+            " covered AS (SELECT o.id FROM cache_outbox o JOIN acks"
+            " ON o.xid = acks.xid::xid8 AND o.acked_at IS NULL"
             " AND o.user_ids <@ ARRAY[acks.user_id]"
-            " AND (o.scope = 'details' OR acks.everything) RETURNING 1)"
+            " AND (o.scope = 'details' OR acks.everything)"
+            " FOR UPDATE OF o SKIP LOCKED),"
+            " acked AS (UPDATE cache_outbox o SET acked_at = now() FROM covered"
+            " WHERE o.id = covered.id RETURNING 1)"
             " SELECT count(*) AS n FROM acked",
             [a.xid for a in acks],
             [a.user_id for a in acks],
