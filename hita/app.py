@@ -256,6 +256,7 @@ def create_app(config: Config, *, access_log: AccessLog | None = None) -> web.Ap
         wait_budget_s=config.database.queue_timeout_s,
         # Around each mutating route's answer: a 2xx invalidates what it changed.
         invalidation=cache_invalidation_middleware(invalidation_patterns(ROUTES)),
+        held_answers=config.cache.l1_enabled,
     )
     setup_routes(app, ROUTES, front)
     app.cleanup_ctx.append(_resources)

@@ -85,6 +85,7 @@ class Front:
         http: HttpConfig,
         wait_budget_s: float,
         invalidation: Middleware,
+        held_answers: bool = True,
     ) -> None:
         self.auth = auth
         self.admission = admission
@@ -93,6 +94,7 @@ class Front:
         self.retry_s, self.pace_s = http.retry_after_s, http.overload_pace_s
         self.wait_budget_s = wait_budget_s
         self.invalidation = invalidation
+        self.held_answers = held_answers  # False: no L1 holds any, so none is tried
         self.request_id = RequestIds().of
 
     def __call__(self, route: Route | None, handler: Handler) -> Handler:
@@ -112,7 +114,7 @@ class _RouteFront:
         self.mutating = route is not None and route.method in MUTATING_METHODS
         self.access = None if route is None or route.access.public else route.access
         self.cached = route is not None and route.cached
-        self.held = None if route is None else route.held
+        self.held = None if route is None or not front.held_answers else route.held
 
     async def answer(self, request: web.Request) -> web.StreamResponse:
         """The handler's answer, behind the route's access check; every error

@@ -58,7 +58,7 @@ class NearReads(CacheCore):
         serve it (as ``get_or_load`` would not), which the caller answers by
         reading through the cache as usual. The warm path of every cached
         read: a few lookups, in one function."""
-        if self.pending.covers(key):
+        if self.near is None or self.pending.covers(key):  # no L1 at all: at once
             return MISS
         near = self._serving_near()
         if near is None:

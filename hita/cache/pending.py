@@ -76,9 +76,12 @@ class PendingInvalidations:
         return self.clock() < self.trusted_until
 
     def covers(self, key: AnyKey) -> bool:
-        """Must a read of ``key`` stay away from Redis?"""
+        """Must a read of ``key`` stay away from Redis? (Every read asks, some
+        twice: nothing pending is answered without a call.)"""
         if self.clock() >= self.trusted_until:
             return True
+        if not (self.namespaces or self.keys or self.patterns):
+            return False
         return self.covers_specifically(key)
 
     def covers_specifically(self, key: AnyKey) -> bool:
