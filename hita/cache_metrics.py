@@ -142,6 +142,31 @@ class CacheCollector(Collector):
         )
 
 
+class ReadPipeCollector(Collector):
+    """The read pipe of one server (``hita.cache.read_pipe``): zeros elsewhere."""
+
+    def __init__(self, cache: RedisCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        pipe = self._cache.read_pipe
+        yield CounterMetricFamily(
+            "hita_cache_read_pipe_reads",
+            "GETs and MGETs sent through the read pipe",
+            value=pipe.reads if pipe is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "hita_cache_read_pipe_writes",
+            "Writes of the read pipe, each carrying the reads asked for meanwhile",
+            value=pipe.batches if pipe is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "hita_cache_read_pipe_connections",
+            "Connections the read pipe opened (the first, then one after each failure)",
+            value=pipe.connections if pipe is not None else 0,
+        )
+
+
 class NearCollector(Collector):
     """L1 and the tracking connection that keeps it coherent."""
 

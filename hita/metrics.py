@@ -21,7 +21,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from hita.cache.client import RedisCache
-from hita.cache_metrics import CacheCollector, CoherenceCollector, NearCollector, RouteReads
+from hita.cache_metrics import (
+    CacheCollector,
+    CoherenceCollector,
+    NearCollector,
+    ReadPipeCollector,
+    RouteReads,
+)
 from hita.db.gate import PoolGate
 from hita.db.outbox_lag import OutboxLag
 from hita.domain.typedefs import JsonDict
@@ -262,6 +268,7 @@ class Metrics:
     def watch_cache(self, cache: RedisCache) -> None:
         self.registry.register(CacheCollector(cache))
         self.registry.register(NearCollector(cache))
+        self.registry.register(ReadPipeCollector(cache))
 
     def watch_coherence(
         self, coherence: CacheCoherence, cache: RedisCache, lag: Callable[[], OutboxLag | None]

@@ -109,9 +109,13 @@ async def test_without_l1_the_token_check_and_the_read_share_one_round_trip(
     for caller, path in ((admin, f"/v1.0/user/{guest.id}"), (guest, f"/v1.0/user/{guest.id}")):
         await get(world, caller, path)  # fill
     before = await command_calls(redis)
+    pipe = world.app[CACHE].read_pipe
+    assert pipe is not None, "on one server, plain reads are pipelined"
+    reads = pipe.reads
     body = await get(world, admin, f"/v1.0/user/{guest.id}")
     assert body["user"]["id"] == guest.id
     assert await calls_since(redis, before) == {"mget": 1}  # caller and user together
+    assert pipe.reads == reads + 1  # that MGET, through the read pipe
     before = await command_calls(redis)
     await get(world, guest, f"/v1.0/user/{guest.id}")  # the caller is the user: one key
     assert await calls_since(redis, before) == {"mget": 1}  # read once, for both reads
