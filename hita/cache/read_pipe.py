@@ -29,6 +29,7 @@ redis-py's pools, whose connections follow a failover and the slot map.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Awaitable
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hita.cache.connection import BoundedConnectionPool
@@ -139,7 +140,7 @@ class ReadPipe:
 def pack(commands: list[tuple[str, ...]]) -> bytes:
     """Commands of text arguments in RESP, as one buffer (redis-py's
     ``pack_commands`` does the same through its encoder, at several times the
-    cost per read; ``tests/unit/cache/test_read_pipe_pack.py`` checks they agree)."""
+    cost per read; ``tests/unit/cache/test_read_pipe_parts.py`` checks they agree)."""
     out = bytearray()
     for args in commands:
         out += b"*%d\r\n" % len(args)
@@ -152,16 +153,17 @@ def pack(commands: list[tuple[str, ...]]) -> bytes:
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        # Each caller raises its own instance: one shared would collect every
-        # caller's traceback.
-        copy: BaseException = RedisConnectionError(f"read pipe: {exc!r}")
-        if isinstance(exc, Exception):
-            try:
-                copy = type(exc)(*exc.args)
-            except Exception:  # an error class that cannot be made again so
-                copy = RedisConnectionError(str(exc))
-        future.set_exception(copy)
+    """Fail ``future`` with a fresh error of its own (one instance shared by
+    every caller would collect all their tracebacks): a Redis error as its
+    own class; anything else (a cancelled pipe, a bug in a driver) as a
+    dropped connection, which the cache takes as an outage and not as a 500."""
+    if future.done():
+        return
+    copy: BaseException = RedisConnectionError(f"read pipe: {exc!r}")
+    if isinstance(exc, RedisError):
+        with contextlib.suppress(Exception):  # a class that cannot be made again so
+            copy = type(exc)(*exc.args)
+    future.set_exception(copy)
 
 
 def read_pipe_for(redis: Any) -> ReadPipe | None:
