@@ -64,7 +64,9 @@ async def test_a_hang_up_during_the_body_is_no_server_error_and_changes_nothing(
         samples = await disconnects_seen(world, 2)
 
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert "client hung up during PATCH" in caplog.text
+    # aiohttp cancels a handler whose client hung up; a body read that fails
+    # first is mapped to the same 499 (tests/unit/test_hang_up_mapping.py).
+    # Which comes first is the event loop's order: either way, no 5xx.
     assert (
         value(
             samples,

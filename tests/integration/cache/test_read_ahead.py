@@ -46,6 +46,7 @@ async def filled(real: Backend) -> RedisCache:
     cache = real.make()
     await cache.set(A, {"name": "a"}, ttl=60)
     await cache.set(B, {"name": "b"}, ttl=60)
+    await cache.get(A)  # the read pipe's connection is open (its handshake is no read)
     return cache
 
 
