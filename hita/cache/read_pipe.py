@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 from collections.abc import Awaitable
 from typing import Any
@@ -65,7 +66,11 @@ class ReadPipe:
             return future
         self._queue.append((args, future))
         if self._pump is None:  # it starts at the loop's next turn: this turn's reads join
-            self._pump = loop.create_task(self._run(), name="hita-read-pipe")
+            # In a context of its own: it outlives the request that started
+            # it, whose id and read tallies are not its own.
+            self._pump = loop.create_task(
+                self._run(), name="hita-read-pipe", context=contextvars.Context()
+            )
         return future
 
     async def _run(self) -> None:
