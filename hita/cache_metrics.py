@@ -142,6 +142,18 @@ class CacheCollector(Collector):
         )
 
 
+# The read pipe's counters: (metric suffix, ReadPipe attribute, documentation).
+_READ_PIPE: Final = (
+    ("reads", "reads", "GETs and MGETs sent through the read pipe"),
+    ("writes", "batches", "Writes of the read pipe, each carrying the reads asked for meanwhile"),
+    (
+        "connections",
+        "connections",
+        "Connections the read pipe opened (the first, then one after each failure)",
+    ),
+)
+
+
 class ReadPipeCollector(Collector):
     """The read pipe of one server (``hita.cache.read_pipe``): zeros elsewhere."""
 
@@ -150,21 +162,9 @@ class ReadPipeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         pipe = self._cache.read_pipe
-        yield CounterMetricFamily(
-            "hita_cache_read_pipe_reads",
-            "GETs and MGETs sent through the read pipe",
-            value=pipe.reads if pipe is not None else 0,
-        )
-        yield CounterMetricFamily(
-            "hita_cache_read_pipe_writes",
-            "Writes of the read pipe, each carrying the reads asked for meanwhile",
-            value=pipe.batches if pipe is not None else 0,
-        )
-        yield CounterMetricFamily(
-            "hita_cache_read_pipe_connections",
-            "Connections the read pipe opened (the first, then one after each failure)",
-            value=pipe.connections if pipe is not None else 0,
-        )
+        for suffix, attribute, documentation in _READ_PIPE:
+            value = getattr(pipe, attribute) if pipe is not None else 0
+            yield CounterMetricFamily(f"hita_cache_read_pipe_{suffix}", documentation, value=value)
 
 
 class NearCollector(Collector):
