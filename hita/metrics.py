@@ -129,6 +129,11 @@ class LoadCollector(Collector):
                 value=gate.stats.wait_seconds,
             )
             yield CounterMetricFamily(
+                "hita_db_queue_standing_waits",
+                "Connection requests that joined a standing queue (their wait cut to 25 ms)",
+                value=gate.stats.standing_waits,
+            )
+            yield CounterMetricFamily(
                 "hita_db_shared_reads",
                 "Reads answered by one query with other reads that waited for a connection",
                 value=gate.stats.shared_reads,

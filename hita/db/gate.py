@@ -44,6 +44,7 @@ class GateStats:
     wait_seconds: float = 0.0  # their total waiting time
     refused: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "wait_budget": 0})
     shared_reads: int = 0  # reads answered by one query with others that waited (``shared_reads``)
+    standing_waits: int = 0  # waiters that joined a standing queue: their wait cut to 25 ms
 
 
 class PoolGate:
@@ -119,7 +120,11 @@ class PoolGate:
         started = self._clock()
         if not self.waiting:
             self._emptied = started
-        wait_s = STANDING_WAIT_S if self.stands() else self.budget_s
+        if self.stands():
+            self.stats.standing_waits += 1
+            wait_s = STANDING_WAIT_S
+        else:
+            wait_s = self.budget_s
         budget = wait_budget.get()
         if budget is not None:
             wait_s = min(wait_s, budget.left_s)

@@ -115,6 +115,7 @@ async def test_while_the_queue_stands_a_new_waiter_waits_only_briefly() -> None:
             pass
     assert brief.value.reason == "database_wait_budget"
     assert loop.time() - started < 1.0  # STANDING_WAIT_S, far from the 5 s budget
+    assert gate.stats.standing_waits == 1  # it alone joined a standing queue
     assert not first.done()  # it joined an empty queue: its budget is its own
     clock.now += 0.01
     assert gate.refusing_s() == pytest.approx(0.01)  # it refused: the door may refuse too
@@ -146,6 +147,7 @@ async def test_a_queue_that_stays_occupied_but_drains_quickly_does_not_stand() -
     assert gate.least_wait_s <= STANDING_TARGET_S
     assert not gate.stands()
     assert gate.refusing_s() == 0.0
+    assert gate.stats.standing_waits == 0
     for task in waiters:
         task.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
