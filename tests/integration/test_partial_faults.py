@@ -493,7 +493,7 @@ async def test_a_busy_pool_queue_serves_steady_clients_and_a_burst(
         aiohttp_client, clean_database, own_redis, monkeypatch
     )
     assert set(statuses) == {200}, statuses
-    assert gate.stats.waits > 1000, gate.stats  # the queue was busy all along
+    assert gate.stats.waits > 200, gate.stats  # the queue was busy (2,104 to 5,240 waits here)
     assert gate.stats.standing_waits == 0, gate.stats
 
 
