@@ -28,7 +28,7 @@ from hita.cache_metrics import (
     ReadPipeCollector,
     RouteReads,
 )
-from hita.db.gate import PoolGate
+from hita.db.gate import STANDING_WAIT_S, PoolGate
 from hita.db.outbox_lag import OutboxLag
 from hita.domain.typedefs import JsonDict
 from hita.services.coherence import CacheCoherence
@@ -130,7 +130,8 @@ class LoadCollector(Collector):
             )
             yield CounterMetricFamily(
                 "hita_db_queue_standing_waits",
-                "Connection requests that joined a standing queue (their wait cut to 25 ms)",
+                "Connection requests that joined a standing queue (their wait cut to"
+                f" {STANDING_WAIT_S * 1000:g} ms)",
                 value=gate.stats.standing_waits,
             )
             yield CounterMetricFamily(

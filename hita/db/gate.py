@@ -44,7 +44,7 @@ class GateStats:
     wait_seconds: float = 0.0  # their total waiting time
     refused: dict[str, int] = field(default_factory=lambda: {"queue_full": 0, "wait_budget": 0})
     shared_reads: int = 0  # reads answered by one query with others that waited (``shared_reads``)
-    standing_waits: int = 0  # waiters that joined a standing queue: their wait cut to 25 ms
+    standing_waits: int = 0  # waiters that joined a standing queue (their wait: STANDING_WAIT_S)
 
 
 class PoolGate:

@@ -440,9 +440,10 @@ async def steady_clients_and_a_burst(
     """Redis paused, so every request goes to a pool of two connections; 16
     clients read one request after another for 1.5 s, keeping the pool's queue
     occupied all along, and 20 adds arrive at once in the middle: every
-    answer's status, and the pool's gate. The reads do not share queries (``SharedReads``), which
-    would leave the queue nearly empty: these tests are about a queue that
-    stays occupied, as one of writes or of other reads does."""
+    answer's status, and the pool's gate. The reads do not share queries
+    (``SharedReads``), which would leave the queue nearly empty: these tests
+    are about a queue that stays occupied, as one of writes or of other
+    reads does."""
     monkeypatch.setattr(SharedReads, "get", each_read_alone)
     world = await small_pool_world(
         aiohttp_client,
@@ -506,7 +507,7 @@ async def test_control_a_queue_that_has_not_emptied_counted_as_standing_refuses(
     """The defect back: a queue not empty for 100 ms stands, so the same busy
     queue is judged standing and its waiters get 25 ms each. Whether one of
     them then waits past 25 ms and is refused depends on the machine's speed
-    (about one run in two here, 10 to 24 refusals), so the cut waits are what
+    (14 runs of 20 here, 10 to 13 refusals each), so the cut waits are what
     is asserted: the test above asserts there are none."""
     monkeypatch.setattr(PoolGate, "stands", lambda self: self.standing_s() > STANDING_AFTER_S)
     monkeypatch.setattr(PoolGate, "refusing_s", PoolGate.standing_s)
